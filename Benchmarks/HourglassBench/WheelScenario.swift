@@ -1,0 +1,236 @@
+import HeapModule
+import HourglassCore
+
+/// Fixed-width ids ("order-0000000042"), precomputed in one block so that the measured loops
+/// do not format numbers.
+struct IDTable: ~Copyable {
+    static let width = 16
+    let base: UnsafeMutableRawPointer
+    let count: Int
+
+    init(count: Int) {
+        self.count = count
+        base = .allocate(byteCount: count * IDTable.width, alignment: 8)
+        let prefix = Array("order-".utf8)
+        for i in 0 ..< count {
+            let p = base + i * IDTable.width
+            for (k, byte) in prefix.enumerated() { p.storeBytes(of: byte, toByteOffset: k, as: UInt8.self) }
+            var value = i
+            for k in stride(from: IDTable.width - 1, through: prefix.count, by: -1) {
+                p.storeBytes(of: UInt8(48 + value % 10), toByteOffset: k, as: UInt8.self)
+                value /= 10
+            }
+        }
+    }
+
+    deinit { base.deallocate() }
+
+    @inline(__always)
+    func id(_ i: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: base + i * IDTable.width, count: IDTable.width)
+    }
+}
+
+struct WheelResult {
+    var name: String
+    var system: String
+    var operations: Int
+    var seconds: Double
+    var note: String = ""
+    var throughput: Double { Double(operations) / seconds }
+}
+
+/// The in-memory wheel against swift-collections' `Heap` used as a delay queue, at `pending`
+/// timers spread over one hour.
+func runWheelScenario(pending: Int, operations: Int, payloadBytes: Int, seed: UInt64, peers: Bool) -> [WheelResult] {
+    let start: Int64 = 1_763_791_200_000
+    let hour: UInt64 = 3_600_000
+    let ids = IDTable(count: pending + 2 * operations)
+    var random = WorkloadRandom(seed: seed)
+    let deadlines: [Int64] = (0 ..< pending + 2 * operations).map { _ in start + 1 + Int64(random.next() % hour) }
+    let payload = [UInt8](repeating: 0x61, count: payloadBytes)
+    var results: [WheelResult] = []
+
+    payload.withUnsafeBytes { payloadBytes in
+        // 1. Fill, memory, then schedule + cancel in steady state.
+        do {
+            let rssBefore = residentBytes()
+            var wheel = TimerWheel(now: start)
+            let fill = timed {
+                for i in 0 ..< pending {
+                    _ = try! wheel.schedule(id: ids.id(i), deadline: deadlines[i], payload: payloadBytes)
+                }
+            }
+            let rssAfter = residentBytes()
+            let userBytes = pending * (IDTable.width + payloadBytes.count)
+            let rssPerTimer = Double(rssAfter - rssBefore - userBytes) / Double(pending)
+            let allocatedPerTimer = Double(wheel.allocatedBytes - userBytes) / Double(pending)
+            results.append(WheelResult(
+                name: "schedule (fill to \(pending))", system: "wheel", operations: pending, seconds: fill,
+                note: "memory beyond id+payload: \(format2(rssPerTimer)) B/timer resident, \(format2(allocatedPerTimer)) B/timer allocated"))
+
+            // Steady state: schedule a new timer, cancel the oldest pending one (a cold entry).
+            let cold = timed {
+                for i in 0 ..< operations {
+                    _ = try! wheel.schedule(id: ids.id(pending + i), deadline: deadlines[pending + i], payload: payloadBytes)
+                    let cancelled = wheel.cancel(id: ids.id(i))
+                    precondition(cancelled)
+                }
+            }
+            results.append(WheelResult(name: "schedule + cancel (cancel oldest)", system: "wheel", operations: 2 * operations, seconds: cold))
+            precondition(wheel.count == pending)
+
+            // The same through the prefetch pipeline the engine uses for a batch of requests.
+            // Pending now: ids operations ..< operations + pending. Schedule ids from
+            // pending + operations on, cancel from operations on (always the oldest).
+            let base = pending + operations
+            let pipelined = timed {
+                for i in 0 ..< operations {
+                    if i + 24 < operations {
+                        wheel.prefetchIndex(id: ids.id(base + i + 24))
+                        wheel.prefetchIndex(id: ids.id(operations + i + 24))
+                    }
+                    if i + 12 < operations { wheel.prefetchEntry(id: ids.id(operations + i + 12)) }
+                    if i + 4 < operations { wheel.prefetchBytes(id: ids.id(operations + i + 4)) }
+                    _ = try! wheel.schedule(id: ids.id(base + i), deadline: deadlines[base + i], payload: payloadBytes)
+                    let cancelled = wheel.cancel(id: ids.id(operations + i))
+                    precondition(cancelled)
+                }
+            }
+            results.append(WheelResult(name: "schedule + cancel (oldest, pipelined)", system: "wheel", operations: 2 * operations, seconds: pipelined))
+            precondition(wheel.count == pending)
+        }
+        do {
+            // Steady state, order-service shape: most timers are cancelled soon after they are
+            // scheduled (the order is paid), at 1M pending.
+            var wheel = TimerWheel(now: start)
+            for i in 0 ..< pending { _ = try! wheel.schedule(id: ids.id(i), deadline: deadlines[i], payload: payloadBytes) }
+            let lag = 64
+            let warm = timed {
+                for i in 0 ..< operations {
+                    _ = try! wheel.schedule(id: ids.id(pending + i), deadline: deadlines[pending + i], payload: payloadBytes)
+                    if i >= lag {
+                        let cancelled = wheel.cancel(id: ids.id(pending + i - lag))
+                        precondition(cancelled)
+                    }
+                }
+            }
+            results.append(WheelResult(name: "schedule + cancel (cancel recent)", system: "wheel", operations: 2 * operations - lag, seconds: warm))
+        }
+        do {
+            // Schedule `pending` timers over an hour, then run the clock through all of them in
+            // 1 ms steps, removing each as it fires.
+            var wheel = TimerWheel(now: start)
+            var fired: [TimerHandle] = []
+            fired.reserveCapacity(1024)
+            var firedCount = 0
+            var fillSeconds = 0.0
+            let seconds = timed {
+                fillSeconds = timed {
+                    for i in 0 ..< pending { _ = try! wheel.schedule(id: ids.id(i), deadline: deadlines[i], payload: payloadBytes) }
+                }
+                var now = start
+                let end = start + Int64(hour) + 1
+                while now <= end {
+                    fired.removeAll(keepingCapacity: true)
+                    firedCount += wheel.advance(to: now, into: &fired)
+                    for handle in fired { wheel.remove(handle) }
+                    now += 1
+                }
+            }
+            precondition(firedCount == pending && wheel.count == 0)
+            results.append(WheelResult(name: "schedule + fire (1 ms steps)", system: "wheel", operations: pending, seconds: seconds,
+                                       note: "schedule \(format2(fillSeconds * 1e9 / Double(pending))) ns, fire \(format2((seconds - fillSeconds) * 1e9 / Double(pending))) ns per timer"))
+        }
+    }
+
+    if !peers { return results }
+    // The same with a binary heap: a delay queue with lazy cancellation.
+    do {
+        var heap = DelayQueue()
+        let fill = timed {
+            for i in 0 ..< pending { heap.schedule(id: ids.id(i), deadline: deadlines[i], payload: payload) }
+        }
+        results.append(WheelResult(name: "schedule (fill to \(pending))", system: "heap", operations: pending, seconds: fill))
+        let cold = timed {
+            for i in 0 ..< operations {
+                heap.schedule(id: ids.id(pending + i), deadline: deadlines[pending + i], payload: payload)
+                let cancelled = heap.cancel(id: ids.id(i))
+                precondition(cancelled)
+            }
+        }
+        results.append(WheelResult(name: "schedule + cancel (cancel oldest)", system: "heap", operations: 2 * operations, seconds: cold))
+    }
+    do {
+        var heap = DelayQueue()
+        for i in 0 ..< pending { heap.schedule(id: ids.id(i), deadline: deadlines[i], payload: payload) }
+        let lag = 64
+        let warm = timed {
+            for i in 0 ..< operations {
+                heap.schedule(id: ids.id(pending + i), deadline: deadlines[pending + i], payload: payload)
+                if i >= lag {
+                    let cancelled = heap.cancel(id: ids.id(pending + i - lag))
+                    precondition(cancelled)
+                }
+            }
+        }
+        results.append(WheelResult(name: "schedule + cancel (cancel recent)", system: "heap", operations: 2 * operations - lag, seconds: warm))
+    }
+    do {
+        var heap = DelayQueue()
+        var firedCount = 0
+        let seconds = timed {
+            for i in 0 ..< pending { heap.schedule(id: ids.id(i), deadline: deadlines[i], payload: payload) }
+            var now = start
+            let end = start + Int64(hour) + 1
+            while now <= end {
+                firedCount += heap.fire(through: now)
+                now += 1
+            }
+        }
+        precondition(firedCount == pending)
+        results.append(WheelResult(name: "schedule + fire (1 ms steps)", system: "heap", operations: pending, seconds: seconds))
+    }
+    return results
+}
+
+/// What an in-memory DelayQueue does: a binary heap ordered by (deadline, sequence), a
+/// dictionary from id to the live sequence number, cancellation by forgetting the id (the heap
+/// entry is skipped when it surfaces).
+struct DelayQueue {
+    struct Item: Comparable {
+        var deadline: Int64
+        var sequence: UInt64
+        var id: [UInt8]
+        var payload: [UInt8]
+        static func < (a: Item, b: Item) -> Bool { (a.deadline, a.sequence) < (b.deadline, b.sequence) }
+        static func == (a: Item, b: Item) -> Bool { (a.deadline, a.sequence) == (b.deadline, b.sequence) }
+    }
+
+    var heap = Heap<Item>()
+    var live: [[UInt8]: UInt64] = [:]
+    var sequence: UInt64 = 0
+
+    mutating func schedule(id: UnsafeRawBufferPointer, deadline: Int64, payload: [UInt8]) {
+        sequence += 1
+        let key = Array(id)
+        live[key] = sequence
+        heap.insert(Item(deadline: deadline, sequence: sequence, id: key, payload: payload))
+    }
+
+    mutating func cancel(id: UnsafeRawBufferPointer) -> Bool {
+        live.removeValue(forKey: Array(id)) != nil
+    }
+
+    mutating func fire(through now: Int64) -> Int {
+        var fired = 0
+        while let top = heap.min, top.deadline <= now {
+            let item = heap.removeMin()
+            if live[item.id] == item.sequence {
+                live.removeValue(forKey: item.id)
+                fired += 1
+            }
+        }
+        return fired
+    }
+}

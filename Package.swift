@@ -1,0 +1,96 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Checks such as `_checkInvariants()` run after every mutation in debug builds (the tests);
+/// release builds compile them out.
+let internalChecks: [SwiftSetting] = [
+    .define("HOURGLASS_INTERNAL_CHECKS", .when(configuration: .debug)),
+]
+
+let package = Package(
+    name: "Hourglass",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Hourglass", targets: ["Hourglass"]),
+        .executable(name: "hourglass", targets: ["HourglassCLI"]),
+        .executable(name: "hourglass-bench", targets: ["HourglassBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+    ],
+    targets: [
+        // liblz4 from the system (Debian: liblz4-dev).
+        .systemLibrary(
+            name: "CLZ4",
+            pkgConfig: "liblz4",
+            providers: [.apt(["liblz4-dev"])]
+        ),
+        // CRC-32C (SSE4.2 with a portable fallback) and the few libc calls Swift cannot see.
+        .target(name: "CHourglass"),
+        // Layer 1: the timing wheel, the record and frame codecs. No system calls.
+        .target(
+            name: "HourglassCore",
+            dependencies: ["CHourglass", "CLZ4"],
+            swiftSettings: internalChecks
+        ),
+        // Layer 2: files, mmap'd segments, the write-ahead log, checkpoints.
+        .target(
+            name: "HourglassStorage",
+            dependencies: [
+                "HourglassCore", "CHourglass",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: internalChecks
+        ),
+        // Layer 3: the engine and the public API.
+        .target(
+            name: "Hourglass",
+            dependencies: [
+                "HourglassCore", "HourglassStorage", "CHourglass",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: internalChecks
+        ),
+        // Layer 4: the `hourglass` command.
+        .executableTarget(
+            name: "HourglassCLI",
+            dependencies: [
+                "Hourglass",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // The benchmark executable, `hourglass-bench`.
+        .executableTarget(
+            name: "HourglassBench",
+            dependencies: [
+                "Hourglass", "HourglassCore",
+                .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/HourglassBench"
+        ),
+
+        // Shared test helpers: seeded random numbers, the reference model, temporary directories.
+        .target(
+            name: "HourglassTestSupport",
+            dependencies: ["HourglassCore"],
+            path: "Tests/HourglassTestSupport"
+        ),
+        .testTarget(
+            name: "HourglassCoreTests",
+            dependencies: ["HourglassCore", "HourglassTestSupport"],
+            swiftSettings: internalChecks
+        ),
+        .testTarget(
+            name: "HourglassTests",
+            dependencies: ["Hourglass", "HourglassTestSupport"],
+            swiftSettings: internalChecks
+        ),
+    ]
+)

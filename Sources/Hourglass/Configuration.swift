@@ -1,0 +1,101 @@
+import Logging
+
+/// How an engine keeps its timers and what a returned call promises.
+public struct Configuration: Sendable {
+    /// Where timers live.
+    public enum Storage: Sendable, Hashable {
+        /// In memory only: everything is lost when the process ends.
+        case memory
+        /// A directory holding the write-ahead log and checkpoints (created if missing).
+        case directory(String)
+    }
+
+    /// What a returned `schedule`, `cancel`, `ack` or `retry` promises about the disk.
+    public enum Durability: Sendable, Hashable, CustomStringConvertible {
+        /// The call returns after an fsync that covers its record; concurrent calls share one
+        /// fsync (group commit). Nothing acknowledged is lost, even on power failure.
+        case always
+        /// The call returns once its record is in the log's mapping; the log is synced at most
+        /// this many milliseconds later. A process crash loses nothing (the page cache belongs to
+        /// the kernel); a power failure can lose the last interval.
+        case interval(milliseconds: Int)
+        /// The call returns once its record is in the mapping; the kernel writes it back when it
+        /// chooses. A process crash loses nothing; a power failure can lose what the kernel had
+        /// not yet written (typically up to 30 s).
+        case none
+
+        public var description: String {
+            switch self {
+            case .always: return "always"
+            case let .interval(ms): return "interval:\(ms)"
+            case .none: return "none"
+            }
+        }
+    }
+
+    /// Delivery guarantees.
+    public enum DeliveryMode: Sendable, Hashable {
+        /// A fired timer stays in flight until it is acknowledged; it is delivered again after
+        /// `redeliveryTimeout`, and after a restart.
+        case atLeastOnce
+        /// A fired timer is acknowledged as it is handed over: never delivered twice, lost if the
+        /// consumer fails while handling it.
+        case atMostOnce
+    }
+
+    public var storage: Storage
+    public var durability: Durability
+    /// The wheel's resolution: a timer fires at the first tick at or after its deadline.
+    public var tickMilliseconds: Int64 = 1
+    /// The longest id accepted, in bytes (at most 1024).
+    public var maxIDBytes: Int = 1024
+    /// The longest payload accepted, in bytes (at most 16 MiB - 1).
+    public var maxPayloadBytes: Int = 1 << 20
+    public var deliveryMode: DeliveryMode = .atLeastOnce
+    /// How long a delivered timer may stay unacknowledged before it is delivered again.
+    public var redeliveryTimeout: Duration = .seconds(30)
+    /// Most timers delivered and not yet acknowledged; due timers beyond it wait, in order.
+    public var maxInFlight: Int = 10_000
+    /// Attempts after which `retry` gives up on a timer (nil: no limit).
+    public var maxAttempts: Int? = nil
+    /// Size of each log segment file (default 64 MiB).
+    public var segmentBytes: Int = 64 << 20
+    /// Write a checkpoint once the log since the last one passes this size (default 256 MiB).
+    public var checkpointLogBytes: Int = 256 << 20
+    /// On corruption in the middle of the log, open anyway, drop the damaged frames and report
+    /// exactly what was dropped (`HourglassEngine.recoveryReport`). Off by default: opening fails
+    /// with an error that names the file and the offset.
+    public var salvage: Bool = false
+    /// Where the engine logs notable events (open, recovery, failures). Silent by default.
+    public var logger: Logger = Logger(label: "hourglass", factory: { _ in SwiftLogNoOpLogHandler() })
+
+    public init(storage: Storage = .memory, durability: Durability = .interval(milliseconds: 10)) {
+        self.storage = storage
+        self.durability = durability
+    }
+
+    /// A durable engine over `directory`.
+    public static func directory(_ path: String, durability: Durability = .interval(milliseconds: 10)) -> Configuration {
+        Configuration(storage: .directory(path), durability: durability)
+    }
+
+    /// An in-memory engine.
+    public static var memory: Configuration { Configuration(storage: .memory) }
+
+    func validate() throws(HourglassError) {
+        func require(_ condition: Bool, _ message: String) throws(HourglassError) {
+            if !condition { throw .invalidConfiguration(message) }
+        }
+        try require(tickMilliseconds >= 1 && tickMilliseconds <= 60_000, "tickMilliseconds must be 1 ... 60000, not \(tickMilliseconds)")
+        try require(maxIDBytes >= 1 && maxIDBytes <= 1024, "maxIDBytes must be 1 ... 1024, not \(maxIDBytes)")
+        try require(maxPayloadBytes >= 0 && maxPayloadBytes <= (1 << 24) - 1, "maxPayloadBytes must be 0 ... 16777215, not \(maxPayloadBytes)")
+        try require(redeliveryTimeout > .zero, "redeliveryTimeout must be positive")
+        try require(maxInFlight >= 1, "maxInFlight must be at least 1, not \(maxInFlight)")
+        if let maxAttempts { try require(maxAttempts >= 1, "maxAttempts must be at least 1, not \(maxAttempts)") }
+        if case let .interval(ms) = durability { try require(ms >= 1, "the sync interval must be at least 1 ms, not \(ms)") }
+        try require(segmentBytes >= 1 << 20 && segmentBytes <= 1 << 30, "segmentBytes must be 1 MiB ... 1 GiB, not \(segmentBytes)")
+        try require(segmentBytes >= 2 * maxPayloadBytes + (1 << 16), "segmentBytes must hold at least two of the largest records (raise it or lower maxPayloadBytes)")
+        try require(checkpointLogBytes >= segmentBytes, "checkpointLogBytes must be at least segmentBytes")
+        if case let .directory(path) = storage { try require(!path.isEmpty, "the directory path is empty") }
+    }
+}

@@ -1,0 +1,120 @@
+import DequeModule
+import Synchronization
+
+/// A fired timer handed to the consumer.
+///
+/// In at-least-once mode it stays in flight until `HourglassEngine.ack(_:)` (or `retry`); if
+/// that does not come within `Configuration.redeliveryTimeout`, or the process restarts, it is
+/// delivered again with `attempt` one higher. `id` is stable across deliveries, so consumers can
+/// de-duplicate.
+public struct Delivery: Sendable, CustomStringConvertible {
+    public let id: TimerID
+    /// The deadline the timer was scheduled for (for a retried timer: the retry's time).
+    public let deadline: Deadline
+    public let payload: [UInt8]
+    /// 1 for the first delivery; one more for each redelivery or retry.
+    public let attempt: Int
+    /// When the engine handed the timer over.
+    public let firedAt: Deadline
+
+    let handle: UInt32
+    let generation: UInt32
+    let engine: ObjectIdentifier
+
+    /// How late the delivery was, in milliseconds (fired-at minus deadline).
+    public var latenessMilliseconds: Int64 { firedAt.millisecondsSinceEpoch - deadline.millisecondsSinceEpoch }
+
+    /// The payload as UTF-8 text, when it is valid UTF-8.
+    public var payloadString: String? { String(validating: payload, as: UTF8.self) }
+
+    public var description: String { "\(id) attempt \(attempt) due \(deadline.millisecondsSinceEpoch) fired \(firedAt.millisecondsSinceEpoch)" }
+}
+
+/// The fired timers, as an `AsyncSequence`. Several tasks may iterate it at once: each
+/// delivery goes to one of them. The sequence ends when the engine closes.
+public struct Deliveries: AsyncSequence, Sendable {
+    public typealias Element = Delivery
+    let queue: _DeliveryQueue
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let queue: _DeliveryQueue
+        public mutating func next() async -> Delivery? { await queue.next() }
+        public mutating func next(isolation actor: isolated (any Actor)?) async -> Delivery? { await queue.next() }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(queue: queue) }
+
+    /// Deliveries buffered and not yet taken by a consumer.
+    public var buffered: Int { queue.buffered }
+}
+
+/// Deliveries waiting for a consumer, and consumers waiting for a delivery.
+final class _DeliveryQueue: Sendable {
+    private struct Waiter {
+        var id: UInt64
+        var continuation: UnsafeContinuation<Delivery?, Never>
+    }
+
+    private struct State {
+        var buffer = Deque<Delivery>()
+        var waiters = Deque<Waiter>()
+        var nextWaiterID: UInt64 = 0
+        var finished = false
+    }
+
+    private let state = Mutex(State())
+
+    var buffered: Int { state.withLock { $0.buffer.count } }
+
+    /// Hands deliveries to waiting consumers, buffering the rest.
+    func push(_ deliveries: some Sequence<Delivery>) {
+        var handOffs: [(UnsafeContinuation<Delivery?, Never>, Delivery)] = []
+        state.withLock { state in
+            for delivery in deliveries {
+                if let waiter = state.waiters.popFirst() {
+                    handOffs.append((waiter.continuation, delivery))
+                } else {
+                    state.buffer.append(delivery)
+                }
+            }
+        }
+        for (continuation, delivery) in handOffs { continuation.resume(returning: delivery) }
+    }
+
+    /// Ends the sequence: waiting consumers get nil; buffered deliveries are dropped (they stay
+    /// in flight in the log and are delivered again after reopening).
+    func finish() {
+        let waiters = state.withLock { state -> Deque<Waiter> in
+            state.finished = true
+            state.buffer.removeAll()
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.continuation.resume(returning: nil) }
+    }
+
+    func next() async -> Delivery? {
+        if let ready = state.withLock({ $0.buffer.popFirst() }) { return ready }
+        let waiterID = state.withLock { state -> UInt64 in
+            state.nextWaiterID += 1
+            return state.nextWaiterID
+        }
+        return await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Delivery?, Never>) in
+                let immediate: Delivery?? = state.withLock { state in
+                    if let ready = state.buffer.popFirst() { return .some(ready) }
+                    if state.finished || Task.isCancelled { return .some(nil) }
+                    state.waiters.append(Waiter(id: waiterID, continuation: continuation))
+                    return .none
+                }
+                if let immediate { continuation.resume(returning: immediate) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> Waiter? in
+                guard let index = state.waiters.firstIndex(where: { $0.id == waiterID }) else { return nil }
+                return state.waiters.remove(at: index)
+            }
+            waiter?.continuation.resume(returning: nil)
+        }
+    }
+}

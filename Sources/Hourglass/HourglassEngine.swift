@@ -1,0 +1,197 @@
+import HourglassCore
+import Synchronization
+
+/// A durable timer service embedded in your process: schedule timers by id, cancel them, and
+/// consume them when they fire.
+///
+/// ```swift
+/// let engine = try await HourglassEngine.open(.directory("/var/lib/orders-timers"))
+/// try await engine.schedule(id: "order-42", after: .seconds(1800), payload: Array("close".utf8))
+/// // ... the order is paid:
+/// _ = try await engine.cancel(id: "order-42")
+///
+/// for await delivery in engine.deliveries {
+///     closeOrder(delivery.id)
+///     _ = try await engine.ack(delivery)
+/// }
+/// ```
+///
+/// One engine owns its directory (a second opener gets `HourglassError.directoryLocked`). All
+/// methods are safe to call from any task; the engine applies them in the order they arrive,
+/// on its own thread.
+public final class HourglassEngine: Sendable {
+    let engine: _Engine
+    public let configuration: Configuration
+    public let clock: any HourglassClock
+    /// The fired timers. Iterate it from one or more tasks; it ends when the engine closes.
+    public let deliveries: Deliveries
+    private let closed = Atomic<Bool>(false)
+
+    private init(engine: _Engine, configuration: Configuration, clock: any HourglassClock, deliveries: _DeliveryQueue) {
+        self.engine = engine
+        self.configuration = configuration
+        self.clock = clock
+        self.deliveries = Deliveries(queue: deliveries)
+    }
+
+    /// Opens an engine: in memory, or over a directory (created if missing), recovering every
+    /// timer it holds. Timers that fell due while the process was down fire at once, oldest first.
+    ///
+    /// - Throws: `HourglassError.invalidConfiguration`, `.directoryLocked`, `.corruption` (with
+    ///   the file and offset), `.io`, `.diskFull`.
+    public static func open(
+        _ configuration: Configuration = .memory, clock: any HourglassClock = SystemClock()
+    ) async throws(HourglassError) -> HourglassEngine {
+        try configuration.validate()
+        let queue = _DeliveryQueue()
+        let now = clock.now()
+        guard Deadline.validRange.contains(now) else {
+            throw .invalidConfiguration("the clock reads \(now) ms, outside the representable range")
+        }
+        let wheel = TimerWheel(tickMilliseconds: configuration.tickMilliseconds, now: now)
+        let box = _IdentityBox()
+        let engine = _Engine(
+            wheel: wheel, journal: nil, clock: clock, configuration: configuration, deliveries: queue,
+            identity: ObjectIdentifier(box))
+        let result = HourglassEngine(engine: engine, configuration: configuration, clock: clock, deliveries: queue)
+        box.owner = result
+        engine.start()
+        if clock.isManual {
+            clock.onChange { [weak engine] in engine?.wake() }
+        }
+        return result
+    }
+
+    // MARK: Scheduling
+
+    /// Schedules a timer to fire at `deadline`, replacing any timer with the same id (pending,
+    /// or in flight). A deadline in the past fires at once.
+    ///
+    /// Returns once the schedule is durable under the configured policy.
+    /// - Throws: `.emptyID`, `.idTooLong`, `.payloadTooLarge`, `.deadlineOutOfRange` (nothing
+    ///   changed); `.closed`; `.stopped` after a storage failure.
+    public func schedule(id: TimerID, at deadline: Deadline, payload: [UInt8] = []) async throws(HourglassError) {
+        let item = try validated(id: id, deadline: deadline.millisecondsSinceEpoch, payload: payload)
+        let result = await withUnsafeContinuation { (reply: _Reply<Void>) in
+            if !engine.submit(.schedule(item, reply)) { reply.resume(returning: .failure(.closed)) }
+        }
+        try result.get()
+    }
+
+    /// Schedules a timer to fire `delay` from now (by the engine's clock).
+    public func schedule(id: TimerID, after delay: Duration, payload: [UInt8] = []) async throws(HourglassError) {
+        let ms = delay.wholeMillisecondsRoundedUp
+        let (deadline, overflow) = clock.now().addingReportingOverflow(ms)
+        if overflow || delay < .zero { throw .deadlineOutOfRange(milliseconds: overflow ? .max : deadline) }
+        try await schedule(id: id, at: Deadline(millisecondsSinceEpoch: deadline), payload: payload)
+    }
+
+    /// Schedules many timers as one request: one hand-off to the engine, one frame in the log.
+    /// Validates all of them first: if one is invalid, none is scheduled.
+    public func schedule(_ timers: [TimerRequest]) async throws(HourglassError) {
+        var items: [_ScheduleItem] = []
+        items.reserveCapacity(timers.count)
+        for timer in timers {
+            items.append(try validated(id: timer.id, deadline: timer.deadline.millisecondsSinceEpoch, payload: timer.payload))
+        }
+        let result = await withUnsafeContinuation { (reply: _Reply<Void>) in
+            if !engine.submit(.scheduleBatch(items, reply)) { reply.resume(returning: .failure(.closed)) }
+        }
+        try result.get()
+    }
+
+    /// Cancels the timer with this id; returns whether there was one (pending or in flight).
+    public func cancel(id: TimerID) async throws(HourglassError) -> Bool {
+        try checkID(id)
+        let result = await withUnsafeContinuation { (reply: _Reply<Bool>) in
+            if !engine.submit(.cancel(id.bytes, reply)) { reply.resume(returning: .failure(.closed)) }
+        }
+        return try result.get()
+    }
+
+    // MARK: Consuming
+
+    /// Acknowledges a delivery: the timer is done and will not be delivered again. Returns false
+    /// when the delivery is no longer in flight (acknowledged already, redelivered with a higher
+    /// attempt, replaced by a new schedule of its id, or cancelled).
+    public func ack(_ delivery: Delivery) async throws(HourglassError) -> Bool {
+        guard delivery.engine == identity else { return false }
+        let ref = _DeliveryRef(id: delivery.id.bytes, handle: delivery.handle, generation: delivery.generation, attempt: delivery.attempt)
+        let result = await withUnsafeContinuation { (reply: _Reply<Bool>) in
+            if !engine.submit(.ack(ref, reply)) { reply.resume(returning: .failure(.closed)) }
+        }
+        return try result.get()
+    }
+
+    /// Asks for the timer to be delivered again after `delay`, with the next attempt number (the
+    /// "ask again in a minute, at most three times" pattern). Returns false when the delivery is
+    /// no longer in flight, or when `Configuration.maxAttempts` is reached: then the timer is
+    /// dropped.
+    public func retry(_ delivery: Delivery, after delay: Duration) async throws(HourglassError) -> Bool {
+        guard delivery.engine == identity else { return false }
+        guard delay >= .zero else { throw .deadlineOutOfRange(milliseconds: delay.wholeMillisecondsRoundedUp) }
+        let ref = _DeliveryRef(id: delivery.id.bytes, handle: delivery.handle, generation: delivery.generation, attempt: delivery.attempt)
+        let ms = delay.wholeMillisecondsRoundedUp
+        let result = await withUnsafeContinuation { (reply: _Reply<Bool>) in
+            if !engine.submit(.retry(ref, delayMilliseconds: ms, reply)) { reply.resume(returning: .failure(.closed)) }
+        }
+        return try result.get()
+    }
+
+    // MARK: Housekeeping
+
+    /// Counters, answered after the engine has fired everything due at the clock's current time
+    /// (so a test that moves a manual clock and then reads `stats()` sees the result).
+    public func stats() async -> EngineStats {
+        await withUnsafeContinuation { (reply: UnsafeContinuation<EngineStats, Never>) in
+            if !engine.submit(.stats(reply)) { _Engine.refuse(.stats(reply)) }
+        }
+    }
+
+    /// Closes the engine: applies everything queued before, syncs the log, releases the
+    /// directory. Later calls fail with `.closed`; `deliveries` ends. In-flight timers stay in
+    /// flight and are delivered again when the directory is reopened.
+    public func close() async throws(HourglassError) {
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let result = await withUnsafeContinuation { (reply: _Reply<Void>) in
+            if !engine.submit(.close(reply)) { reply.resume(returning: .success(())) }
+        }
+        try result.get()
+    }
+
+    // MARK: Validation
+
+    private var identity: ObjectIdentifier { engine.identity }
+
+    private func checkID(_ id: TimerID) throws(HourglassError) {
+        if id.bytes.isEmpty { throw .emptyID }
+        if id.bytes.count > configuration.maxIDBytes { throw .idTooLong(length: id.bytes.count, limit: configuration.maxIDBytes) }
+    }
+
+    private func validated(id: TimerID, deadline: Int64, payload: [UInt8]) throws(HourglassError) -> _ScheduleItem {
+        try checkID(id)
+        if payload.count > configuration.maxPayloadBytes {
+            throw .payloadTooLarge(length: payload.count, limit: configuration.maxPayloadBytes)
+        }
+        guard Deadline.validRange.contains(deadline) else { throw .deadlineOutOfRange(milliseconds: deadline) }
+        return _ScheduleItem(id: id.bytes, deadline: deadline, payload: payload)
+    }
+}
+
+/// One timer of a batch.
+public struct TimerRequest: Sendable {
+    public var id: TimerID
+    public var deadline: Deadline
+    public var payload: [UInt8]
+
+    public init(id: TimerID, deadline: Deadline, payload: [UInt8] = []) {
+        self.id = id
+        self.deadline = deadline
+        self.payload = payload
+    }
+}
+
+/// Gives each engine an identity that deliveries carry, so that an ack cannot reach another engine.
+final class _IdentityBox: @unchecked Sendable {
+    weak var owner: HourglassEngine?
+}

@@ -1,0 +1,55 @@
+/// The user's key for a timer: an order id, a payment id. Bytes or a string; unique among the
+/// timers held, so that scheduling an id again replaces the timer (an idempotent upsert).
+public struct TimerID: Hashable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
+    /// The id's bytes (UTF-8 when made from a string).
+    public let bytes: [UInt8]
+
+    public init(_ string: String) { bytes = Array(string.utf8) }
+    public init<Bytes: Sequence<UInt8>>(bytes: Bytes) { self.bytes = Array(bytes) }
+    public init(stringLiteral value: String) { self.init(value) }
+
+    /// The id as a string, when its bytes are valid UTF-8.
+    public var string: String? { String(validating: bytes, as: UTF8.self) }
+
+    public var description: String {
+        if let string { return string }
+        return "0x" + bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    }
+}
+
+/// A point in wall-clock time, in milliseconds since the Unix epoch. Deadlines are wall-clock
+/// times because they must survive restarts; the monotonic clock only paces the engine.
+public struct Deadline: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var millisecondsSinceEpoch: Int64
+
+    public init(millisecondsSinceEpoch: Int64) { self.millisecondsSinceEpoch = millisecondsSinceEpoch }
+
+    /// The latest deadline accepted: 9999-12-31T23:59:59.999Z.
+    public static let latest = Deadline(millisecondsSinceEpoch: 253_402_300_799_999)
+    /// The earliest deadline accepted: the Unix epoch.
+    public static let earliest = Deadline(millisecondsSinceEpoch: 0)
+    /// Every deadline the engine accepts.
+    public static let validRange = earliest.millisecondsSinceEpoch ... latest.millisecondsSinceEpoch
+
+    public static func < (a: Deadline, b: Deadline) -> Bool { a.millisecondsSinceEpoch < b.millisecondsSinceEpoch }
+
+    /// The deadline `duration` after this one (saturating; rounded up to whole milliseconds, so a
+    /// timer never fires before the time asked for).
+    public static func + (deadline: Deadline, duration: Duration) -> Deadline {
+        Deadline(millisecondsSinceEpoch: deadline.millisecondsSinceEpoch.addingReportingOverflow(duration.wholeMillisecondsRoundedUp).partialValue)
+    }
+
+    public var description: String { "\(millisecondsSinceEpoch) ms" }
+}
+
+extension Duration {
+    /// Whole milliseconds, rounded up (saturating at Int64 bounds).
+    var wholeMillisecondsRoundedUp: Int64 {
+        let (seconds, attoseconds) = components
+        let (ms, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+        if overflow { return seconds < 0 ? .min : .max }
+        let fraction = attoseconds / 1_000_000_000_000_000 + (attoseconds % 1_000_000_000_000_000 > 0 ? 1 : 0)
+        let (total, overflow2) = ms.addingReportingOverflow(fraction)
+        return overflow2 ? .max : total
+    }
+}

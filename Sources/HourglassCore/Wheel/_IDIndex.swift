@@ -1,0 +1,114 @@
+import CHourglass
+
+/// An open-addressing table from id hash to handle: linear probing, at most 3/4 full,
+/// backward-shift deletion (no tombstones).
+///
+/// A slot is 8 bytes: the high 32 bits of the id's hash (the tag) and the handle + 1 (0 marks an
+/// empty slot). The home slot is `tag & mask`, so the table rehashes without reading ids; a
+/// probe compares tags first and reads the id bytes only on a tag match. Id comparison is the
+/// wheel's business: the index only walks probe sequences.
+struct _IDIndex: ~Copyable {
+    var slots: UnsafeMutablePointer<UInt64>
+    var mask: Int
+    var count: Int
+    let seed: UInt64
+
+
+    init(minimumCapacity: Int, seed: UInt64) {
+        var capacity = 16
+        while capacity * 3 / 4 < minimumCapacity { capacity *= 2 }
+        slots = _IDIndex.allocateSlots(capacity)
+        mask = capacity - 1
+        count = 0
+        self.seed = seed
+    }
+
+    deinit { hg_table_free(slots, capacity * 8) }
+
+    /// Zeroed slots (a fresh anonymous mapping reads as zeros: no initialization pass).
+    static func allocateSlots(_ capacity: Int) -> UnsafeMutablePointer<UInt64> {
+        guard let memory = hg_table_allocate(capacity * 8) else {
+            fatalError("Hourglass: out of memory allocating an id index of \(capacity) slots")
+        }
+        return memory.bindMemory(to: UInt64.self, capacity: capacity)
+    }
+
+    @inline(__always)
+    static func tag(_ hash: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: hash >> 32) }
+
+    @inline(__always)
+    static func slotValue(tag: UInt32, handle: UInt32) -> UInt64 {
+        UInt64(tag) << 32 | UInt64(handle &+ 1)
+    }
+
+    @inline(__always)
+    static func handle(of value: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: value) &- 1 }
+
+    @inline(__always)
+    func home(_ tag: UInt32) -> Int { Int(tag) & mask }
+
+
+    var capacity: Int { mask + 1 }
+
+    /// Whether one more insertion would pass the load limit.
+    @inline(__always)
+    var needsGrowth: Bool { (count + 1) * 4 > capacity * 3 }
+
+    /// Stores `value` in the empty slot `position` (found by a failed probe).
+    @inline(__always)
+    mutating func insert(_ value: UInt64, at position: Int) {
+        assert(slots[position] == 0)
+        slots[position] = value
+        count += 1
+    }
+
+    /// Empties `position` and shifts the following run back so no probe sequence breaks.
+    mutating func remove(at position: Int) {
+        var hole = position
+        var next = (position + 1) & mask
+        while true {
+            let value = slots[next]
+            if value == 0 { break }
+            let home = self.home(_IDIndex.tag(value))
+            // Move `value` into the hole unless its home lies cyclically in (hole, next].
+            if (next &- home) & mask >= (next &- hole) & mask {
+                slots[hole] = value
+                hole = next
+            }
+            next = (next + 1) & mask
+        }
+        slots[hole] = 0
+        count -= 1
+    }
+
+    /// The slot holding exactly `value`; traps if it is missing (a broken invariant).
+    func position(of value: UInt64) -> Int {
+        var i = home(_IDIndex.tag(value))
+        while true {
+            let current = slots[i]
+            if current == value { return i }
+            precondition(current != 0, "Hourglass: id index lost a timer (internal error)")
+            i = (i + 1) & mask
+        }
+    }
+
+
+    mutating func grow() {
+        let oldSlots = slots
+        let oldCapacity = capacity
+        let newCapacity = oldCapacity * 2
+        precondition(newCapacity <= 1 << 32, "Hourglass: id index cannot grow past 2^32 slots")
+        slots = _IDIndex.allocateSlots(newCapacity)
+        mask = newCapacity - 1
+        for i in 0 ..< oldCapacity {
+            let value = oldSlots[i]
+            if value == 0 { continue }
+            var j = home(_IDIndex.tag(value))
+            while slots[j] != 0 { j = (j + 1) & mask }
+            slots[j] = value
+        }
+        hg_table_free(oldSlots, oldCapacity * 8)
+    }
+
+    var allocatedBytes: Int { capacity * MemoryLayout<UInt64>.stride }
+}
