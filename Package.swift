@@ -79,12 +79,17 @@ let package = Package(
         // Shared test helpers: seeded random numbers, the reference model, temporary directories.
         .target(
             name: "HourglassTestSupport",
-            dependencies: ["HourglassCore"],
+            dependencies: ["HourglassCore", "HourglassStorage"],
             path: "Tests/HourglassTestSupport"
         ),
         .testTarget(
             name: "HourglassCoreTests",
             dependencies: ["HourglassCore", "HourglassTestSupport"],
+            swiftSettings: internalChecks
+        ),
+        .testTarget(
+            name: "HourglassStorageTests",
+            dependencies: ["HourglassStorage", "HourglassCore", "HourglassTestSupport"],
             swiftSettings: internalChecks
         ),
         .testTarget(

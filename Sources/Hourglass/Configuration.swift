@@ -1,3 +1,4 @@
+import HourglassStorage
 import Logging
 
 /// How an engine keeps its timers and what a returned call promises.
@@ -68,6 +69,9 @@ public struct Configuration: Sendable {
     public var salvage: Bool = false
     /// Where the engine logs notable events (open, recovery, failures). Silent by default.
     public var logger: Logger = Logger(label: "hourglass", factory: { _ in SwiftLogNoOpLogHandler() })
+
+    /// The file system under a directory engine; tests substitute one that injects faults.
+    package var fileSystem: any StorageFileSystem = PosixFileSystem()
 
     public init(storage: Storage = .memory, durability: Durability = .interval(milliseconds: 10)) {
         self.storage = storage

@@ -1,5 +1,9 @@
 import HourglassCore
+import HourglassStorage
 import Synchronization
+
+/// What recovery read, cut and dropped when the engine opened.
+public typealias RecoveryReport = HourglassStorage.RecoveryReport
 
 /// A durable timer service embedded in your process: schedule timers by id, cancel them, and
 /// consume them when they fire.
@@ -25,13 +29,16 @@ public final class HourglassEngine: Sendable {
     public let clock: any HourglassClock
     /// The fired timers. Iterate it from one or more tasks; it ends when the engine closes.
     public let deliveries: Deliveries
+    /// What recovery found when the engine opened a directory (empty in memory).
+    public let recoveryReport: RecoveryReport
     private let closed = Atomic<Bool>(false)
 
-    private init(engine: _Engine, configuration: Configuration, clock: any HourglassClock, deliveries: _DeliveryQueue) {
+    private init(engine: _Engine, configuration: Configuration, clock: any HourglassClock, deliveries: _DeliveryQueue, report: RecoveryReport) {
         self.engine = engine
         self.configuration = configuration
         self.clock = clock
         self.deliveries = Deliveries(queue: deliveries)
+        self.recoveryReport = report
     }
 
     /// Opens an engine: in memory, or over a directory (created if missing), recovering every
@@ -48,12 +55,17 @@ public final class HourglassEngine: Sendable {
         guard Deadline.validRange.contains(now) else {
             throw .invalidConfiguration("the clock reads \(now) ms, outside the representable range")
         }
-        let wheel = TimerWheel(tickMilliseconds: configuration.tickMilliseconds, now: now)
+        var wheel = TimerWheel(tickMilliseconds: configuration.tickMilliseconds, now: now)
+        var journal: (any _Journal)? = nil
+        var report = RecoveryReport()
+        if case let .directory(path) = configuration.storage {
+            journal = try _recover(path: path, configuration: configuration, clock: clock, into: &wheel, report: &report)
+        }
         let box = _IdentityBox()
         let engine = _Engine(
-            wheel: wheel, journal: nil, clock: clock, configuration: configuration, deliveries: queue,
+            wheel: wheel, journal: journal, clock: clock, configuration: configuration, deliveries: queue,
             identity: ObjectIdentifier(box))
-        let result = HourglassEngine(engine: engine, configuration: configuration, clock: clock, deliveries: queue)
+        let result = HourglassEngine(engine: engine, configuration: configuration, clock: clock, deliveries: queue, report: report)
         box.owner = result
         engine.start()
         if clock.isManual {

@@ -654,6 +654,13 @@ public struct TimerWheel: ~Copyable {
         _checkInvariants()
     }
 
+    /// Takes a held timer off its slot or list, leaving it detached (as if it had just fired).
+    public mutating func detach(_ handle: TimerHandle) {
+        _ = held(handle)
+        unlinkIfLinked(handle.rawValue)
+        _checkInvariants()
+    }
+
     /// Whether `handle` names a held timer (pending, detached or in flight).
     public func isHeld(_ handle: TimerHandle) -> Bool {
         handle.rawValue < slab.highWater && slab.ptr(handle.rawValue).pointee.list != _ListID.free

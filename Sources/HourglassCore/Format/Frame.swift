@@ -1,0 +1,255 @@
+import CHourglass
+import CLZ4
+
+/// CRC-32C of `bytes`, continuing from `crc` (0 to start).
+@inline(__always)
+public func crc32c(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+    guard let base = bytes.baseAddress, bytes.count > 0 else { return crc }
+    return hg_crc32c(crc, base, bytes.count)
+}
+
+/// The fixed header of a frame (see `Docs/FORMAT.md`).
+public struct FrameHeader: Equatable, Sendable {
+    public var flags: UInt8
+    public var storedLength: Int
+    public var rawLength: Int
+    public var firstSequence: UInt64
+    public var recordCount: Int
+    public var checksum: UInt32
+
+    public var frameLength: Int { LogFormat.frameHeaderLength + storedLength }
+    public var isCompressed: Bool { flags & LogFormat.flagCompressed != 0 }
+    /// The sequence number after the frame's last record.
+    public var nextSequence: UInt64 { firstSequence &+ UInt64(recordCount) }
+
+    /// Reads a header; fails when it cannot be one (wrong magic, version, lengths, flags).
+    public static func parse(_ bytes: UnsafeRawBufferPointer) -> Result<FrameHeader, FrameFailure> {
+        guard bytes.count >= LogFormat.frameHeaderLength else { return .failure(.truncated(needed: LogFormat.frameHeaderLength, available: bytes.count)) }
+        let magic = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
+        guard magic == LogFormat.frameMagic else { return .failure(.badMagic(magic)) }
+        let version = bytes[4]
+        guard version == LogFormat.version else { return .failure(.unsupportedVersion(version)) }
+        let flags = bytes[5]
+        guard flags & ~LogFormat.knownFlags == 0 else { return .failure(.unknownFlags(flags)) }
+        let headerLength = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
+        guard headerLength == UInt16(LogFormat.frameHeaderLength) else { return .failure(.badLength("header length \(headerLength)")) }
+        let stored = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
+        let raw = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
+        let first = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
+        let count = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 24, as: UInt32.self)))
+        let checksum = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 28, as: UInt32.self))
+        let compressed = flags & LogFormat.flagCompressed != 0
+        guard raw <= LogFormat.maxRawFrameLength else { return .failure(.badLength("raw length \(raw) over \(LogFormat.maxRawFrameLength)")) }
+        if compressed {
+            guard stored <= Int(LZ4_compressBound(Int32(raw))), stored > 0 || raw == 0 else {
+                return .failure(.badLength("stored length \(stored) for raw length \(raw)"))
+            }
+        } else {
+            guard stored == raw else { return .failure(.badLength("stored length \(stored) != raw length \(raw) in an uncompressed frame")) }
+        }
+        guard first >= 1 else { return .failure(.badLength("first sequence number 0")) }
+        guard count <= raw else { return .failure(.badLength("\(count) records in \(raw) bytes")) }
+        return .success(FrameHeader(flags: flags, storedLength: stored, rawLength: raw, firstSequence: first, recordCount: count, checksum: checksum))
+    }
+
+    /// Writes the header (with `checksum`) at `destination`.
+    public func write(to destination: UnsafeMutableRawPointer) {
+        destination.storeBytes(of: LogFormat.frameMagic.littleEndian, toByteOffset: 0, as: UInt32.self)
+        destination.storeBytes(of: LogFormat.version, toByteOffset: 4, as: UInt8.self)
+        destination.storeBytes(of: flags, toByteOffset: 5, as: UInt8.self)
+        destination.storeBytes(of: UInt16(LogFormat.frameHeaderLength).littleEndian, toByteOffset: 6, as: UInt16.self)
+        destination.storeBytes(of: UInt32(storedLength).littleEndian, toByteOffset: 8, as: UInt32.self)
+        destination.storeBytes(of: UInt32(rawLength).littleEndian, toByteOffset: 12, as: UInt32.self)
+        destination.storeBytes(of: firstSequence.littleEndian, toByteOffset: 16, as: UInt64.self)
+        destination.storeBytes(of: UInt32(recordCount).littleEndian, toByteOffset: 24, as: UInt32.self)
+        destination.storeBytes(of: checksum.littleEndian, toByteOffset: 28, as: UInt32.self)
+    }
+}
+
+/// Why bytes are not a valid frame.
+public enum FrameFailure: Error, Equatable, Sendable, CustomStringConvertible {
+    case truncated(needed: Int, available: Int)
+    case badMagic(UInt32)
+    case unsupportedVersion(UInt8)
+    case unknownFlags(UInt8)
+    case badLength(String)
+    case checksumMismatch(stored: UInt32, computed: UInt32)
+    case decompression(String)
+    case records(offset: Int, reason: String)
+    case recordCountMismatch(header: Int, found: Int)
+
+    public var description: String {
+        switch self {
+        case let .truncated(needed, available): return "frame truncated: needs \(needed) bytes, \(available) left in the file"
+        case let .badMagic(magic): return "no frame here (magic 0x\(String(magic, radix: 16)))"
+        case let .unsupportedVersion(version): return "frame version \(version) is not supported (this build reads version \(LogFormat.version))"
+        case let .unknownFlags(flags): return "unknown frame flags 0x\(String(flags, radix: 16))"
+        case let .badLength(what): return "impossible frame length: \(what)"
+        case let .checksumMismatch(stored, computed): return "checksum mismatch: stored 0x\(String(stored, radix: 16)), computed 0x\(String(computed, radix: 16))"
+        case let .decompression(what): return "LZ4 decompression failed: \(what)"
+        case let .records(offset, reason): return "bad record at body offset \(offset): \(reason)"
+        case let .recordCountMismatch(header, found): return "header says \(header) records, body holds \(found)"
+        }
+    }
+}
+
+/// Builds frames: compresses a record body with LZ4 when that pays, adds the header and the
+/// checksum. Keeps its buffers between frames.
+public struct FrameEncoder: ~Copyable {
+    /// The last frame built: header then stored body.
+    public private(set) var frame = ByteWriter(capacity: 64 << 10)
+
+    public init() {}
+
+    /// Builds the frame for `body` (at most `LogFormat.maxRawFrameLength` bytes) holding
+    /// `recordCount` records from `firstSequence` on; returns its header. The frame's bytes are
+    /// `frame.bytes` until the next call.
+    @discardableResult
+    public mutating func encode(body: UnsafeRawBufferPointer, firstSequence: UInt64, recordCount: Int, compress: Bool = true) -> FrameHeader {
+        precondition(body.count <= LogFormat.maxRawFrameLength, "frame body of \(body.count) bytes")
+        frame.removeAll()
+        let bound = Int(LZ4_compressBound(Int32(body.count)))
+        let start = frame.extend(by: LogFormat.frameHeaderLength + max(bound, body.count))
+        let destination = start + LogFormat.frameHeaderLength
+        var stored = 0
+        var flags: UInt8 = 0
+        if compress && body.count > 0 {
+            let compressed = Int(LZ4_compress_default(
+                body.baseAddress!.assumingMemoryBound(to: CChar.self),
+                destination.assumingMemoryBound(to: CChar.self),
+                Int32(body.count), Int32(bound)))
+            if compressed > 0 && compressed < body.count {
+                stored = compressed
+                flags = LogFormat.flagCompressed
+            }
+        }
+        if flags == 0 {
+            if body.count > 0 { destination.copyMemory(from: body.baseAddress!, byteCount: body.count) }
+            stored = body.count
+        }
+        frame.count = LogFormat.frameHeaderLength + stored
+        var header = FrameHeader(flags: flags, storedLength: stored, rawLength: body.count, firstSequence: firstSequence, recordCount: recordCount, checksum: 0)
+        header.write(to: start)
+        header.checksum = FrameEncoder.checksum(frame: UnsafeRawBufferPointer(start: start, count: frame.count))
+        header.write(to: start)
+        return header
+    }
+
+    /// The checksum of a frame: its header up to the checksum field, then its stored body.
+    public static func checksum(frame: UnsafeRawBufferPointer) -> UInt32 {
+        let head = crc32c(UnsafeRawBufferPointer(rebasing: frame[0 ..< LogFormat.frameChecksumOffset]))
+        return crc32c(UnsafeRawBufferPointer(rebasing: frame[LogFormat.frameHeaderLength...]), continuing: head)
+    }
+}
+
+/// Checks and opens frames: header, checksum, decompression, records. Keeps its buffer
+/// between frames.
+public struct FrameDecoder: ~Copyable {
+    private var scratch = ByteWriter(capacity: 64 << 10)
+
+    public init() {}
+
+    /// A valid frame: its header and its raw body (valid until the next `decode`).
+    public struct Frame {
+        public var header: FrameHeader
+        public var body: UnsafeRawBufferPointer
+    }
+
+    /// Decodes the frame at the start of `bytes` (which may run on past it). Fails unless the
+    /// header is sound, the whole frame is present, the checksum holds, the body decompresses to
+    /// its stated length and holds exactly the stated number of well-formed records.
+    public mutating func decode(_ bytes: UnsafeRawBufferPointer) -> Result<Frame, FrameFailure> {
+        let header: FrameHeader
+        switch FrameHeader.parse(bytes) {
+        case let .success(parsed): header = parsed
+        case let .failure(failure): return .failure(failure)
+        }
+        guard header.frameLength <= bytes.count else {
+            return .failure(.truncated(needed: header.frameLength, available: bytes.count))
+        }
+        let frameBytes = UnsafeRawBufferPointer(rebasing: bytes[0 ..< header.frameLength])
+        let computed = FrameEncoder.checksum(frame: frameBytes)
+        guard computed == header.checksum else { return .failure(.checksumMismatch(stored: header.checksum, computed: computed)) }
+        let stored = UnsafeRawBufferPointer(rebasing: frameBytes[LogFormat.frameHeaderLength...])
+        let body: UnsafeRawBufferPointer
+        if header.isCompressed {
+            scratch.removeAll()
+            let destination = scratch.extend(by: max(header.rawLength, 1))
+            let produced = LZ4_decompress_safe(
+                stored.baseAddress!.assumingMemoryBound(to: CChar.self),
+                destination.assumingMemoryBound(to: CChar.self),
+                Int32(stored.count), Int32(header.rawLength))
+            guard produced == Int32(header.rawLength) else {
+                return .failure(.decompression(produced < 0 ? "malformed block (error \(produced))" : "\(produced) bytes instead of \(header.rawLength)"))
+            }
+            body = UnsafeRawBufferPointer(start: destination, count: header.rawLength)
+        } else {
+            body = stored
+        }
+        do {
+            let found = try RecordDecoder.forEach(in: body) { _ in }
+            guard found == header.recordCount else { return .failure(.recordCountMismatch(header: header.recordCount, found: found)) }
+        } catch let failure as RecordDecoder.Failure {
+            return .failure(.records(offset: failure.offset, reason: failure.reason))
+        } catch {
+            return .failure(.records(offset: 0, reason: "\(error)"))
+        }
+        return .success(Frame(header: header, body: body))
+    }
+}
+
+/// The fixed header of a segment file (see `Docs/FORMAT.md`).
+public struct SegmentHeader: Equatable, Sendable {
+    public var segmentNumber: UInt64
+    public var firstSequence: UInt64
+    public var segmentLength: UInt64
+    public var createdMilliseconds: Int64
+
+    public init(segmentNumber: UInt64, firstSequence: UInt64, segmentLength: UInt64, createdMilliseconds: Int64) {
+        self.segmentNumber = segmentNumber
+        self.firstSequence = firstSequence
+        self.segmentLength = segmentLength
+        self.createdMilliseconds = createdMilliseconds
+    }
+
+    public enum ParseResult: Equatable, Sendable {
+        case valid(SegmentHeader)
+        /// All zeros: a spare segment, prepared but never written.
+        case blank
+        case invalid(String)
+    }
+
+    public static func parse(_ bytes: UnsafeRawBufferPointer) -> ParseResult {
+        guard bytes.count >= LogFormat.segmentHeaderLength else { return .invalid("file shorter than a segment header") }
+        let header = UnsafeRawBufferPointer(rebasing: bytes[0 ..< LogFormat.segmentHeaderLength])
+        if header.allSatisfy({ $0 == 0 }) { return .blank }
+        let magic = UInt64(littleEndian: header.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        guard magic == LogFormat.segmentMagic else { return .invalid("not a segment (bad magic)") }
+        let stored = UInt32(littleEndian: header.loadUnaligned(fromByteOffset: LogFormat.segmentHeaderChecksumOffset, as: UInt32.self))
+        let computed = crc32c(UnsafeRawBufferPointer(rebasing: header[0 ..< LogFormat.segmentHeaderChecksumOffset]))
+        guard stored == computed else { return .invalid("segment header checksum mismatch: stored 0x\(String(stored, radix: 16)), computed 0x\(String(computed, radix: 16))") }
+        let version = UInt16(littleEndian: header.loadUnaligned(fromByteOffset: 8, as: UInt16.self))
+        guard version == UInt16(LogFormat.version) else { return .invalid("segment version \(version) is not supported") }
+        let headerLength = UInt16(littleEndian: header.loadUnaligned(fromByteOffset: 10, as: UInt16.self))
+        guard headerLength == UInt16(LogFormat.segmentHeaderLength) else { return .invalid("segment header length \(headerLength)") }
+        return .valid(SegmentHeader(
+            segmentNumber: UInt64(littleEndian: header.loadUnaligned(fromByteOffset: 16, as: UInt64.self)),
+            firstSequence: UInt64(littleEndian: header.loadUnaligned(fromByteOffset: 24, as: UInt64.self)),
+            segmentLength: UInt64(littleEndian: header.loadUnaligned(fromByteOffset: 32, as: UInt64.self)),
+            createdMilliseconds: Int64(littleEndian: header.loadUnaligned(fromByteOffset: 40, as: Int64.self))))
+    }
+
+    /// Writes the 64-byte header, checksum included.
+    public func write(to destination: UnsafeMutableRawPointer) {
+        destination.initializeMemory(as: UInt8.self, repeating: 0, count: LogFormat.segmentHeaderLength)
+        destination.storeBytes(of: LogFormat.segmentMagic.littleEndian, toByteOffset: 0, as: UInt64.self)
+        destination.storeBytes(of: UInt16(LogFormat.version).littleEndian, toByteOffset: 8, as: UInt16.self)
+        destination.storeBytes(of: UInt16(LogFormat.segmentHeaderLength).littleEndian, toByteOffset: 10, as: UInt16.self)
+        destination.storeBytes(of: segmentNumber.littleEndian, toByteOffset: 16, as: UInt64.self)
+        destination.storeBytes(of: firstSequence.littleEndian, toByteOffset: 24, as: UInt64.self)
+        destination.storeBytes(of: segmentLength.littleEndian, toByteOffset: 32, as: UInt64.self)
+        destination.storeBytes(of: createdMilliseconds.littleEndian, toByteOffset: 40, as: Int64.self)
+        let checksum = crc32c(UnsafeRawBufferPointer(start: destination, count: LogFormat.segmentHeaderChecksumOffset))
+        destination.storeBytes(of: checksum.littleEndian, toByteOffset: LogFormat.segmentHeaderChecksumOffset, as: UInt32.self)
+    }
+}

@@ -1,0 +1,304 @@
+import HourglassCore
+
+/// What recovery found, dropped and cut: the LevelDB habit of accounting for every byte.
+public struct RecoveryReport: Sendable, Equatable, CustomStringConvertible {
+    /// A torn tail cut off the newest segment: a frame the crash interrupted.
+    public struct TornTail: Sendable, Equatable {
+        public var file: String
+        public var offset: Int64
+        /// Non-zero bytes discarded from `offset` on.
+        public var bytes: Int
+        public var reason: String
+    }
+
+    /// Damage skipped in salvage mode, and the records lost with it.
+    public struct Dropped: Sendable, Equatable {
+        public var file: String
+        public var offset: Int64
+        public var bytes: Int
+        /// The sequence numbers lost: `firstSequence ..< firstSequence + records`.
+        public var firstSequence: UInt64
+        public var records: Int
+        public var reason: String
+    }
+
+    public var segments = 0
+    public var frames = 0
+    /// Records read (including those before the checkpoint's sequence, which are skipped).
+    public var records = 0
+    /// Records applied (at or after the checkpoint's sequence).
+    public var applied = 0
+    public var tornTail: TornTail? = nil
+    public var dropped: [Dropped] = []
+
+    public init() {}
+
+    public var description: String {
+        var text = "\(segments) segments, \(frames) frames, \(records) records (\(applied) applied)"
+        if let tornTail { text += "; torn tail cut at \(tornTail.file):\(tornTail.offset) (\(tornTail.bytes) bytes: \(tornTail.reason))" }
+        for dropped in dropped {
+            text += "; DROPPED \(dropped.bytes) bytes at \(dropped.file):\(dropped.offset), sequence numbers \(dropped.firstSequence) ..< \(dropped.firstSequence + UInt64(dropped.records)) (\(dropped.reason))"
+        }
+        return text
+    }
+}
+
+/// Where the writer continues after recovery.
+package struct LogTail {
+    /// The newest segment with a valid header, opened for writing, and the end of its frames.
+    package var segment: (number: UInt64, file: any StorageFile, writeOffset: Int)?
+    /// Spare segments (prepared, never written) after it, by number.
+    package var spares: [UInt64]
+    package var nextSequence: UInt64
+    /// Every segment with a valid header and the sequence number its records start at.
+    package var segments: [(number: UInt64, firstSequence: UInt64)]
+}
+
+/// Reads every segment in order, checks every frame, applies the records, and decides what
+/// damage is a torn tail (cut) and what is corruption (refused, or skipped and reported in
+/// salvage mode). The cases and decisions are the table in `Docs/RECOVERY.md`.
+package struct LogRecovery {
+    package let directory: any StorageDirectory
+    /// Records before this sequence number are read and checked but not applied (a checkpoint
+    /// holds their effect).
+    package let startSequence: UInt64
+    package let salvage: Bool
+
+    package init(directory: any StorageDirectory, startSequence: UInt64 = 1, salvage: Bool = false) {
+        self.directory = directory
+        self.startSequence = startSequence
+        self.salvage = salvage
+    }
+
+    private struct Segment {
+        var number: UInt64
+        var name: String
+        var file: any StorageFile
+        var header: SegmentHeader.ParseResult
+        var hasHeader: Bool { if case .blank = header { return false } else { return true } }
+    }
+
+    private struct Position {
+        var index: Int
+        var offset: Int
+        var firstSequence: UInt64
+    }
+
+    /// Runs recovery, calling `apply` for every record at or after `startSequence`, in order.
+    package func run(report: inout RecoveryReport, apply: (RecordView, UInt64) -> Void) throws(StorageError) -> LogTail {
+        var segments: [Segment] = []
+        defer { for segment in segments { segment.file.close() } }
+        var numbered: [(UInt64, String)] = []
+        for name in try directory.list() {
+            if name.hasPrefix(SegmentName.prefix) && name.hasSuffix(".tmp") {
+                try directory.remove(name)  // a segment whose preparation was interrupted
+            } else if let number = SegmentName.number(name) {
+                numbered.append((number, name))
+            }
+        }
+        numbered.sort { $0.0 < $1.0 }
+        for (number, name) in numbered {
+            let file = try directory.openFile(name, writable: true)
+            segments.append(Segment(number: number, name: name, file: file, header: file.withBytes { SegmentHeader.parse($0) }))
+        }
+        // The log's data ends in the newest segment with a header; blank ones after it are spares.
+        let lastWithHeader = segments.lastIndex { $0.hasHeader } ?? -1
+
+        var decoder = FrameDecoder()
+        var expected: UInt64? = nil
+        var known: [(number: UInt64, firstSequence: UInt64)] = []
+        var spares: [UInt64] = []
+        var tail: (index: Int, offset: Int)? = nil
+        var resume: Position? = nil
+
+        var index = 0
+        segmentLoop: while index < segments.count {
+            let segment = segments[index]
+            let isLast = index == lastWithHeader
+            var offset = LogFormat.segmentHeaderLength
+            if let position = resume, position.index == index {
+                // Salvage skipped damage up to a valid frame in this segment.
+                offset = position.offset
+                resume = nil
+                if case let .valid(header) = segment.header { known.append((segment.number, header.firstSequence)) }
+            } else {
+                if index > 0 && segment.number != segments[index - 1].number + 1 {
+                    try corruption(segment, 0, "segments \(segments[index - 1].number + 1) ..< \(segment.number) are missing", report: &report)
+                }
+                switch segment.header {
+                case .blank:
+                    if index > lastWithHeader {
+                        spares.append(segment.number)
+                    } else {
+                        try corruption(segment, 0, "the segment header is all zeros but newer segments follow", report: &report)
+                    }
+                    index += 1
+                    continue segmentLoop
+                case let .invalid(reason):
+                    if isLast && nextValidFrame(segments, index, LogFormat.segmentHeaderLength, after: 0) == nil {
+                        // The newest segment's header was torn as it was started: nothing was
+                        // written after it, so it becomes a spare again.
+                        let cut = try zero(segment.file, from: 0)
+                        report.tornTail = .init(file: segment.file.path, offset: 0, bytes: cut, reason: reason)
+                        spares.append(segment.number)
+                    } else {
+                        try corruption(segment, 0, reason, report: &report)
+                    }
+                    index += 1
+                    continue segmentLoop
+                case let .valid(header):
+                    guard header.segmentNumber == segment.number, header.segmentLength == UInt64(segment.file.length) else {
+                        try corruption(segment, 0, "the header says segment \(header.segmentNumber) of \(header.segmentLength) bytes, the file is \(segment.name) of \(segment.file.length) bytes", report: &report)
+                        index += 1
+                        continue segmentLoop
+                    }
+                    if let expectedSequence = expected, header.firstSequence != expectedSequence {
+                        try corruption(segment, 0, "the segment starts at sequence \(header.firstSequence), expected \(expectedSequence)",
+                                       lost: header.firstSequence > expectedSequence ? (expectedSequence, header.firstSequence) : nil, report: &report)
+                    }
+                    expected = header.firstSequence
+                    known.append((segment.number, header.firstSequence))
+                    report.segments += 1
+                }
+            }
+
+            let length = segment.file.length
+            while offset + LogFormat.frameHeaderLength <= length {
+                if segment.file.withBytes({ $0[offset ..< offset + LogFormat.frameHeaderLength].allSatisfy { $0 == 0 } }) { break }
+                let result = segment.file.withBytes { decoder.decode(UnsafeRawBufferPointer(rebasing: $0[offset...])) }
+                let reason: String
+                switch result {
+                case let .success(frame) where frame.header.firstSequence == expected!:
+                    var sequence = frame.header.firstSequence
+                    _ = try? RecordDecoder.forEach(in: frame.body) { record in
+                        if sequence >= startSequence {
+                            apply(record, sequence)
+                            report.applied += 1
+                        }
+                        sequence += 1
+                    }
+                    report.frames += 1
+                    report.records += frame.header.recordCount
+                    expected = frame.header.nextSequence
+                    offset += frame.header.frameLength
+                    continue
+                case let .success(frame):
+                    reason = "the frame starts at sequence \(frame.header.firstSequence), expected \(expected!)"
+                case let .failure(failure):
+                    reason = failure.description
+                }
+                // A damaged frame. If a valid frame follows anywhere, this is corruption;
+                // otherwise, in the newest segment, it is a torn tail.
+                if let next = nextValidFrame(segments, index, offset + 1, after: expected!) {
+                    try corruption(segment, offset, "\(reason); a valid frame follows at \(segments[next.index].name):\(next.offset), so this is not a torn write",
+                                   lost: (expected!, next.firstSequence), bytes: next.index == index ? next.offset - offset : length - offset, report: &report)
+                    expected = next.firstSequence
+                    if next.index == index {
+                        offset = next.offset
+                        continue
+                    }
+                    resume = next
+                    index = next.index
+                    continue segmentLoop
+                }
+                if isLast {
+                    let cut = try zero(segment.file, from: offset)
+                    report.tornTail = .init(file: segment.file.path, offset: Int64(offset), bytes: cut, reason: reason)
+                    tail = (index, offset)
+                    break segmentLoop
+                }
+                try corruption(segment, offset, "\(reason); newer segments follow, so this is not a torn write",
+                               bytes: length - offset, report: &report)
+                break
+            }
+            if isLast {
+                // The end of the log: what follows the last frame must be zeros. Non-zero bytes
+                // are a torn write, unless a valid frame hides among them.
+                if let next = nextValidFrame(segments, index, offset + 1, after: expected!) {
+                    try corruption(segment, offset, "unreadable bytes before a valid frame at \(segments[next.index].name):\(next.offset)",
+                                   lost: (expected!, next.firstSequence), bytes: next.offset - offset, report: &report)
+                    expected = next.firstSequence
+                    resume = next
+                    index = next.index
+                    continue segmentLoop
+                }
+                let cut = try zero(segment.file, from: offset)
+                if cut > 0 {
+                    report.tornTail = .init(file: segment.file.path, offset: Int64(offset), bytes: cut, reason: "an incomplete frame after the last complete one")
+                }
+                tail = (index, offset)
+                break segmentLoop
+            }
+            index += 1
+        }
+
+        var result = LogTail(segment: nil, spares: spares, nextSequence: expected ?? startSequence, segments: known)
+        if let tail {
+            let segment = segments[tail.index]
+            result.segment = (segment.number, try directory.openFile(segment.name, writable: true), tail.offset)
+        }
+        return result
+    }
+
+    /// Damage that is not a torn tail: an error naming the file and offset, or in salvage mode
+    /// an entry in the report (the sequence numbers `lost.0 ..< lost.1` are gone).
+    private func corruption(
+        _ segment: Segment, _ offset: Int, _ reason: String, lost: (UInt64, UInt64)? = nil, bytes: Int = 0,
+        report: inout RecoveryReport
+    ) throws(StorageError) {
+        guard salvage else {
+            throw StorageError.corruption(file: segment.file.path, offset: Int64(offset), reason: reason + " (open with salvage to skip the damage and report what is lost)")
+        }
+        let (first, end) = lost ?? (0, 0)
+        report.dropped.append(.init(file: segment.file.path, offset: Int64(offset), bytes: bytes,
+                                    firstSequence: first, records: Int(end - first), reason: reason))
+    }
+
+    /// The first frame at or after (`index`, `offset`) that decodes and whose records come after
+    /// sequence `after` (in this segment from `offset`, in later ones from their first frame).
+    private func nextValidFrame(_ segments: [Segment], _ index: Int, _ offset: Int, after: UInt64) -> Position? {
+        var decoder = FrameDecoder()
+        for i in index ..< segments.count {
+            let start = i == index ? max(offset, LogFormat.segmentHeaderLength) : LogFormat.segmentHeaderLength
+            let found = segments[i].file.withBytes { bytes -> (Int, UInt64)? in
+                var position = start
+                let end = bytes.count - LogFormat.frameHeaderLength
+                while position <= end {
+                    // Skip zeros a word at a time: most of a damaged or preallocated tail is zero.
+                    if position + 8 <= bytes.count && bytes.loadUnaligned(fromByteOffset: position, as: UInt64.self) == 0 {
+                        position += 8
+                        continue
+                    }
+                    if bytes.loadUnaligned(fromByteOffset: position, as: UInt32.self) == LogFormat.frameMagic.littleEndian,
+                       case let .success(frame) = decoder.decode(UnsafeRawBufferPointer(rebasing: bytes[position...])),
+                       frame.header.firstSequence >= after {
+                        return (position, frame.header.firstSequence)
+                    }
+                    position += 1
+                }
+                return nil
+            }
+            if let (position, sequence) = found { return Position(index: i, offset: position, firstSequence: sequence) }
+        }
+        return nil
+    }
+
+    /// Zeros every non-zero byte from `offset` to the end of the file; returns how far the
+    /// non-zero bytes reached (the size of what was cut).
+    @discardableResult
+    private func zero(_ file: any StorageFile, from offset: Int) throws(StorageError) -> Int {
+        let lastNonZero = file.withBytes { bytes -> Int? in
+            var position = bytes.count
+            // Scan back a word at a time.
+            while position - 8 >= offset && bytes.loadUnaligned(fromByteOffset: position - 8, as: UInt64.self) == 0 { position -= 8 }
+            return bytes[offset ..< position].lastIndex { $0 != 0 }
+        }
+        guard let lastNonZero else { return 0 }
+        let count = lastNonZero + 1 - offset
+        let zeros = [UInt8](repeating: 0, count: count)
+        let result = zeros.withUnsafeBytes { raw in Result { () throws(StorageError) in try file.write(raw, at: offset) } }
+        try result.get()
+        try file.sync(offset: offset, length: count)
+        return count
+    }
+}

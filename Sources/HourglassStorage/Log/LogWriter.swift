@@ -1,0 +1,168 @@
+import CLZ4
+import HourglassCore
+
+/// Appends frames to the log: records accumulate in `records`; `flush` turns them into one frame
+/// (compressed, checksummed) copied into the active segment's mapping; `sync` makes everything
+/// written so far durable. One thread uses a writer (the engine's).
+package final class LogWriter {
+    private struct Segment {
+        var number: UInt64
+        var file: any StorageFile
+        var writeOffset: Int
+        var syncedOffset: Int
+    }
+
+    package let directory: any StorageDirectory
+    package let segmentLength: Int
+    /// The largest raw frame body that fits in a segment after its header.
+    package let frameLimit: Int
+    /// A frame is written once its body passes this many bytes, even before a commit.
+    package let frameTarget: Int
+    /// The body of the frame being built.
+    package var records = RecordEncoder(capacity: 256 << 10)
+    package private(set) var nextSequence: UInt64
+    private var active: Segment
+    /// Segments filled since the last sync, still to be synced.
+    private var sealed: [Segment] = []
+    private var encoder = FrameEncoder()
+    private let preparer: SegmentPreparer
+    private let clock: @Sendable () -> Int64
+
+    package private(set) var bytesWritten = 0
+    package private(set) var rawBytesWritten = 0
+    package private(set) var framesWritten = 0
+    package private(set) var syncs = 0
+
+    /// The segments written since this writer started (number → first sequence), for truncation.
+    package private(set) var segmentsStarted: [(number: UInt64, firstSequence: UInt64)] = []
+
+    /// Continues the log after recovery (or starts it in an empty directory).
+    package init(
+        directory: any StorageDirectory, segmentLength: Int, tail: LogTail,
+        prepareInBackground: Bool = true, clock: @escaping @Sendable () -> Int64
+    ) throws(StorageError) {
+        self.directory = directory
+        self.segmentLength = segmentLength
+        self.clock = clock
+        var limit = segmentLength - LogFormat.segmentHeaderLength - LogFormat.frameHeaderLength
+        while Int(LZ4_compressBound(Int32(min(limit, LogFormat.maxRawFrameLength)))) > segmentLength - LogFormat.segmentHeaderLength - LogFormat.frameHeaderLength {
+            limit -= 4096
+        }
+        frameLimit = min(limit, LogFormat.maxRawFrameLength)
+        frameTarget = min(1 << 20, frameLimit)
+        nextSequence = tail.nextSequence
+        preparer = SegmentPreparer(directory: directory, length: segmentLength, background: prepareInBackground)
+        if let (number, file, offset) = tail.segment {
+            active = Segment(number: number, file: file, writeOffset: offset, syncedOffset: offset)
+        } else {
+            // No segment with data: start the first (or the next after the spares' predecessor).
+            let number = tail.spares.first ?? ((tail.segments.last?.number ?? 0) + 1)
+            for spare in tail.spares where spare != number { try directory.remove(SegmentName.name(spare)) }
+            let file: any StorageFile
+            if tail.spares.contains(number) {
+                file = try directory.openFile(SegmentName.name(number), writable: true)
+            } else {
+                file = try preparer.take(number)
+            }
+            active = Segment(number: number, file: file, writeOffset: 0, syncedOffset: 0)
+            try startSegment()
+        }
+        // Spares beyond the active segment are prepared again in the background (the preparer
+        // always makes a fresh file).
+        for spare in tail.spares where spare > active.number { try directory.remove(SegmentName.name(spare)) }
+        preparer.request(active.number + 1)
+    }
+
+    deinit { preparer.stop() }
+
+    /// Writes the segment header of `active` at offset 0.
+    private func startSegment() throws(StorageError) {
+        var header = [UInt8](repeating: 0, count: LogFormat.segmentHeaderLength)
+        header.withUnsafeMutableBytes { raw in
+            SegmentHeader(segmentNumber: active.number, firstSequence: nextSequence,
+                          segmentLength: UInt64(segmentLength), createdMilliseconds: clock()).write(to: raw.baseAddress!)
+        }
+        let result = header.withUnsafeBytes { raw in Result { () throws(StorageError) in try active.file.write(raw, at: 0) } }
+        try result.get()
+        active.writeOffset = LogFormat.segmentHeaderLength
+        active.syncedOffset = 0
+        segmentsStarted.append((active.number, nextSequence))
+    }
+
+    /// Before appending a record of about `bytes` bytes: writes the frame being built first if
+    /// the record would take it past the frame limit, or if it has reached the target size.
+    package func reserve(recordBytes bytes: Int) throws(StorageError) {
+        precondition(bytes <= frameLimit, "a record of \(bytes) bytes cannot fit a frame of at most \(frameLimit) bytes")
+        if !records.isEmpty && (records.byteCount + bytes > frameLimit || records.byteCount >= frameTarget) {
+            _ = try flush()
+        }
+    }
+
+    /// Writes the records appended since the last flush as one frame. Returns false when there
+    /// were none.
+    @discardableResult
+    package func flush() throws(StorageError) -> Bool {
+        guard !records.isEmpty else { return false }
+        let count = records.count
+        let raw = records.byteCount
+        encoder.encode(body: records.buffer.bytes, firstSequence: nextSequence, recordCount: count)
+        let frameLength = encoder.frame.count
+        if active.writeOffset + frameLength > segmentLength {
+            try rollOver()
+        }
+        try active.file.write(encoder.frame.bytes, at: active.writeOffset)
+        active.writeOffset += frameLength
+        nextSequence += UInt64(count)
+        records.reset()
+        bytesWritten += frameLength
+        rawBytesWritten += raw
+        framesWritten += 1
+        return true
+    }
+
+    /// Moves to the next segment (prepared ahead of time); the full one is synced with the next
+    /// `sync`.
+    private func rollOver() throws(StorageError) {
+        let number = active.number + 1
+        let file = try preparer.take(number)
+        if active.syncedOffset < active.writeOffset {
+            sealed.append(active)
+        } else {
+            active.file.close()
+        }
+        active = Segment(number: number, file: file, writeOffset: 0, syncedOffset: 0)
+        try startSegment()
+        preparer.request(number + 1)
+    }
+
+    /// Makes every frame written so far durable (msync of what each segment gained).
+    package func sync() throws(StorageError) {
+        for segment in sealed {
+            try segment.file.sync(offset: segment.syncedOffset, length: segment.writeOffset - segment.syncedOffset)
+            segment.file.close()
+        }
+        sealed.removeAll()
+        if active.syncedOffset < active.writeOffset {
+            try active.file.sync(offset: active.syncedOffset, length: active.writeOffset - active.syncedOffset)
+            active.syncedOffset = active.writeOffset
+        }
+        syncs += 1
+    }
+
+    /// Whether frames were written since the last sync.
+    package var hasUnsyncedFrames: Bool { !sealed.isEmpty || active.syncedOffset < active.writeOffset }
+
+    /// The segment being written and the offset of the next frame.
+    package var position: (segment: UInt64, offset: Int) { (active.number, active.writeOffset) }
+
+    /// Flushes, syncs and closes the files. The spare segment stays for the next open.
+    package func close() throws(StorageError) {
+        defer {
+            preparer.stop()
+            for segment in sealed { segment.file.close() }
+            active.file.close()
+        }
+        try flush()
+        try sync()
+    }
+}

@@ -1,0 +1,82 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A fresh directory under the system's temporary directory, removed with everything in it
+/// when `remove()` is called.
+public struct TemporaryDirectory: Sendable {
+    public let path: String
+
+    public init(_ label: String = "hourglass") {
+        let base = getEnvironment("TMPDIR") ?? "/tmp"
+        var template = Array("\(base)/\(label)-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        precondition(made != nil, "cannot create a temporary directory under \(base)")
+        path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// A path inside the directory.
+    public func appending(_ name: String) -> String { path + "/" + name }
+
+    public func remove() { _ = removeTree(path) }
+
+    /// Names of the files in the directory.
+    public func files() -> [String] {
+        guard let handle = opendir(path) else { return [] }
+        defer { closedir(handle) }
+        var names: [String] = []
+        while let entry = readdir(handle) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+}
+
+@discardableResult
+func removeTree(_ path: String) -> Bool {
+    var info = stat()
+    guard lstat(path, &info) == 0 else { return false }
+    if (info.st_mode & S_IFMT) == S_IFDIR {
+        if let handle = opendir(path) {
+            while let entry = readdir(handle) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                if name != "." && name != ".." { removeTree(path + "/" + name) }
+            }
+            closedir(handle)
+        }
+        return rmdir(path) == 0
+    }
+    return unlink(path) == 0
+}
+
+/// Reads a whole file.
+public func readFile(_ path: String) -> [UInt8] {
+    guard let file = fopen(path, "rb") else { return [] }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let count = fread(&buffer, 1, buffer.count, file)
+        if count <= 0 { break }
+        bytes += buffer[0 ..< count]
+    }
+    return bytes
+}
+
+/// Overwrites `bytes` at `offset` of an existing file (to damage it in tests).
+public func patchFile(_ path: String, at offset: Int, with bytes: [UInt8]) {
+    let fd = open(path, O_WRONLY)
+    precondition(fd >= 0, "cannot open \(path)")
+    defer { close(fd) }
+    let written = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(offset)) }
+    precondition(written == bytes.count)
+}
+
+/// The size of a file, or -1.
+public func fileSize(_ path: String) -> Int {
+    var info = stat()
+    return stat(path, &info) == 0 ? Int(info.st_size) : -1
+}
