@@ -79,7 +79,10 @@ let package = Package(
         // Shared test helpers: seeded random numbers, the reference model, temporary directories.
         .target(
             name: "HourglassTestSupport",
-            dependencies: ["HourglassCore", "HourglassStorage"],
+            dependencies: [
+                "HourglassCore", "HourglassStorage",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
             path: "Tests/HourglassTestSupport"
         ),
         .testTarget(

@@ -56,15 +56,16 @@ public final class HourglassEngine: Sendable {
             throw .invalidConfiguration("the clock reads \(now) ms, outside the representable range")
         }
         var wheel = TimerWheel(tickMilliseconds: configuration.tickMilliseconds, now: now)
-        var journal: (any _Journal)? = nil
+        var journal: _WALJournal? = nil
+        var loader: _CheckpointLoader? = nil
         var report = RecoveryReport()
         if case let .directory(path) = configuration.storage {
-            journal = try _recover(path: path, configuration: configuration, clock: clock, into: &wheel, report: &report)
+            (journal, loader) = try _recover(path: path, configuration: configuration, clock: clock, into: &wheel, report: &report)
         }
         let box = _IdentityBox()
         let engine = _Engine(
-            wheel: wheel, journal: journal, clock: clock, configuration: configuration, deliveries: queue,
-            identity: ObjectIdentifier(box))
+            wheel: wheel, journal: journal, loader: loader, clock: clock, configuration: configuration, deliveries: queue,
+            identity: ObjectIdentifier(box), checkpointNow: !report.dropped.isEmpty)
         let result = HourglassEngine(engine: engine, configuration: configuration, clock: clock, deliveries: queue, report: report)
         box.owner = result
         engine.start()
@@ -83,7 +84,8 @@ public final class HourglassEngine: Sendable {
     /// - Throws: `.emptyID`, `.idTooLong`, `.payloadTooLarge`, `.deadlineOutOfRange` (nothing
     ///   changed); `.closed`; `.stopped` after a storage failure.
     public func schedule(id: TimerID, at deadline: Deadline, payload: [UInt8] = []) async throws(HourglassError) {
-        let item = try validated(id: id, deadline: deadline.millisecondsSinceEpoch, payload: payload)
+        let item = TimerRequest(id: id, deadline: deadline, payload: payload)
+        try validate(item)
         let result = await withUnsafeContinuation { (reply: _Reply<Void>) in
             if !engine.submit(.schedule(item, reply)) { reply.resume(returning: .failure(.closed)) }
         }
@@ -101,13 +103,9 @@ public final class HourglassEngine: Sendable {
     /// Schedules many timers as one request: one hand-off to the engine, one frame in the log.
     /// Validates all of them first: if one is invalid, none is scheduled.
     public func schedule(_ timers: [TimerRequest]) async throws(HourglassError) {
-        var items: [_ScheduleItem] = []
-        items.reserveCapacity(timers.count)
-        for timer in timers {
-            items.append(try validated(id: timer.id, deadline: timer.deadline.millisecondsSinceEpoch, payload: timer.payload))
-        }
+        for timer in timers { try validate(timer) }
         let result = await withUnsafeContinuation { (reply: _Reply<Void>) in
-            if !engine.submit(.scheduleBatch(items, reply)) { reply.resume(returning: .failure(.closed)) }
+            if !engine.submit(.scheduleBatch(timers, reply)) { reply.resume(returning: .failure(.closed)) }
         }
         try result.get()
     }
@@ -152,6 +150,16 @@ public final class HourglassEngine: Sendable {
 
     // MARK: Housekeeping
 
+    /// Writes a checkpoint covering every change made before the call, then deletes the log
+    /// segments and older checkpoints it makes unnecessary. Requests keep flowing meanwhile.
+    /// In memory it does nothing.
+    public func checkpoint() async throws(HourglassError) {
+        let result = await withUnsafeContinuation { (reply: _Reply<Void>) in
+            if !engine.submit(.checkpoint(reply)) { reply.resume(returning: .failure(.closed)) }
+        }
+        try result.get()
+    }
+
     /// Counters, answered after the engine has fired everything due at the clock's current time
     /// (so a test that moves a manual clock and then reads `stats()` sees the result).
     public func stats() async -> EngineStats {
@@ -180,13 +188,14 @@ public final class HourglassEngine: Sendable {
         if id.bytes.count > configuration.maxIDBytes { throw .idTooLong(length: id.bytes.count, limit: configuration.maxIDBytes) }
     }
 
-    private func validated(id: TimerID, deadline: Int64, payload: [UInt8]) throws(HourglassError) -> _ScheduleItem {
-        try checkID(id)
-        if payload.count > configuration.maxPayloadBytes {
-            throw .payloadTooLarge(length: payload.count, limit: configuration.maxPayloadBytes)
+    @inline(__always)
+    private func validate(_ timer: TimerRequest) throws(HourglassError) {
+        try checkID(timer.id)
+        if timer.payload.count > configuration.maxPayloadBytes {
+            throw .payloadTooLarge(length: timer.payload.count, limit: configuration.maxPayloadBytes)
         }
+        let deadline = timer.deadline.millisecondsSinceEpoch
         guard Deadline.validRange.contains(deadline) else { throw .deadlineOutOfRange(milliseconds: deadline) }
-        return _ScheduleItem(id: id.bytes, deadline: deadline, payload: payload)
     }
 }
 

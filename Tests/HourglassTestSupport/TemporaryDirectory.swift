@@ -80,3 +80,27 @@ public func fileSize(_ path: String) -> Int {
     var info = stat()
     return stat(path, &info) == 0 ? Int(info.st_size) : -1
 }
+
+/// Writes a whole file (replacing it).
+public func writeFile(_ path: String, _ bytes: [UInt8]) {
+    guard let file = fopen(path, "wb") else { preconditionFailure("cannot write \(path)") }
+    defer { fclose(file) }
+    if !bytes.isEmpty { precondition(fwrite(bytes, 1, bytes.count, file) == bytes.count) }
+}
+
+/// Deletes a file.
+public func deleteFile(_ path: String) { unlink(path) }
+
+extension TemporaryDirectory {
+    /// Every file's bytes, to put back later (a crash "before deletion").
+    public func snapshot() -> [String: [UInt8]] {
+        var files: [String: [UInt8]] = [:]
+        for name in self.files() where name != "LOCK" { files[name] = readFile(appending(name)) }
+        return files
+    }
+
+    /// Writes back the files of a snapshot named in `names`.
+    public func restore(_ snapshot: [String: [UInt8]], only names: (String) -> Bool) {
+        for (name, bytes) in snapshot where names(name) { writeFile(appending(name), bytes) }
+    }
+}

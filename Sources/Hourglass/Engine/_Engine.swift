@@ -1,9 +1,17 @@
 import HourglassCore
+import HourglassStorage
 import Logging
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The single owner of the wheel (and, for a directory, of the log): a dedicated thread that
 /// takes whatever requests are waiting, applies them, writes them as one frame, syncs per
-/// policy, answers every caller in the batch, then fires what is due.
+/// policy, answers every caller in the batch, then fires what is due. Between batches it
+/// gives slices of time to background work: loading the rest of a checkpoint after a restart,
+/// and writing a new checkpoint.
 ///
 /// Only the engine thread touches the wheel and the journal. Callers touch `inbox`,
 /// `wakeRequested` and `accepting`, under `lock`.
@@ -21,29 +29,42 @@ final class _Engine: @unchecked Sendable {
     let clock: any HourglassClock
     let configuration: Configuration
     let deliveries: _DeliveryQueue
-    private var journal: (any _Journal)?
+    private var journal: _WALJournal?
     private var stoppedReason: String?
     private var fired: [TimerHandle] = []
     private var outgoing: [Delivery] = []
     private var lastSyncNanoseconds: UInt64 = monotonicNanoseconds()
     private var unsynced = false
-    private var counters = EngineStats(
-        pending: 0, inFlight: 0, delivered: 0, redelivered: 0, acknowledged: 0, retried: 0, buffered: 0,
-        nextDeadline: nil, memoryBytes: 0, logBytesWritten: 0, framesWritten: 0, syncs: 0)
+    private var counters = EngineStats()
     let identity: ObjectIdentifier
     private let redeliveryMilliseconds: Int64
     private let logger: Logger
 
-    init(wheel: consuming TimerWheel, journal: (any _Journal)?, clock: any HourglassClock,
-         configuration: Configuration, deliveries: _DeliveryQueue, identity: ObjectIdentifier) {
+    /// The rest of the checkpoint still loading after a restart.
+    private var loader: _CheckpointLoader?
+    /// Cancels of ids not held while the checkpoint loads: answered when it is known whether
+    /// the timer existed.
+    private var deferredCancels: [([UInt8], _Reply<Bool>)] = []
+    /// The checkpoint being written.
+    private var checkpointJob: _CheckpointJob?
+    /// Callers of `checkpoint()`, with the sequence number the checkpoint must reach.
+    private var checkpointWaiters: [(_Reply<Void>, UInt64)] = []
+    private var logBytesAtLastCheckpoint = 0
+    private var checkpointRequested = false
+
+    init(wheel: consuming TimerWheel, journal: _WALJournal?, loader: _CheckpointLoader?, clock: any HourglassClock,
+         configuration: Configuration, deliveries: _DeliveryQueue, identity: ObjectIdentifier, checkpointNow: Bool) {
         self.wheel = wheel
         self.journal = journal
+        self.loader = loader
         self.clock = clock
         self.configuration = configuration
         self.deliveries = deliveries
         self.identity = identity
         self.redeliveryMilliseconds = max(1, configuration.redeliveryTimeout.wholeMillisecondsRoundedUp)
         self.logger = configuration.logger
+        self.checkpointRequested = checkpointNow
+        if let loader, loader.isDone { self.loader = nil }
     }
 
     // MARK: Callers' side
@@ -61,7 +82,7 @@ final class _Engine: @unchecked Sendable {
         return true
     }
 
-    /// Asks the engine thread to look at the clock again (a manual clock moved).
+    /// Asks the engine thread to look again (the clock moved, the checkpoint thread progressed).
     func wake() {
         lock.withLock {
             wakeRequested = true
@@ -88,6 +109,7 @@ final class _Engine: @unchecked Sendable {
             swap(&batch, &inbox)
             lock.unlock()
 
+            let batchStarted = monotonicNanoseconds()
             var replies = _Replies()
             var barriers: [UnsafeContinuation<EngineStats, Never>] = []
             for request in batch {
@@ -97,7 +119,11 @@ final class _Engine: @unchecked Sendable {
                 case let .scheduleBatch(items, reply):
                     replies.void.append((reply, schedule(items)))
                 case let .cancel(id, reply):
-                    replies.bool.append((reply, cancel(id)))
+                    if let result = cancel(id) {
+                        replies.bool.append((reply, result))
+                    } else {
+                        deferredCancels.append((id, reply))
+                    }
                 case let .ack(ref, reply):
                     replies.bool.append((reply, ack(ref)))
                 case let .retry(ref, delay, reply):
@@ -105,12 +131,20 @@ final class _Engine: @unchecked Sendable {
                 case let .stats(reply):
                     barriers.append(reply)
                 case let .checkpoint(reply):
-                    replies.void.append((reply, checkpoint()))
+                    if let error = refuseIfStopped() {
+                        replies.void.append((reply, .failure(error)))
+                    } else if let journal {
+                        checkpointWaiters.append((reply, journal.nextSequence))
+                        checkpointRequested = true
+                    } else {
+                        replies.void.append((reply, .success(())))  // in memory: nothing to write
+                    }
                 case let .close(reply):
                     // Everything queued before `close` is applied; nothing after it.
                     closeReply = reply
                 }
             }
+            let hadRequests = !batch.isEmpty
             batch.removeAll(keepingCapacity: true)
             if closeReply == nil { fireDue() }
             commit(&replies, force: closeReply != nil)
@@ -118,6 +152,12 @@ final class _Engine: @unchecked Sendable {
             if !outgoing.isEmpty {
                 deliveries.push(outgoing)
                 outgoing.removeAll(keepingCapacity: true)
+            }
+            if closeReply == nil {
+                // Background work gets at most as much time as requests just had (so requests
+                // keep at least half the thread), and 5 ms slices when there are none.
+                let spent = monotonicNanoseconds() - batchStarted
+                backgroundWork(budgetNanoseconds: hadRequests ? max(200_000, spent) : 5_000_000)
             }
             if !barriers.isEmpty {
                 let snapshot = stats()
@@ -129,6 +169,7 @@ final class _Engine: @unchecked Sendable {
 
     /// How long the thread may sleep: 0 when there is work now, `.max` for no limit.
     private func waitNanoseconds() -> UInt64? {
+        if stoppedReason == nil && (loader != nil || checkpointJob?.isRunnable == true || checkpointDue) { return 0 }
         var wait = UInt64.max
         if unsynced, case let .interval(ms) = configuration.durability {
             let due = lastSyncNanoseconds &+ UInt64(ms) * 1_000_000
@@ -136,6 +177,7 @@ final class _Engine: @unchecked Sendable {
             if due <= now { return 0 }
             wait = due - now
         }
+        if checkpointJob != nil { wait = min(wait, 50_000_000) }  // poll the checkpoint thread too
         guard stoppedReason == nil, let next = nextWorkTime() else { return wait }
         if clock.isManual {
             return next <= clock.now() ? 0 : wait
@@ -176,31 +218,32 @@ final class _Engine: @unchecked Sendable {
         stoppedReason.map { HourglassError.stopped(reason: $0) }
     }
 
-    private func schedule(_ item: _ScheduleItem) -> Result<Void, HourglassError> {
+    private func schedule(_ item: TimerRequest) -> Result<Void, HourglassError> {
         if let error = refuseIfStopped() { return .failure(error) }
         return apply(item)
     }
 
-    private func schedule(_ items: [_ScheduleItem]) -> Result<Void, HourglassError> {
+    private func schedule(_ items: [TimerRequest]) -> Result<Void, HourglassError> {
         if let error = refuseIfStopped() { return .failure(error) }
         // A software pipeline: start loading the index slots of ids a few items ahead, so the
         // cache misses of a large batch overlap.
         let lookahead = 8
         for i in 0 ..< items.count {
             if i + lookahead < items.count {
-                items[i + lookahead].id.withUnsafeBytes { wheel.prefetchIndex(id: $0) }
+                items[i + lookahead].id.bytes.withUnsafeBytes { wheel.prefetchIndex(id: $0) }
             }
             if case let .failure(error) = apply(items[i]) { return .failure(error) }
         }
         return .success(())
     }
 
-    private func apply(_ item: _ScheduleItem) -> Result<Void, HourglassError> {
-        let result = item.id.withUnsafeBytes { id in
+    private func apply(_ item: TimerRequest) -> Result<Void, HourglassError> {
+        let deadline = item.deadline.millisecondsSinceEpoch
+        let result = item.id.bytes.withUnsafeBytes { id in
             item.payload.withUnsafeBytes { payload in
                 Result { () throws(TimerWheel.CapacityError) in
-                    _ = try wheel.schedule(id: id, deadline: item.deadline, payload: payload, attempt: 1)
-                    journal?.schedule(id: id, deadline: item.deadline, attempt: 1, payload: payload)
+                    _ = try wheel.schedule(id: id, deadline: deadline, payload: payload, attempt: 1)
+                    journal?.schedule(id: id, deadline: deadline, attempt: 1, payload: payload)
                 }
             }
         }
@@ -211,20 +254,35 @@ final class _Engine: @unchecked Sendable {
         }
     }
 
-    private func cancel(_ id: [UInt8]) -> Result<Bool, HourglassError> {
+    /// nil: the answer waits until the checkpoint has loaded (the timer may be in the rest).
+    private func cancel(_ id: [UInt8]) -> Result<Bool, HourglassError>? {
         if let error = refuseIfStopped() { return .failure(error) }
-        let found = id.withUnsafeBytes { id -> Bool in
+        return id.withUnsafeBytes { id -> Result<Bool, HourglassError>? in
             let found = wheel.cancel(id: id)
-            if found { journal?.cancel(id: id) }
-            return found
+            guard let loader else {
+                if found { journal?.cancel(id: id) }
+                return .success(found)
+            }
+            // While the checkpoint loads, the cancel must win over a copy not loaded yet.
+            loader.tombstones.insert(id)
+            journal?.cancel(id: id)
+            return found ? .success(true) : nil
         }
-        return .success(found)
+    }
+
+    /// Removes a held timer for good (ack, last attempt, at-most-once delivery), logging it.
+    private func removeForGood(_ handle: TimerHandle) {
+        wheel.withID(of: handle) { id in
+            journal?.ack(id: id)
+            loader?.tombstones.insert(id)
+        }
+        wheel.remove(handle)
     }
 
     /// The timer a delivery refers to, if it is still that delivery in flight.
     private func inFlightTimer(_ ref: _DeliveryRef) -> TimerHandle? {
         let handle = TimerHandle(rawValue: ref.handle)
-        guard ref.handle < wheel.handleLimit, wheel.isHeld(handle), wheel.isInFlight(handle),
+        guard wheel.isHeld(handle), wheel.isInFlight(handle),
               wheel.generation(of: handle) == ref.generation,
               Int(wheel.attempt(of: handle)) == ref.attempt
         else { return nil }
@@ -234,8 +292,7 @@ final class _Engine: @unchecked Sendable {
     private func ack(_ ref: _DeliveryRef) -> Result<Bool, HourglassError> {
         if let error = refuseIfStopped() { return .failure(error) }
         guard let handle = inFlightTimer(ref) else { return .success(false) }
-        ref.id.withUnsafeBytes { journal?.ack(id: $0) }
-        wheel.remove(handle)
+        removeForGood(handle)
         counters.acknowledged += 1
         return .success(true)
     }
@@ -245,21 +302,15 @@ final class _Engine: @unchecked Sendable {
         guard let handle = inFlightTimer(ref) else { return .success(false) }
         let attempt = Int(wheel.attempt(of: handle)) + 1
         if let maxAttempts = configuration.maxAttempts, attempt > maxAttempts {
-            // Out of attempts: the timer is done.
-            ref.id.withUnsafeBytes { journal?.ack(id: $0) }
-            wheel.remove(handle)
+            removeForGood(handle)  // out of attempts: the timer is done
+            counters.exhausted += 1
             return .success(false)
         }
-        let deadline = min(clock.now().addingReportingOverflow(delayMilliseconds).partialValue, TimerWheel.maxDeadline)
-        wheel.rearm(handle, deadline: max(deadline, 0), attempt: UInt32(attempt))
+        let deadline = min(max(clock.now().addingReportingOverflow(delayMilliseconds).partialValue, 0), TimerWheel.maxDeadline)
+        wheel.rearm(handle, deadline: deadline, attempt: UInt32(attempt))
         ref.id.withUnsafeBytes { journal?.retry(id: $0, deadline: deadline, attempt: UInt32(attempt)) }
         counters.retried += 1
         return .success(true)
-    }
-
-    private func checkpoint() -> Result<Void, HourglassError> {
-        if let error = refuseIfStopped() { return .failure(error) }
-        return .success(())
     }
 
     // MARK: Firing
@@ -272,7 +323,8 @@ final class _Engine: @unchecked Sendable {
     }
 
     /// Fires what is due at the clock's time: redeliveries first (they are older), then due
-    /// timers in deadline order while the in-flight window has room.
+    /// timers in deadline order while the in-flight window has room. While a checkpoint is still
+    /// loading, only timers due before the first one not yet loaded fire.
     private func fireDue() {
         guard stoppedReason == nil else { return }
         let now = clock.now()
@@ -281,12 +333,13 @@ final class _Engine: @unchecked Sendable {
             _ = wheel.takeRedeliveries(through: now, limit: .max, into: &fired)
             for handle in fired { deliver(handle, now: now, redelivery: true) }
         }
+        let horizon = loader.map { min(now, $0.loadedDeadline - 1) } ?? now
         while true {
             let room = roomToFire()
             guard room > 0 else { break }
             let limit = min(room, 4096)
             fired.removeAll(keepingCapacity: true)
-            let count = wheel.advance(to: now, limit: limit, into: &fired)
+            let count = wheel.advance(to: horizon, limit: limit, into: &fired)
             for handle in fired { deliver(handle, now: now, redelivery: false) }
             if count < limit { break }
         }
@@ -297,8 +350,8 @@ final class _Engine: @unchecked Sendable {
         if redelivery {
             attempt += 1
             if let maxAttempts = configuration.maxAttempts, Int(attempt) > maxAttempts {
-                wheel.withID(of: handle) { journal?.ack(id: $0) }
-                wheel.remove(handle)
+                removeForGood(handle)
+                counters.exhausted += 1
                 return
             }
             wheel.setAttempt(attempt, of: handle)
@@ -321,8 +374,7 @@ final class _Engine: @unchecked Sendable {
             wheel.markInFlight(handle, redeliverAt: redeliverAt)
             id.withUnsafeBytes { journal?.fire(id: $0, attempt: attempt) }
         case .atMostOnce:
-            id.withUnsafeBytes { journal?.ack(id: $0) }
-            wheel.remove(handle)
+            removeForGood(handle)
         }
     }
 
@@ -331,7 +383,7 @@ final class _Engine: @unchecked Sendable {
     /// Writes the batch's records as one frame and syncs as the policy asks. A failure stops the
     /// engine: every reply of the batch becomes the error.
     private func commit(_ replies: inout _Replies, force: Bool) {
-        guard let journal = self.journal, stoppedReason == nil else { return }
+        guard let journal, stoppedReason == nil else { return }
         do throws(HourglassError) {
             if try journal.commit() { unsynced = true }
             let syncNow: Bool
@@ -348,13 +400,104 @@ final class _Engine: @unchecked Sendable {
             }
         } catch {
             stop(because: error)
-            replies.failAll(with: .stopped(reason: error.description))
+            replies.failAll(with: error)
         }
     }
 
     private func stop(because error: HourglassError) {
         stoppedReason = error.description
         logger.error("hourglass stopped accepting changes", metadata: ["error": "\(error)"])
+        checkpointJob?.writer.cancel()
+        checkpointJob = nil
+        for (reply, _) in checkpointWaiters { reply.resume(returning: .failure(error)) }
+        checkpointWaiters.removeAll()
+    }
+
+    // MARK: Background work: loading and writing checkpoints
+
+    private var checkpointDue: Bool {
+        guard let journal, checkpointJob == nil, stoppedReason == nil, loader == nil else { return false }
+        return checkpointRequested || journal.bytesWritten - logBytesAtLastCheckpoint >= configuration.checkpointLogBytes
+    }
+
+    private func backgroundWork(budgetNanoseconds: UInt64) {
+        guard stoppedReason == nil else { return }
+        let deadline = monotonicNanoseconds() + budgetNanoseconds
+        if let loader {
+            do throws(HourglassError) {
+                try loader.loadSlice(into: &wheel, until: deadline)
+            } catch {
+                stop(because: error)
+                return
+            }
+            if loader.isDone { finishLoading() }
+            return
+        }
+        if checkpointDue { beginCheckpoint() }
+        if let job = checkpointJob, let outcome = job.advance(wheel: &wheel, until: deadline) {
+            endCheckpoint(job, outcome)
+        }
+    }
+
+    private func finishLoading() {
+        guard let loader else { return }
+        self.loader = nil
+        for (id, reply) in deferredCancels {
+            let existed = id.withUnsafeBytes { loader.tombstones.isMarked($0) }
+            reply.resume(returning: .success(existed))
+        }
+        deferredCancels.removeAll()
+        logger.info("hourglass finished loading the checkpoint", metadata: ["timers": "\(loader.timersLoaded)"])
+    }
+
+    private func beginCheckpoint() {
+        guard let journal else { return }
+        checkpointRequested = false
+        do throws(HourglassError) {
+            checkpointJob = try journal.beginCheckpoint(handleLimit: wheel.handleLimit, clock: clock) { [weak self] in self?.wake() }
+            logBytesAtLastCheckpoint = journal.bytesWritten
+        } catch {
+            logger.error("hourglass could not start a checkpoint", metadata: ["error": "\(error)"])
+            for (reply, _) in checkpointWaiters { reply.resume(returning: .failure(error)) }
+            checkpointWaiters.removeAll()
+        }
+    }
+
+    private func endCheckpoint(_ job: _CheckpointJob, _ outcome: CheckpointWriter.Outcome) {
+        checkpointJob = nil
+        guard let journal else { return }
+        var result: Result<Void, HourglassError> = .success(())
+        switch outcome {
+        case let .done(trailer, bytes):
+            do throws(HourglassError) {
+                try journal.completeCheckpoint(job)
+                counters.checkpoints += 1
+                counters.checkpointSequence = trailer.startSequence
+                counters.lastCheckpointMilliseconds = Double(monotonicNanoseconds() - job.startedNanoseconds) / 1e6
+                logger.info("hourglass wrote a checkpoint", metadata: [
+                    "sequence": "\(trailer.startSequence)", "timers": "\(trailer.timers)", "bytes": "\(bytes)",
+                    "milliseconds": "\(counters.lastCheckpointMilliseconds ?? 0)",
+                ])
+            } catch {
+                result = .failure(error)
+            }
+        case let .failed(error):
+            result = .failure(HourglassError(error))
+            logger.error("hourglass checkpoint failed", metadata: ["error": "\(error)"])
+        }
+        // Answer the callers whose changes this checkpoint covers; start another for the rest.
+        var remaining: [(_Reply<Void>, UInt64)] = []
+        for (reply, sequence) in checkpointWaiters {
+            if case .failure = result {
+                reply.resume(returning: result)
+            } else if sequence <= job.startSequence {
+                reply.resume(returning: result)
+            } else {
+                remaining.append((reply, sequence))
+            }
+        }
+        checkpointWaiters = remaining
+        if !remaining.isEmpty { checkpointRequested = true }
     }
 
     // MARK: Closing
@@ -367,6 +510,21 @@ final class _Engine: @unchecked Sendable {
         }
         for request in leftovers { Self.refuse(request) }
         var result: Result<Void, HourglassError> = .success(())
+        if let loader, stoppedReason == nil {
+            // Deferred cancels need an answer: finish loading first.
+            do throws(HourglassError) {
+                try loader.loadAll(into: &wheel)
+            } catch {
+                result = .failure(error)
+            }
+            finishLoading()
+        }
+        for (_, reply) in deferredCancels { reply.resume(returning: .failure(.closed)) }
+        deferredCancels.removeAll()
+        checkpointJob?.writer.cancel()
+        checkpointJob = nil
+        for (waiter, _) in checkpointWaiters { waiter.resume(returning: .failure(.closed)) }
+        checkpointWaiters.removeAll()
         if let journal {
             do throws(HourglassError) {
                 try journal.close()
@@ -386,9 +544,7 @@ final class _Engine: @unchecked Sendable {
         case let .cancel(_, reply), let .ack(_, reply), let .retry(_, _, reply):
             reply.resume(returning: .failure(.closed))
         case let .stats(reply):
-            reply.resume(returning: EngineStats(
-                pending: 0, inFlight: 0, delivered: 0, redelivered: 0, acknowledged: 0, retried: 0, buffered: 0,
-                nextDeadline: nil, memoryBytes: 0, logBytesWritten: 0, framesWritten: 0, syncs: 0))
+            reply.resume(returning: EngineStats())
         }
     }
 
@@ -399,10 +555,14 @@ final class _Engine: @unchecked Sendable {
         snapshot.buffered = deliveries.buffered
         snapshot.nextDeadline = wheel.nextDeadline().map { Deadline(millisecondsSinceEpoch: $0) }
         snapshot.memoryBytes = wheel.allocatedBytes
+        snapshot.loading = loader != nil
+        snapshot.checkpointInProgress = checkpointJob != nil
         if let journal {
             snapshot.logBytesWritten = journal.bytesWritten
+            snapshot.logRawBytesWritten = journal.rawBytesWritten
             snapshot.framesWritten = journal.framesWritten
             snapshot.syncs = journal.syncs
+            snapshot.logBytesSinceCheckpoint = journal.bytesWritten - logBytesAtLastCheckpoint
         }
         return snapshot
     }
@@ -423,25 +583,3 @@ struct _Replies {
         for (reply, result) in bool { reply.resume(returning: result) }
     }
 }
-
-/// Where the engine writes what changes: the write-ahead log of a directory.
-protocol _Journal: AnyObject {
-    func schedule(id: UnsafeRawBufferPointer, deadline: Int64, attempt: UInt32, payload: UnsafeRawBufferPointer)
-    func cancel(id: UnsafeRawBufferPointer)
-    func fire(id: UnsafeRawBufferPointer, attempt: UInt32)
-    func ack(id: UnsafeRawBufferPointer)
-    func retry(id: UnsafeRawBufferPointer, deadline: Int64, attempt: UInt32)
-    /// Writes the records appended since the last commit as one frame; false when there were none.
-    func commit() throws(HourglassError) -> Bool
-    func sync() throws(HourglassError)
-    func close() throws(HourglassError)
-    var bytesWritten: Int { get }
-    var framesWritten: Int { get }
-    var syncs: Int { get }
-}
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif

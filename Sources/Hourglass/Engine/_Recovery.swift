@@ -2,13 +2,13 @@ import HourglassCore
 import HourglassStorage
 import Logging
 
-/// Opens a directory: takes its lock, replays the log into `wheel`, and returns the journal
-/// that continues the log. In-flight timers (fired, never acknowledged) are due for redelivery
-/// at once: their consumer went away with the previous process.
+/// Opens a directory: takes its lock, loads the newest sound checkpoint's head, replays the log
+/// from the checkpoint's start sequence, and returns the journal that continues the log and
+/// the loader for the rest of the checkpoint (see `Docs/CHECKPOINTS.md` and `Docs/RECOVERY.md`).
 func _recover(
     path: String, configuration: Configuration, clock: any HourglassClock,
     into wheel: inout TimerWheel, report: inout RecoveryReport
-) throws(HourglassError) -> any _Journal {
+) throws(HourglassError) -> (_WALJournal, _CheckpointLoader?) {
     let started = monotonicNanoseconds()
     let directory: any StorageDirectory
     do throws(StorageError) {
@@ -17,53 +17,115 @@ func _recover(
     } catch {
         throw HourglassError(error)
     }
-    var failure: HourglassError? = nil
-    do throws(StorageError) {
-        let recovery = LogRecovery(directory: directory, startSequence: 1, salvage: configuration.salvage)
-        let tail = try recovery.run(report: &report) { record, _ in
-            guard failure == nil else { return }
-            do throws(TimerWheel.CapacityError) {
-                try _replay(record, into: &wheel)
-            } catch {
-                failure = .capacityExceeded("recovering more timers than the engine can hold: \(error)")
-            }
+    do throws(HourglassError) {
+        let (journal, loader) = try _recover(directory, configuration: configuration, clock: clock, into: &wheel, report: &report)
+        configuration.logger.info("hourglass opened", metadata: [
+            "directory": "\(path)", "timers": "\(wheel.count)", "in_flight": "\(wheel.inFlightCount)",
+            "loading": "\(loader != nil)", "recovery": "\(report)",
+            "milliseconds": "\((monotonicNanoseconds() - started) / 1_000_000)",
+        ])
+        if !report.dropped.isEmpty || !report.damagedCheckpoints.isEmpty {
+            configuration.logger.warning("hourglass recovered past damaged data", metadata: ["report": "\(report)"])
         }
-        if failure == nil {
-            let writer = try LogWriter(
-                directory: directory, segmentLength: configuration.segmentBytes, tail: tail,
-                clock: { [clock] in clock.now() })
-            configuration.logger.info("hourglass opened", metadata: [
-                "directory": "\(path)", "timers": "\(wheel.count)", "in_flight": "\(wheel.inFlightCount)",
-                "recovery": "\(report)", "milliseconds": "\((monotonicNanoseconds() - started) / 1_000_000)",
-            ])
-            if !report.dropped.isEmpty {
-                configuration.logger.warning("hourglass salvage dropped damaged log data", metadata: ["report": "\(report)"])
+        return (journal, loader)
+    } catch {
+        directory.unlock()
+        throw error
+    }
+}
+
+private func _recover(
+    _ directory: any StorageDirectory, configuration: Configuration, clock: any HourglassClock,
+    into wheel: inout TimerWheel, report: inout RecoveryReport
+) throws(HourglassError) -> (_WALJournal, _CheckpointLoader?) {
+    // The checkpoint: the newest one that reads back whole.
+    var loader: _CheckpointLoader? = nil
+    var damaged: HourglassError? = nil
+    do throws(StorageError) {
+        let names = try directory.list()
+        for name in names where name.hasPrefix(CheckpointName.prefix) && name.hasSuffix(".tmp") {
+            try directory.remove(name)  // a checkpoint whose writing was interrupted
+        }
+        for sequence in CheckpointName.all(in: names) {
+            do throws(StorageError) {
+                let reader = try CheckpointReader(directory: directory, name: CheckpointName.name(sequence))
+                loader = _CheckpointLoader(reader: reader)
+                report.checkpointSequence = sequence
+                break
+            } catch {
+                if damaged == nil { damaged = HourglassError(error) }
+                report.damagedCheckpoints.append("\(error)")
             }
-            return _WALJournal(writer: writer, directory: directory)
         }
     } catch {
-        failure = HourglassError(error)
+        throw HourglassError(error)
     }
-    directory.unlock()
-    throw failure!
+    let startSequence = report.checkpointSequence ?? 1
+
+    // Its head: the timers in flight and those due by now.
+    if let loader { try loader.loadHead(into: &wheel, now: clock.now()) }
+
+    // The log from the checkpoint's start sequence.
+    var failure: HourglassError? = nil
+    let tail: LogTail
+    do throws(StorageError) {
+        let recovery = LogRecovery(directory: directory, startSequence: startSequence, salvage: configuration.salvage)
+        tail = try recovery.run(report: &report) { record, _ in
+            guard failure == nil else { return }
+            do throws(HourglassError) {
+                try _replay(record, into: &wheel, loader: loader)
+            } catch {
+                failure = error
+            }
+        }
+    } catch {
+        // A log that cannot serve the fallback checkpoint: the damaged newer one is the cause.
+        if let damaged, case .corruption = HourglassError(error) { throw damaged }
+        throw HourglassError(error)
+    }
+    if let failure { throw failure }
+    if let damaged, report.checkpointSequence == nil, tail.segments.first?.firstSequence ?? 1 > 1 {
+        // No older checkpoint, and the log no longer starts at the beginning.
+        throw damaged
+    }
+    if let loader { report.checkpointTimers = loader.timersLoaded }
+    do throws(StorageError) {
+        let writer = try LogWriter(
+            directory: directory, segmentLength: configuration.segmentBytes, tail: tail,
+            clock: { [clock] in clock.now() })
+        return (_WALJournal(writer: writer, directory: directory), loader.flatMap { $0.isDone ? nil : $0 })
+    } catch {
+        throw HourglassError(error)
+    }
 }
 
 /// Applies one log record to the wheel. Every record is idempotent: replaying a record whose
-/// effect is already there changes nothing.
-@inline(__always)
-func _replay(_ record: RecordView, into wheel: inout TimerWheel) throws(TimerWheel.CapacityError) {
+/// effect is already there changes nothing. While the rest of a checkpoint waits to load,
+/// removals leave tombstones, and a record about a timer not loaded yet loads the rest first.
+func _replay(_ record: RecordView, into wheel: inout TimerWheel, loader: _CheckpointLoader?) throws(HourglassError) {
+    let pending = loader.map { !$0.isDone } ?? false
     switch record.type {
     case .schedule:
-        _ = try wheel.schedule(id: record.id, deadline: record.deadline, payload: record.payload, attempt: record.attempt)
+        do throws(TimerWheel.CapacityError) {
+            _ = try wheel.schedule(id: record.id, deadline: record.deadline, payload: record.payload, attempt: record.attempt)
+        } catch {
+            throw .capacityExceeded("recovering more timers than the engine can hold: \(error)")
+        }
     case .cancel, .ack:
         wheel.cancel(id: record.id)
-    case .fire:
+        if pending { loader!.tombstones.insert(record.id) }
+    case .fire, .retry:
+        if wheel.lookup(id: record.id) == nil, pending {
+            // Only possible when the wall clock went back across the restart.
+            try loader!.loadAll(into: &wheel)
+        }
         guard let handle = wheel.lookup(id: record.id) else { return }
-        wheel.detach(handle)
-        wheel.setAttempt(record.attempt, of: handle)
-        wheel.markInFlight(handle, redeliverAt: 0)
-    case .retry:
-        guard let handle = wheel.lookup(id: record.id) else { return }
-        wheel.rearm(handle, deadline: record.deadline, attempt: record.attempt)
+        if record.type == .fire {
+            wheel.detach(handle)
+            wheel.setAttempt(record.attempt, of: handle)
+            wheel.markInFlight(handle, redeliverAt: 0)
+        } else {
+            wheel.rearm(handle, deadline: record.deadline, attempt: record.attempt)
+        }
     }
 }

@@ -1,10 +1,3 @@
-/// One timer to schedule, as the engine receives it (validated by the caller's side).
-struct _ScheduleItem: Sendable {
-    var id: [UInt8]
-    var deadline: Int64
-    var payload: [UInt8]
-}
-
 /// A reference to one delivery, for `ack` and `retry`.
 struct _DeliveryRef: Sendable {
     var id: [UInt8]
@@ -17,8 +10,8 @@ typealias _Reply<T> = UnsafeContinuation<Result<T, HourglassError>, Never>
 
 /// Work handed to the engine thread.
 enum _Request: Sendable {
-    case schedule(_ScheduleItem, _Reply<Void>)
-    case scheduleBatch([_ScheduleItem], _Reply<Void>)
+    case schedule(TimerRequest, _Reply<Void>)
+    case scheduleBatch([TimerRequest], _Reply<Void>)
     case cancel([UInt8], _Reply<Bool>)
     case ack(_DeliveryRef, _Reply<Bool>)
     case retry(_DeliveryRef, delayMilliseconds: Int64, _Reply<Bool>)
@@ -30,26 +23,44 @@ enum _Request: Sendable {
 
 /// A snapshot of the engine's counters.
 public struct EngineStats: Sendable, Equatable {
-    /// Timers waiting for their deadline.
-    public var pending: Int
+    /// Timers waiting for their deadline (those loaded so far, while a checkpoint loads).
+    public var pending = 0
     /// Timers delivered and not yet acknowledged.
-    public var inFlight: Int
+    public var inFlight = 0
     /// Deliveries made so far (first deliveries and redeliveries).
-    public var delivered: Int
+    public var delivered = 0
     /// Of those, redeliveries after a timeout or a restart.
-    public var redelivered: Int
-    public var acknowledged: Int
-    public var retried: Int
+    public var redelivered = 0
+    public var acknowledged = 0
+    public var retried = 0
+    /// Timers dropped after `Configuration.maxAttempts` deliveries.
+    public var exhausted = 0
     /// Deliveries waiting for a consumer to take them.
-    public var buffered: Int
+    public var buffered = 0
     /// The earliest deadline among pending timers (or cascade point before it).
-    public var nextDeadline: Deadline?
+    public var nextDeadline: Deadline? = nil
     /// Bytes of memory the timers use.
-    public var memoryBytes: Int
+    public var memoryBytes = 0
     /// Log bytes written since the engine opened (0 in memory).
-    public var logBytesWritten: Int
+    public var logBytesWritten = 0
+    /// The same records before compression (frame bodies), for the compression ratio.
+    public var logRawBytesWritten = 0
     /// Frames (group commits) written since the engine opened.
-    public var framesWritten: Int
+    public var framesWritten = 0
     /// Syncs (fsync, msync) since the engine opened.
-    public var syncs: Int
+    public var syncs = 0
+    /// Log bytes written since the last checkpoint began.
+    public var logBytesSinceCheckpoint = 0
+    /// Checkpoints written since the engine opened.
+    public var checkpoints = 0
+    /// The start sequence of the newest checkpoint written since the engine opened.
+    public var checkpointSequence: UInt64? = nil
+    /// How long the last checkpoint took, in milliseconds.
+    public var lastCheckpointMilliseconds: Double? = nil
+    /// Whether a checkpoint is being written.
+    public var checkpointInProgress = false
+    /// Whether the rest of a checkpoint is still loading after a restart.
+    public var loading = false
+
+    public init() {}
 }

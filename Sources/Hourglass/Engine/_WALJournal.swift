@@ -6,7 +6,7 @@ import HourglassStorage
 ///
 /// The record methods cannot fail: an error while writing an early frame (a big batch) is kept
 /// and reported by the next `commit`, before anything is acknowledged.
-final class _WALJournal: _Journal {
+final class _WALJournal {
     let writer: LogWriter
     let directory: any StorageDirectory
     private var pendingError: StorageError?
@@ -83,7 +83,40 @@ final class _WALJournal: _Journal {
         }
     }
 
+    /// The sequence number the next record gets.
+    var nextSequence: UInt64 { writer.nextSequence + UInt64(writer.records.count) }
+
+    /// Starts a checkpoint: moves the log to a new segment, whose first record is the
+    /// checkpoint's start sequence, and starts the checkpoint thread.
+    func beginCheckpoint(handleLimit: UInt32, clock: any HourglassClock, notify: @escaping @Sendable () -> Void) throws(HourglassError) -> _CheckpointJob {
+        if let pendingError { throw HourglassError(pendingError) }
+        do throws(StorageError) {
+            let (segment, sequence) = try writer.startNewSegment()
+            let checkpointWriter = CheckpointWriter(directory: directory, startSequence: sequence, clock: { [clock] in clock.now() }, notify: notify)
+            return _CheckpointJob(writer: checkpointWriter, startSequence: sequence, startSegment: segment, handleLimit: handleLimit)
+        } catch {
+            pendingError = error
+            throw HourglassError(error)
+        }
+    }
+
+    /// The checkpoint is durable: deletes the segments and the older checkpoints it covers.
+    func completeCheckpoint(_ job: _CheckpointJob) throws(HourglassError) {
+        do throws(StorageError) {
+            try writer.removeSegments(before: job.startSegment)
+            for name in try directory.list() {
+                if let sequence = CheckpointName.startSequence(name), sequence < job.startSequence {
+                    try directory.remove(name)
+                }
+            }
+            try directory.sync()
+        } catch {
+            throw HourglassError(error)
+        }
+    }
+
     var bytesWritten: Int { writer.bytesWritten }
+    var rawBytesWritten: Int { writer.rawBytesWritten }
     var framesWritten: Int { writer.framesWritten }
     var syncs: Int { writer.syncs }
 }

@@ -253,3 +253,71 @@ public struct SegmentHeader: Equatable, Sendable {
         destination.storeBytes(of: checksum.littleEndian, toByteOffset: LogFormat.segmentHeaderChecksumOffset, as: UInt32.self)
     }
 }
+
+/// A description of what is wrong with bytes that should be a header or trailer.
+public struct FormatProblem: Error, Equatable, Sendable, CustomStringConvertible, ExpressibleByStringInterpolation {
+    public var description: String
+    public init(stringLiteral value: String) { description = value }
+    public init(stringInterpolation: DefaultStringInterpolation) { description = String(stringInterpolation: stringInterpolation) }
+}
+
+/// The trailer that ends a checkpoint file (see `Docs/CHECKPOINTS.md`).
+public struct CheckpointTrailer: Equatable, Sendable {
+    public var startSequence: UInt64
+    public var records: UInt64
+    public var timers: UInt64
+    public var framesBytes: UInt64
+    public var createdMilliseconds: Int64
+
+    public init(startSequence: UInt64, records: UInt64, timers: UInt64, framesBytes: UInt64, createdMilliseconds: Int64) {
+        self.startSequence = startSequence
+        self.records = records
+        self.timers = timers
+        self.framesBytes = framesBytes
+        self.createdMilliseconds = createdMilliseconds
+    }
+
+    /// Reads the trailer from the last 64 bytes of `file`.
+    public static func parse(file: UnsafeRawBufferPointer) -> Result<CheckpointTrailer, FormatProblem> {
+        guard file.count >= LogFormat.checkpointTrailerLength else { return .failure("file shorter than a checkpoint trailer") }
+        let trailer = UnsafeRawBufferPointer(rebasing: file[(file.count - LogFormat.checkpointTrailerLength)...])
+        let magic = UInt64(littleEndian: trailer.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        guard magic == LogFormat.checkpointMagic else { return .failure("no checkpoint trailer (bad magic)") }
+        let stored = UInt32(littleEndian: trailer.loadUnaligned(fromByteOffset: LogFormat.checkpointTrailerChecksumOffset, as: UInt32.self))
+        let computed = crc32c(UnsafeRawBufferPointer(rebasing: trailer[0 ..< LogFormat.checkpointTrailerChecksumOffset]))
+        guard stored == computed else { return .failure("checkpoint trailer checksum mismatch: stored 0x\(String(stored, radix: 16)), computed 0x\(String(computed, radix: 16))") }
+        let version = UInt16(littleEndian: trailer.loadUnaligned(fromByteOffset: 8, as: UInt16.self))
+        guard version == UInt16(LogFormat.version) else { return .failure("checkpoint version \(version) is not supported") }
+        let length = UInt16(littleEndian: trailer.loadUnaligned(fromByteOffset: 10, as: UInt16.self))
+        guard length == UInt16(LogFormat.checkpointTrailerLength) else { return .failure("checkpoint trailer length \(length)") }
+        let parsed = CheckpointTrailer(
+            startSequence: UInt64(littleEndian: trailer.loadUnaligned(fromByteOffset: 16, as: UInt64.self)),
+            records: UInt64(littleEndian: trailer.loadUnaligned(fromByteOffset: 24, as: UInt64.self)),
+            timers: UInt64(littleEndian: trailer.loadUnaligned(fromByteOffset: 32, as: UInt64.self)),
+            framesBytes: UInt64(littleEndian: trailer.loadUnaligned(fromByteOffset: 40, as: UInt64.self)),
+            createdMilliseconds: Int64(littleEndian: trailer.loadUnaligned(fromByteOffset: 48, as: Int64.self)))
+        guard parsed.framesBytes == UInt64(file.count - LogFormat.checkpointTrailerLength) else {
+            return .failure("the trailer says \(parsed.framesBytes) bytes of frames, the file holds \(file.count - LogFormat.checkpointTrailerLength)")
+        }
+        return .success(parsed)
+    }
+
+    /// The 64 trailer bytes, checksum included.
+    public var bytes: [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: LogFormat.checkpointTrailerLength)
+        bytes.withUnsafeMutableBytes { raw in
+            let p = raw.baseAddress!
+            p.storeBytes(of: LogFormat.checkpointMagic.littleEndian, toByteOffset: 0, as: UInt64.self)
+            p.storeBytes(of: UInt16(LogFormat.version).littleEndian, toByteOffset: 8, as: UInt16.self)
+            p.storeBytes(of: UInt16(LogFormat.checkpointTrailerLength).littleEndian, toByteOffset: 10, as: UInt16.self)
+            p.storeBytes(of: startSequence.littleEndian, toByteOffset: 16, as: UInt64.self)
+            p.storeBytes(of: records.littleEndian, toByteOffset: 24, as: UInt64.self)
+            p.storeBytes(of: timers.littleEndian, toByteOffset: 32, as: UInt64.self)
+            p.storeBytes(of: framesBytes.littleEndian, toByteOffset: 40, as: UInt64.self)
+            p.storeBytes(of: createdMilliseconds.littleEndian, toByteOffset: 48, as: Int64.self)
+            let checksum = crc32c(UnsafeRawBufferPointer(start: p, count: LogFormat.checkpointTrailerChecksumOffset))
+            p.storeBytes(of: checksum.littleEndian, toByteOffset: LogFormat.checkpointTrailerChecksumOffset, as: UInt32.self)
+        }
+        return bytes
+    }
+}

@@ -12,6 +12,13 @@ public enum LogFormat {
     /// Offset of the header's CRC-32C (covering the bytes before it).
     public static let segmentHeaderChecksumOffset = 60
 
+    // MARK: Checkpoints
+
+    /// "HGCHKPT1"
+    public static let checkpointMagic: UInt64 = 0x3154_504B_4843_4748
+    public static let checkpointTrailerLength = 64
+    public static let checkpointTrailerChecksumOffset = 60
+
     // MARK: Frames
 
     /// The bytes "HGLF" read as a little-endian u32.
@@ -50,6 +57,7 @@ public enum LogFormat {
         precondition(Int(LZ4_compressBound(Int32(maxRawFrameLength))) <= Int(Int32.max), "a frame's compressed bound must fit LZ4's int")
         precondition(frameChecksumOffset + 4 == frameHeaderLength, "the frame checksum ends the header")
         precondition(segmentHeaderChecksumOffset + 4 == segmentHeaderLength, "the segment checksum ends the header")
+        precondition(checkpointTrailerChecksumOffset + 4 == checkpointTrailerLength, "the checkpoint checksum ends the trailer")
         precondition(maxIDLength == TimerWheel.maxIDLength && maxPayloadLength == TimerWheel.maxPayloadLength,
                      "the log and the wheel must agree on the limits")
     }

@@ -654,6 +654,15 @@ public struct TimerWheel: ~Copyable {
         _checkInvariants()
     }
 
+    /// Starts loading a timer's entry and bytes into the cache (for a caller about to read many
+    /// timers in a known order). Harmless for a free handle.
+    @inline(__always)
+    public func prefetch(_ handle: TimerHandle) {
+        guard handle.rawValue < slab.highWater else { return }
+        let entry = slab.ptr(handle.rawValue)
+        hg_prefetch(entry)
+    }
+
     /// Takes a held timer off its slot or list, leaving it detached (as if it had just fired).
     public mutating func detach(_ handle: TimerHandle) {
         _ = held(handle)

@@ -30,11 +30,22 @@ public struct RecoveryReport: Sendable, Equatable, CustomStringConvertible {
     public var applied = 0
     public var tornTail: TornTail? = nil
     public var dropped: [Dropped] = []
+    /// Segments that ended before the checkpoint's start sequence, deleted during recovery.
+    public var obsoleteSegments = 0
+    /// The checkpoint recovery started from (its start sequence), if any.
+    public var checkpointSequence: UInt64? = nil
+    /// Timers loaded from the checkpoint.
+    public var checkpointTimers = 0
+    /// Damaged checkpoints passed over for an older one.
+    public var damagedCheckpoints: [String] = []
 
     public init() {}
 
     public var description: String {
-        var text = "\(segments) segments, \(frames) frames, \(records) records (\(applied) applied)"
+        var text = ""
+        if let checkpointSequence { text += "checkpoint at \(checkpointSequence) with \(checkpointTimers) timers; " }
+        for damaged in damagedCheckpoints { text += "passed over damaged checkpoint \(damaged); " }
+        text += "\(segments) segments, \(frames) frames, \(records) records (\(applied) applied)"
         if let tornTail { text += "; torn tail cut at \(tornTail.file):\(tornTail.offset) (\(tornTail.bytes) bytes: \(tornTail.reason))" }
         for dropped in dropped {
             text += "; DROPPED \(dropped.bytes) bytes at \(dropped.file):\(dropped.offset), sequence numbers \(dropped.firstSequence) ..< \(dropped.firstSequence + UInt64(dropped.records)) (\(dropped.reason))"
@@ -100,6 +111,27 @@ package struct LogRecovery {
         for (number, name) in numbered {
             let file = try directory.openFile(name, writable: true)
             segments.append(Segment(number: number, name: name, file: file, header: file.withBytes { SegmentHeader.parse($0) }))
+        }
+        // With a checkpoint at `startSequence`, segments that end before it are covered: skip
+        // and delete them. The segment holding `startSequence` must exist if any segment does.
+        if startSequence > 1 {
+            let holding = segments.lastIndex { segment in
+                if case let .valid(header) = segment.header { return header.firstSequence <= startSequence }
+                return false
+            }
+            if let holding {
+                for segment in segments[..<holding] {
+                    segment.file.close()
+                    try directory.remove(segment.name)
+                    report.obsoleteSegments += 1
+                }
+                segments.removeFirst(holding)
+            } else if let first = segments.first(where: { if case .valid = $0.header { return true } else { return false } }),
+                      case let .valid(header) = first.header {
+                throw StorageError.corruption(
+                    file: first.file.path, offset: 0,
+                    reason: "the checkpoint needs the log from sequence \(startSequence), but the oldest segment starts at \(header.firstSequence): a segment is missing")
+            }
         }
         // The log's data ends in the newest segment with a header; blank ones after it are spares.
         let lastWithHeader = segments.lastIndex { $0.hasHeader } ?? -1

@@ -149,6 +149,31 @@ package final class LogWriter {
         syncs += 1
     }
 
+    /// Ends the active segment (when it holds frames) so that the next record starts a new one:
+    /// a checkpoint begins there. Returns the segment that holds the next record and the
+    /// sequence number of that record.
+    package func startNewSegment() throws(StorageError) -> (segment: UInt64, sequence: UInt64) {
+        try flush()
+        if active.writeOffset > LogFormat.segmentHeaderLength { try rollOver() }
+        return (active.number, nextSequence)
+    }
+
+    /// Deletes the segment files numbered below `number` (a checkpoint covers them), and syncs
+    /// the directory.
+    package func removeSegments(before number: UInt64) throws(StorageError) {
+        precondition(number <= active.number, "the active segment is never removed")
+        var removed = false
+        for name in try directory.list() {
+            if let n = SegmentName.number(name), n < number {
+                try directory.remove(name)
+                removed = true
+            }
+        }
+        for segment in sealed where segment.number < number { segment.file.close() }
+        sealed.removeAll { $0.number < number }
+        if removed { try directory.sync() }
+    }
+
     /// Whether frames were written since the last sync.
     package var hasUnsyncedFrames: Bool { !sealed.isEmpty || active.syncedOffset < active.writeOffset }
 

@@ -1,0 +1,187 @@
+import HourglassCore
+import HourglassStorage
+
+/// Loads a checkpoint into the wheel: first its head (in flight and overdue timers) before the
+/// log is replayed, then the rest, after the log, skipping every timer that the log or a caller
+/// has touched since (see `Docs/CHECKPOINTS.md`, "ready before fully loaded").
+final class _CheckpointLoader {
+    let reader: CheckpointReader
+    /// Every record loaded so far has a deadline at or before this; every record left has one at
+    /// or after it (the checkpoint is in deadline order). Timers fire only before it while
+    /// loading continues.
+    private(set) var loadedDeadline: Int64 = .min
+    private(set) var timersLoaded = 0
+    /// Removals since the checkpoint's start sequence, while records are left: those timers
+    /// must not come back from the checkpoint. A member is marked when it stopped one.
+    var tombstones = IDSet()
+    /// Whether the head is loaded and the loader has moved to skipping what is already held.
+    private(set) var pastHead = false
+
+    init(reader: CheckpointReader) { self.reader = reader }
+
+    var isDone: Bool { reader.isAtEnd }
+
+    /// Loads the head: frames until every timer due at `now` (and every timer in flight) is in.
+    func loadHead(into wheel: inout TimerWheel, now: Int64) throws(HourglassError) {
+        while !reader.isAtEnd && loadedDeadline <= now {
+            try loadFrame(into: &wheel)
+        }
+        pastHead = true
+    }
+
+    /// Loads frames until `deadlineNanoseconds` (monotonic) or the end.
+    func loadSlice(into wheel: inout TimerWheel, until deadlineNanoseconds: UInt64) throws(HourglassError) {
+        pastHead = true
+        repeat {
+            try loadFrame(into: &wheel)
+        } while !reader.isAtEnd && monotonicNanoseconds() < deadlineNanoseconds
+    }
+
+    /// Loads everything left.
+    func loadAll(into wheel: inout TimerWheel) throws(HourglassError) {
+        pastHead = true
+        while !reader.isAtEnd { try loadFrame(into: &wheel) }
+    }
+
+    private func loadFrame(into wheel: inout TimerWheel) throws(HourglassError) {
+        var failure: HourglassError? = nil
+        var lastApplied: TimerHandle? = nil
+        do throws(StorageError) {
+            _ = try reader.nextFrame { frame in
+                _ = try RecordDecoder.forEach(in: frame.body) { record in
+                    guard failure == nil else { return }
+                    switch record.type {
+                    case .schedule:
+                        lastApplied = nil
+                        loadedDeadline = max(loadedDeadline, record.deadline)
+                        if pastHead {
+                            if wheel.lookup(id: record.id) != nil { return }
+                            if tombstones.contains(record.id) {
+                                tombstones.mark(record.id)
+                                return
+                            }
+                        }
+                        do throws(TimerWheel.CapacityError) {
+                            lastApplied = try wheel.schedule(id: record.id, deadline: record.deadline, payload: record.payload, attempt: record.attempt).handle
+                            timersLoaded += 1
+                        } catch {
+                            failure = .capacityExceeded("loading more timers than the engine can hold: \(error)")
+                        }
+                    case .fire:
+                        // The timer just loaded is in flight: due for redelivery at once.
+                        guard let handle = lastApplied else { return }
+                        wheel.detach(handle)
+                        wheel.setAttempt(record.attempt, of: handle)
+                        wheel.markInFlight(handle, redeliverAt: 0)
+                        lastApplied = nil
+                    case .cancel, .ack, .retry:
+                        break  // a checkpoint holds none
+                    }
+                }
+            }
+        } catch {
+            throw HourglassError(error)
+        }
+        if let failure { throw failure }
+    }
+}
+
+/// The engine's checkpoint in progress, advanced a slice at a time on the engine thread.
+final class _CheckpointJob {
+    enum Phase {
+        /// Listing handles and deadlines: the next handle to look at.
+        case scanning(cursor: UInt32, limit: UInt32)
+        /// Waiting for the checkpoint thread to sort the list.
+        case sorting
+        /// Encoding timers in sorted order: the next position.
+        case encoding(order: [UInt32], cursor: Int)
+        /// Waiting for the trailer, the fsync and the rename.
+        case finishing
+    }
+
+    let writer: CheckpointWriter
+    let startSequence: UInt64
+    let startSegment: UInt64
+    let startedNanoseconds = monotonicNanoseconds()
+    var phase: Phase
+    var keys: [UInt64] = []
+    var handles: [UInt32] = []
+    var encoder = RecordEncoder(capacity: 1 << 20)
+    var timers = 0
+
+    init(writer: CheckpointWriter, startSequence: UInt64, startSegment: UInt64, handleLimit: UInt32) {
+        self.writer = writer
+        self.startSequence = startSequence
+        self.startSegment = startSegment
+        phase = .scanning(cursor: 0, limit: handleLimit)
+    }
+
+    /// Whether the job can use the engine thread now (not waiting for the checkpoint thread).
+    var isRunnable: Bool {
+        switch phase {
+        case .scanning: return true
+        case .encoding: return writer.queuedBytes < 16 << 20
+        case .sorting: return false
+        case .finishing: return false
+        }
+    }
+
+    /// Does up to `deadlineNanoseconds` of work. Returns the outcome when the checkpoint ended.
+    func advance(wheel: inout TimerWheel, until deadlineNanoseconds: UInt64) -> CheckpointWriter.Outcome? {
+        switch phase {
+        case let .scanning(cursor, limit):
+            var h = cursor
+            let end = min(limit, cursor &+ 262_144)
+            keys.reserveCapacity(Int(limit))
+            handles.reserveCapacity(Int(limit))
+            wheel.forEachHandle(in: h ..< end) { handle in
+                // In-flight timers first (key 0), then pending ones by deadline.
+                keys.append(wheel.isInFlight(handle) ? 0 : UInt64(wheel.deadline(of: handle)) + 1)
+                handles.append(handle.rawValue)
+            }
+            h = end
+            if h >= limit {
+                writer.sort(keys: keys, handles: handles)
+                keys = []
+                handles = []
+                phase = .sorting
+            } else {
+                phase = .scanning(cursor: h, limit: limit)
+            }
+        case .sorting:
+            if let order = writer.takeSorted() { phase = .encoding(order: order, cursor: 0) }
+        case var .encoding(order, cursor):
+            while cursor < order.count && writer.queuedBytes < 16 << 20 {
+                let handle = TimerHandle(rawValue: order[cursor])
+                cursor += 1
+                if cursor + 8 < order.count { wheel.prefetch(TimerHandle(rawValue: order[cursor + 8])) }
+                guard wheel.isHeld(handle) else { continue }
+                wheel.withID(of: handle) { id in
+                    wheel.withPayload(of: handle) { payload in
+                        encoder.schedule(id: id, deadline: wheel.deadline(of: handle), attempt: wheel.attempt(of: handle), payload: payload)
+                    }
+                    if wheel.isInFlight(handle) { encoder.fire(id: id, attempt: wheel.attempt(of: handle)) }
+                }
+                timers += 1
+                if encoder.byteCount >= 1 << 20 {
+                    writer.append(body: Array(encoder.buffer.bytes), records: encoder.count)
+                    encoder.reset()
+                }
+                if cursor & 1023 == 0 && monotonicNanoseconds() >= deadlineNanoseconds { break }
+            }
+            if cursor >= order.count {
+                if !encoder.isEmpty {
+                    writer.append(body: Array(encoder.buffer.bytes), records: encoder.count)
+                    encoder.reset()
+                }
+                writer.finish(timers: timers)
+                phase = .finishing
+            } else {
+                phase = .encoding(order: order, cursor: cursor)
+            }
+        case .finishing:
+            return writer.result
+        }
+        return nil
+    }
+}

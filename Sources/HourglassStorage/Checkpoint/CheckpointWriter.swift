@@ -1,0 +1,174 @@
+import HourglassCore
+
+/// Checkpoint file names: `checkpoint-` and the start sequence in 20 digits.
+package enum CheckpointName {
+    package static let prefix = "checkpoint-"
+    package static let suffix = ".hgc"
+
+    package static func name(_ startSequence: UInt64) -> String {
+        let digits = String(startSequence)
+        return prefix + String(repeating: "0", count: max(0, 20 - digits.count)) + digits + suffix
+    }
+
+    package static func startSequence(_ name: String) -> UInt64? {
+        guard name.hasPrefix(prefix), name.hasSuffix(suffix), name.count == prefix.count + 20 + suffix.count else { return nil }
+        return UInt64(name.dropFirst(prefix.count).dropLast(suffix.count))
+    }
+
+    /// The start sequences of the checkpoints in `names`, newest first.
+    package static func all(in names: [String]) -> [UInt64] {
+        names.compactMap(startSequence).sorted(by: >)
+    }
+}
+
+/// The background half of writing a checkpoint: sorts the engine's snapshot, compresses the
+/// record bodies the engine encodes into frames, appends them to `checkpoint-L.hgc.tmp`, and at
+/// the end writes the trailer, fsyncs, renames into place and fsyncs the directory.
+///
+/// The engine thread hands work over and polls for results; `notify` is called (from the
+/// checkpoint thread) whenever a result is ready or queued work was taken, so the engine can
+/// wake up.
+package final class CheckpointWriter: @unchecked Sendable {
+    package enum Outcome {
+        case done(CheckpointTrailer, bytes: Int)
+        case failed(StorageError)
+    }
+
+    private enum Job {
+        case sort(keys: [UInt64], handles: [UInt32])
+        case body([UInt8], records: Int)
+        case finish(timers: Int)
+    }
+
+    package let startSequence: UInt64
+    private let directory: any StorageDirectory
+    private let clock: @Sendable () -> Int64
+    private let notify: @Sendable () -> Void
+    private let lock = _Lock()
+    private let wake = _Semaphore()
+    // Guarded by `lock`.
+    private var jobs: [Job] = []
+    private var queued = 0
+    private var sorted: [UInt32]? = nil
+    private var outcome: Outcome? = nil
+    private var cancelled = false
+
+    /// Starts the checkpoint thread; the temporary file is created on it.
+    package init(directory: any StorageDirectory, startSequence: UInt64, clock: @escaping @Sendable () -> Int64, notify: @escaping @Sendable () -> Void) {
+        self.directory = directory
+        self.startSequence = startSequence
+        self.clock = clock
+        self.notify = notify
+        _StorageThread { [self] in run() }.start()
+    }
+
+    /// Sorts `handles` by `keys` (ascending) on the checkpoint thread; see `takeSorted`.
+    package func sort(keys: [UInt64], handles: [UInt32]) { enqueue(.sort(keys: keys, handles: handles), bytes: 0) }
+
+    /// The sorted handles, once ready (taken once).
+    package func takeSorted() -> [UInt32]? {
+        lock.withLock {
+            defer { sorted = nil }
+            return sorted
+        }
+    }
+
+    /// Queues a record body (at most `LogFormat.maxRawFrameLength` bytes) to become a frame.
+    package func append(body: [UInt8], records: Int) { enqueue(.body(body, records: records), bytes: body.count) }
+
+    /// Bytes of bodies queued and not yet written: the engine stops encoding above a bound.
+    package var queuedBytes: Int { lock.withLock { queued } }
+
+    /// Queues the end: trailer, fsync, rename, directory fsync.
+    package func finish(timers: Int) { enqueue(.finish(timers: timers), bytes: 0) }
+
+    /// The result, once the checkpoint is durable (or failed).
+    package var result: Outcome? { lock.withLock { outcome } }
+
+    /// Abandons the checkpoint: the thread stops and deletes the temporary file.
+    package func cancel() {
+        lock.withLock { cancelled = true }
+        wake.signal()
+    }
+
+    private func enqueue(_ job: Job, bytes: Int) {
+        lock.withLock {
+            jobs.append(job)
+            queued += bytes
+        }
+        wake.signal()
+    }
+
+    private func run() {
+        let name = CheckpointName.name(startSequence)
+        let temporary = name + ".tmp"
+        var stream: (any StorageStream)? = nil
+        var encoder = FrameEncoder()
+        var records = 0
+        var bytes = 0
+        func fail(_ error: StorageError) {
+            stream?.close()
+            try? directory.remove(temporary)
+            lock.withLock { outcome = .failed(error) }
+            notify()
+        }
+        do throws(StorageError) {
+            stream = try directory.createStream(temporary)
+        } catch {
+            fail(error)
+            return
+        }
+        while true {
+            wake.wait()
+            while let job = lock.withLock({ () -> Job? in
+                if cancelled { return nil }
+                return jobs.isEmpty ? nil : jobs.removeFirst()
+            }) {
+                switch job {
+                case var .sort(keys, handles):
+                    radixSort(keys: &keys, values: &handles)
+                    lock.withLock { sorted = handles }
+                    notify()
+                case let .body(body, count):
+                    let header = body.withUnsafeBytes {
+                        encoder.encode(body: $0, firstSequence: UInt64(records) + 1, recordCount: count)
+                    }
+                    do throws(StorageError) {
+                        try stream!.append(encoder.frame.bytes)
+                    } catch {
+                        fail(error)
+                        return
+                    }
+                    records += count
+                    bytes += header.frameLength
+                    lock.withLock { queued -= body.count }
+                    notify()
+                case let .finish(timers):
+                    let trailer = CheckpointTrailer(
+                        startSequence: startSequence, records: UInt64(records), timers: UInt64(timers),
+                        framesBytes: UInt64(bytes), createdMilliseconds: clock())
+                    do throws(StorageError) {
+                        let trailerBytes = trailer.bytes
+                        let result = trailerBytes.withUnsafeBytes { raw in Result { () throws(StorageError) in try stream!.append(raw) } }
+                        try result.get()
+                        try stream!.sync()
+                        stream!.close()
+                        try directory.rename(temporary, to: name)
+                        try directory.sync()
+                    } catch {
+                        fail(error)
+                        return
+                    }
+                    lock.withLock { outcome = .done(trailer, bytes: bytes + LogFormat.checkpointTrailerLength) }
+                    notify()
+                    return
+                }
+            }
+            if lock.withLock({ cancelled }) {
+                stream?.close()
+                try? directory.remove(temporary)
+                return
+            }
+        }
+    }
+}
