@@ -96,6 +96,10 @@ let package = Package(
             swiftSettings: internalChecks
         ),
         .testTarget(
+            name: "HourglassCLITests",
+            dependencies: ["HourglassCLI", "HourglassTestSupport"]
+        ),
+        .testTarget(
             name: "HourglassTests",
             dependencies: ["Hourglass", "HourglassTestSupport"],
             swiftSettings: internalChecks

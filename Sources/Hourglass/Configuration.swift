@@ -70,6 +70,10 @@ public struct Configuration: Sendable {
     /// Where the engine logs notable events (open, recovery, failures). Silent by default.
     public var logger: Logger = Logger(label: "hourglass", factory: { _ in SwiftLogNoOpLogHandler() })
 
+    /// Whether the engine fires timers; the `checkpoint` command opens a directory without
+    /// firing anything.
+    package var deliversTimers = true
+
     /// The file system under a directory engine; tests substitute one that injects faults.
     package var fileSystem: any StorageFileSystem = PosixFileSystem()
 

@@ -86,7 +86,8 @@ public final class HourglassEngine: Sendable {
     public func schedule(id: TimerID, at deadline: Deadline, payload: [UInt8] = []) async throws(HourglassError) {
         let item = TimerRequest(id: id, deadline: deadline, payload: payload)
         try validate(item)
-        let result = await withUnsafeContinuation { (reply: _Reply<Void>) in
+        let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Void, HourglassError>, Never>) in
+            let reply = _Reply(continuation)
             if !engine.submit(.schedule(item, reply)) { reply.resume(returning: .failure(.closed)) }
         }
         try result.get()
@@ -104,7 +105,8 @@ public final class HourglassEngine: Sendable {
     /// Validates all of them first: if one is invalid, none is scheduled.
     public func schedule(_ timers: [TimerRequest]) async throws(HourglassError) {
         for timer in timers { try validate(timer) }
-        let result = await withUnsafeContinuation { (reply: _Reply<Void>) in
+        let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Void, HourglassError>, Never>) in
+            let reply = _Reply(continuation)
             if !engine.submit(.scheduleBatch(timers, reply)) { reply.resume(returning: .failure(.closed)) }
         }
         try result.get()
@@ -113,7 +115,8 @@ public final class HourglassEngine: Sendable {
     /// Cancels the timer with this id; returns whether there was one (pending or in flight).
     public func cancel(id: TimerID) async throws(HourglassError) -> Bool {
         try checkID(id)
-        let result = await withUnsafeContinuation { (reply: _Reply<Bool>) in
+        let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Bool, HourglassError>, Never>) in
+            let reply = _Reply(continuation)
             if !engine.submit(.cancel(id.bytes, reply)) { reply.resume(returning: .failure(.closed)) }
         }
         return try result.get()
@@ -127,7 +130,8 @@ public final class HourglassEngine: Sendable {
     public func ack(_ delivery: Delivery) async throws(HourglassError) -> Bool {
         guard delivery.engine == identity else { return false }
         let ref = _DeliveryRef(id: delivery.id.bytes, handle: delivery.handle, generation: delivery.generation, attempt: delivery.attempt)
-        let result = await withUnsafeContinuation { (reply: _Reply<Bool>) in
+        let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Bool, HourglassError>, Never>) in
+            let reply = _Reply(continuation)
             if !engine.submit(.ack(ref, reply)) { reply.resume(returning: .failure(.closed)) }
         }
         return try result.get()
@@ -142,7 +146,8 @@ public final class HourglassEngine: Sendable {
         guard delay >= .zero else { throw .deadlineOutOfRange(milliseconds: delay.wholeMillisecondsRoundedUp) }
         let ref = _DeliveryRef(id: delivery.id.bytes, handle: delivery.handle, generation: delivery.generation, attempt: delivery.attempt)
         let ms = delay.wholeMillisecondsRoundedUp
-        let result = await withUnsafeContinuation { (reply: _Reply<Bool>) in
+        let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Bool, HourglassError>, Never>) in
+            let reply = _Reply(continuation)
             if !engine.submit(.retry(ref, delayMilliseconds: ms, reply)) { reply.resume(returning: .failure(.closed)) }
         }
         return try result.get()
@@ -154,7 +159,8 @@ public final class HourglassEngine: Sendable {
     /// segments and older checkpoints it makes unnecessary. Requests keep flowing meanwhile.
     /// In memory it does nothing.
     public func checkpoint() async throws(HourglassError) {
-        let result = await withUnsafeContinuation { (reply: _Reply<Void>) in
+        let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Void, HourglassError>, Never>) in
+            let reply = _Reply(continuation)
             if !engine.submit(.checkpoint(reply)) { reply.resume(returning: .failure(.closed)) }
         }
         try result.get()
@@ -173,10 +179,49 @@ public final class HourglassEngine: Sendable {
     /// flight and are delivered again when the directory is reopened.
     public func close() async throws(HourglassError) {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        let result = await withUnsafeContinuation { (reply: _Reply<Void>) in
+        let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Void, HourglassError>, Never>) in
+            let reply = _Reply(continuation)
             if !engine.submit(.close(reply)) { reply.resume(returning: .success(())) }
         }
         try result.get()
+    }
+
+    // MARK: Submitting without waiting
+
+    /// Queues a schedule now, in order with every other submission, and calls `completion`
+    /// (on the engine's thread; keep it short) once it is durable or failed.
+    package func submitSchedule(_ timer: TimerRequest, completion: @escaping @Sendable (Result<Void, HourglassError>) -> Void) {
+        do throws(HourglassError) {
+            try validate(timer)
+        } catch {
+            completion(.failure(error))
+            return
+        }
+        let reply = _Reply<Void>(callback: completion)
+        if !engine.submit(.schedule(timer, reply)) { reply.resume(returning: .failure(.closed)) }
+    }
+
+    /// Queues a cancel now; `completion` gets whether a timer was pending.
+    package func submitCancel(id: TimerID, completion: @escaping @Sendable (Result<Bool, HourglassError>) -> Void) {
+        do throws(HourglassError) {
+            try checkID(id)
+        } catch {
+            completion(.failure(error))
+            return
+        }
+        let reply = _Reply<Bool>(callback: completion)
+        if !engine.submit(.cancel(id.bytes, reply)) { reply.resume(returning: .failure(.closed)) }
+    }
+
+    /// Queues an acknowledgement now; `completion` gets whether it took effect.
+    package func submitAck(_ delivery: Delivery, completion: @escaping @Sendable (Result<Bool, HourglassError>) -> Void) {
+        guard delivery.engine == identity else {
+            completion(.success(false))
+            return
+        }
+        let ref = _DeliveryRef(id: delivery.id.bytes, handle: delivery.handle, generation: delivery.generation, attempt: delivery.attempt)
+        let reply = _Reply<Bool>(callback: completion)
+        if !engine.submit(.ack(ref, reply)) { reply.resume(returning: .failure(.closed)) }
     }
 
     // MARK: Validation

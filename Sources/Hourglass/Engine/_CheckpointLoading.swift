@@ -11,6 +11,9 @@ final class _CheckpointLoader {
     /// loading continues.
     private(set) var loadedDeadline: Int64 = .min
     private(set) var timersLoaded = 0
+    /// Bytes of frames read, as stored and decompressed (for the compression ratio).
+    private(set) var storedBytes = 0
+    private(set) var rawBytes = 0
     /// Removals since the checkpoint's start sequence, while records are left: those timers
     /// must not come back from the checkpoint. A member is marked when it stopped one.
     var tombstones = IDSet()
@@ -48,6 +51,8 @@ final class _CheckpointLoader {
         var lastApplied: TimerHandle? = nil
         do throws(StorageError) {
             _ = try reader.nextFrame { frame in
+                storedBytes += frame.header.frameLength
+                rawBytes += frame.header.rawLength
                 _ = try RecordDecoder.forEach(in: frame.body) { record in
                     guard failure == nil else { return }
                     switch record.type {

@@ -115,29 +115,29 @@ final class _Engine: @unchecked Sendable {
             for request in batch {
                 switch request {
                 case let .schedule(item, reply):
-                    replies.void.append((reply, schedule(item)))
+                    replies.append(reply, schedule(item))
                 case let .scheduleBatch(items, reply):
-                    replies.void.append((reply, schedule(items)))
+                    replies.append(reply, schedule(items))
                 case let .cancel(id, reply):
                     if let result = cancel(id) {
-                        replies.bool.append((reply, result))
+                        replies.append(reply, result)
                     } else {
                         deferredCancels.append((id, reply))
                     }
                 case let .ack(ref, reply):
-                    replies.bool.append((reply, ack(ref)))
+                    replies.append(reply, ack(ref))
                 case let .retry(ref, delay, reply):
-                    replies.bool.append((reply, retry(ref, delayMilliseconds: delay)))
+                    replies.append(reply, retry(ref, delayMilliseconds: delay))
                 case let .stats(reply):
                     barriers.append(reply)
                 case let .checkpoint(reply):
                     if let error = refuseIfStopped() {
-                        replies.void.append((reply, .failure(error)))
+                        replies.append(reply, .failure(error))
                     } else if let journal {
                         checkpointWaiters.append((reply, journal.nextSequence))
                         checkpointRequested = true
                     } else {
-                        replies.void.append((reply, .success(())))  // in memory: nothing to write
+                        replies.append(reply, .success(()))  // in memory: nothing to write
                     }
                 case let .close(reply):
                     // Everything queued before `close` is applied; nothing after it.
@@ -192,6 +192,7 @@ final class _Engine: @unchecked Sendable {
     /// The earliest time at which firing has work: the next deadline (when the in-flight window
     /// has room) or the next redelivery.
     private func nextWorkTime() -> Int64? {
+        guard configuration.deliversTimers else { return nil }
         var next = wheel.nextRedelivery()
         if roomToFire() > 0, let deadline = wheel.nextDeadline() {
             next = min(next ?? deadline, deadline)
@@ -326,7 +327,7 @@ final class _Engine: @unchecked Sendable {
     /// timers in deadline order while the in-flight window has room. While a checkpoint is still
     /// loading, only timers due before the first one not yet loaded fire.
     private func fireDue() {
-        guard stoppedReason == nil else { return }
+        guard stoppedReason == nil, configuration.deliversTimers else { return }
         let now = clock.now()
         if configuration.deliveryMode == .atLeastOnce {
             fired.removeAll(keepingCapacity: true)
@@ -568,18 +569,33 @@ final class _Engine: @unchecked Sendable {
     }
 }
 
-/// Replies held back until the batch is durable.
+/// Replies held back until the batch is durable, answered in the order the requests came.
 struct _Replies {
-    var void: [(_Reply<Void>, Result<Void, HourglassError>)] = []
-    var bool: [(_Reply<Bool>, Result<Bool, HourglassError>)] = []
+    private enum Entry {
+        case void(_Reply<Void>, Result<Void, HourglassError>)
+        case bool(_Reply<Bool>, Result<Bool, HourglassError>)
+    }
+
+    private var entries: [Entry] = []
+
+    mutating func append(_ reply: _Reply<Void>, _ result: Result<Void, HourglassError>) { entries.append(.void(reply, result)) }
+    mutating func append(_ reply: _Reply<Bool>, _ result: Result<Bool, HourglassError>) { entries.append(.bool(reply, result)) }
 
     mutating func failAll(with error: HourglassError) {
-        for i in void.indices { void[i].1 = .failure(error) }
-        for i in bool.indices { bool[i].1 = .failure(error) }
+        entries = entries.map { entry in
+            switch entry {
+            case let .void(reply, _): return .void(reply, .failure(error))
+            case let .bool(reply, _): return .bool(reply, .failure(error))
+            }
+        }
     }
 
     func resumeAll() {
-        for (reply, result) in void { reply.resume(returning: result) }
-        for (reply, result) in bool { reply.resume(returning: result) }
+        for entry in entries {
+            switch entry {
+            case let .void(reply, result): reply.resume(returning: result)
+            case let .bool(reply, result): reply.resume(returning: result)
+            }
+        }
     }
 }

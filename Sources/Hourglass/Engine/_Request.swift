@@ -6,7 +6,19 @@ struct _DeliveryRef: Sendable {
     var attempt: Int
 }
 
-typealias _Reply<T> = UnsafeContinuation<Result<T, HourglassError>, Never>
+/// Where the engine sends a request's result: a suspended caller, or a callback (the
+/// `hourglass run` command submits in order without waiting).
+struct _Reply<T: Sendable>: Sendable {
+    private let body: @Sendable (Result<T, HourglassError>) -> Void
+
+    init(_ continuation: UnsafeContinuation<Result<T, HourglassError>, Never>) {
+        body = { continuation.resume(returning: $0) }
+    }
+
+    init(callback: @escaping @Sendable (Result<T, HourglassError>) -> Void) { body = callback }
+
+    func resume(returning result: Result<T, HourglassError>) { body(result) }
+}
 
 /// Work handed to the engine thread.
 enum _Request: Sendable {

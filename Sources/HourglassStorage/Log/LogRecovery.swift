@@ -30,6 +30,11 @@ public struct RecoveryReport: Sendable, Equatable, CustomStringConvertible {
     public var applied = 0
     public var tornTail: TornTail? = nil
     public var dropped: [Dropped] = []
+    /// Bytes of the frames read (as stored) and of their bodies (decompressed).
+    public var logBytes = 0
+    public var logRawBytes = 0
+    /// Segment files in the directory (spares included).
+    public var segmentFiles = 0
     /// Segments that ended before the checkpoint's start sequence, deleted during recovery.
     public var obsoleteSegments = 0
     /// The checkpoint recovery started from (its start sequence), if any.
@@ -63,6 +68,8 @@ package struct LogTail {
     package var nextSequence: UInt64
     /// Every segment with a valid header and the sequence number its records start at.
     package var segments: [(number: UInt64, firstSequence: UInt64)]
+    /// The highest segment number in the directory: a new segment gets a higher one.
+    package var highestSegment: UInt64
 }
 
 /// Reads every segment in order, checks every frame, applies the records, and decides what
@@ -74,11 +81,14 @@ package struct LogRecovery {
     /// holds their effect).
     package let startSequence: UInt64
     package let salvage: Bool
+    /// Change nothing: no torn tail is cut, no file deleted (inspection tools).
+    package let readOnly: Bool
 
-    package init(directory: any StorageDirectory, startSequence: UInt64 = 1, salvage: Bool = false) {
+    package init(directory: any StorageDirectory, startSequence: UInt64 = 1, salvage: Bool = false, readOnly: Bool = false) {
         self.directory = directory
         self.startSequence = startSequence
         self.salvage = salvage
+        self.readOnly = readOnly
     }
 
     private struct Segment {
@@ -102,14 +112,14 @@ package struct LogRecovery {
         var numbered: [(UInt64, String)] = []
         for name in try directory.list() {
             if name.hasPrefix(SegmentName.prefix) && name.hasSuffix(".tmp") {
-                try directory.remove(name)  // a segment whose preparation was interrupted
+                if !readOnly { try directory.remove(name) }  // a segment whose preparation was interrupted
             } else if let number = SegmentName.number(name) {
                 numbered.append((number, name))
             }
         }
         numbered.sort { $0.0 < $1.0 }
         for (number, name) in numbered {
-            let file = try directory.openFile(name, writable: true)
+            let file = try directory.openFile(name, writable: !readOnly)
             segments.append(Segment(number: number, name: name, file: file, header: file.withBytes { SegmentHeader.parse($0) }))
         }
         // With a checkpoint at `startSequence`, segments that end before it are covered: skip
@@ -122,7 +132,7 @@ package struct LogRecovery {
             if let holding {
                 for segment in segments[..<holding] {
                     segment.file.close()
-                    try directory.remove(segment.name)
+                    if !readOnly { try directory.remove(segment.name) }
                     report.obsoleteSegments += 1
                 }
                 segments.removeFirst(holding)
@@ -139,95 +149,143 @@ package struct LogRecovery {
         var decoder = FrameDecoder()
         var expected: UInt64? = nil
         var known: [(number: UInt64, firstSequence: UInt64)] = []
-        var spares: [UInt64] = []
+        var used = Set<Int>()  // segments whose frames were read
         var tail: (index: Int, offset: Int)? = nil
         var resume: Position? = nil
+        var zeroedSpares: [Int] = []  // newest segments whose torn header was zeroed
 
         var index = 0
         segmentLoop: while index < segments.count {
             let segment = segments[index]
-            let isLast = index == lastWithHeader
+            let length = segment.file.length
             var offset = LogFormat.segmentHeaderLength
+            // The first frame to read when salvage resumes in this segment.
+            var resumeOffset: Int? = nil
             if let position = resume, position.index == index {
-                // Salvage skipped damage up to a valid frame in this segment.
-                offset = position.offset
+                resumeOffset = position.offset
                 resume = nil
-                if case let .valid(header) = segment.header { known.append((segment.number, header.firstSequence)) }
-            } else {
-                if index > 0 && segment.number != segments[index - 1].number + 1 {
-                    try corruption(segment, 0, "segments \(segments[index - 1].number + 1) ..< \(segment.number) are missing", report: &report)
+            } else if index > 0 && segment.number != segments[index - 1].number + 1 {
+                try corruption(segment, 0, "segments \(segments[index - 1].number + 1) ..< \(segment.number) are missing", report: &report)
+            }
+            // The header. A damaged one is torn only in the newest segment with nothing after it;
+            // otherwise salvage reads on from the segment's first valid frame.
+            var headerProblem: String? = nil
+            switch segment.header {
+            case .blank:
+                if index > lastWithHeader && resumeOffset == nil {
+                    index += 1
+                    continue segmentLoop  // a spare
                 }
-                switch segment.header {
-                case .blank:
-                    if index > lastWithHeader {
-                        spares.append(segment.number)
-                    } else {
-                        try corruption(segment, 0, "the segment header is all zeros but newer segments follow", report: &report)
-                    }
+                headerProblem = "the segment header is all zeros but newer segments follow"
+            case let .invalid(reason):
+                if index == lastWithHeader && resumeOffset == nil && nextValidFrame(segments, index, LogFormat.segmentHeaderLength, after: 0) == nil {
+                    // The newest segment's header was torn as it was started: nothing was
+                    // written after it, so it becomes a spare again.
+                    let cut = try zero(segment.file, from: 0)
+                    report.tornTail = .init(file: segment.file.path, offset: 0, bytes: cut, reason: reason)
+                    zeroedSpares.append(index)
                     index += 1
                     continue segmentLoop
-                case let .invalid(reason):
-                    if isLast && nextValidFrame(segments, index, LogFormat.segmentHeaderLength, after: 0) == nil {
-                        // The newest segment's header was torn as it was started: nothing was
-                        // written after it, so it becomes a spare again.
-                        let cut = try zero(segment.file, from: 0)
-                        report.tornTail = .init(file: segment.file.path, offset: 0, bytes: cut, reason: reason)
-                        spares.append(segment.number)
-                    } else {
-                        try corruption(segment, 0, reason, report: &report)
-                    }
-                    index += 1
-                    continue segmentLoop
-                case let .valid(header):
-                    guard header.segmentNumber == segment.number, header.segmentLength == UInt64(segment.file.length) else {
-                        try corruption(segment, 0, "the header says segment \(header.segmentNumber) of \(header.segmentLength) bytes, the file is \(segment.name) of \(segment.file.length) bytes", report: &report)
-                        index += 1
-                        continue segmentLoop
-                    }
-                    if let expectedSequence = expected, header.firstSequence != expectedSequence {
+                }
+                headerProblem = reason
+            case let .valid(header):
+                if header.segmentNumber != segment.number || header.segmentLength != UInt64(length) {
+                    headerProblem = "the header says segment \(header.segmentNumber) of \(header.segmentLength) bytes, the file is \(segment.name) of \(length) bytes"
+                } else {
+                    if resumeOffset == nil, let expectedSequence = expected, header.firstSequence != expectedSequence {
                         try corruption(segment, 0, "the segment starts at sequence \(header.firstSequence), expected \(expectedSequence)",
                                        lost: header.firstSequence > expectedSequence ? (expectedSequence, header.firstSequence) : nil, report: &report)
                     }
-                    expected = header.firstSequence
-                    known.append((segment.number, header.firstSequence))
-                    report.segments += 1
+                    if resumeOffset == nil || expected == nil { expected = header.firstSequence }
+                    if known.last?.number != segment.number { known.append((segment.number, header.firstSequence)) }
                 }
             }
-
-            let length = segment.file.length
-            while offset + LogFormat.frameHeaderLength <= length {
-                if segment.file.withBytes({ $0[offset ..< offset + LogFormat.frameHeaderLength].allSatisfy { $0 == 0 } }) { break }
-                let result = segment.file.withBytes { decoder.decode(UnsafeRawBufferPointer(rebasing: $0[offset...])) }
-                let reason: String
-                switch result {
-                case let .success(frame) where frame.header.firstSequence == expected!:
-                    var sequence = frame.header.firstSequence
-                    _ = try? RecordDecoder.forEach(in: frame.body) { record in
-                        if sequence >= startSequence {
-                            apply(record, sequence)
-                            report.applied += 1
-                        }
-                        sequence += 1
+            if let headerProblem {
+                if resumeOffset == nil {
+                    // Salvage only: read on from the segment's first valid frame, if any.
+                    let first = nextValidFrame(segments, index, LogFormat.segmentHeaderLength, after: expected ?? 0)
+                    let bytes = first.map { $0.index == index ? $0.offset : length } ?? length
+                    try corruption(segment, 0, headerProblem, bytes: bytes, report: &report)
+                    guard let first, first.index == index else {
+                        index += 1
+                        continue segmentLoop
                     }
-                    report.frames += 1
-                    report.records += frame.header.recordCount
-                    expected = frame.header.nextSequence
-                    offset += frame.header.frameLength
-                    continue
-                case let .success(frame):
-                    reason = "the frame starts at sequence \(frame.header.firstSequence), expected \(expected!)"
-                case let .failure(failure):
-                    reason = failure.description
+                    if let expectedSequence = expected, first.firstSequence > expectedSequence {
+                        report.dropped[report.dropped.count - 1].firstSequence = expectedSequence
+                        report.dropped[report.dropped.count - 1].records = Int(first.firstSequence - expectedSequence)
+                    }
+                    expected = first.firstSequence
+                    resumeOffset = first.offset
                 }
-                // A damaged frame. If a valid frame follows anywhere, this is corruption;
-                // otherwise, in the newest segment, it is a torn tail.
-                if let next = nextValidFrame(segments, index, offset + 1, after: expected!) {
-                    try corruption(segment, offset, "\(reason); a valid frame follows at \(segments[next.index].name):\(next.offset), so this is not a torn write",
-                                   lost: (expected!, next.firstSequence), bytes: next.index == index ? next.offset - offset : length - offset, report: &report)
+            }
+            if let resumeOffset { offset = resumeOffset }
+            used.insert(index)
+            report.segments += 1
+            // The newest segment read: the log ends in it.
+            let isLast = index >= lastWithHeader
+
+            frames: while true {
+                while offset + LogFormat.frameHeaderLength <= length {
+                    if segment.file.withBytes({ $0[offset ..< offset + LogFormat.frameHeaderLength].allSatisfy { $0 == 0 } }) { break }
+                    let result = segment.file.withBytes { decoder.decode(UnsafeRawBufferPointer(rebasing: $0[offset...])) }
+                    let reason: String
+                    switch result {
+                    case let .success(frame) where expected == nil || frame.header.firstSequence == expected!:
+                        var sequence = frame.header.firstSequence
+                        _ = try? RecordDecoder.forEach(in: frame.body) { record in
+                            if sequence >= startSequence {
+                                apply(record, sequence)
+                                report.applied += 1
+                            }
+                            sequence += 1
+                        }
+                        report.frames += 1
+                        report.logBytes += frame.header.frameLength
+                        report.logRawBytes += frame.header.rawLength
+                        report.records += frame.header.recordCount
+                        expected = frame.header.nextSequence
+                        offset += frame.header.frameLength
+                        continue
+                    case let .success(frame):
+                        reason = "the frame starts at sequence \(frame.header.firstSequence), expected \(expected!)"
+                    case let .failure(failure):
+                        reason = failure.description
+                    }
+                    // A damaged frame. If a valid frame follows anywhere, this is corruption;
+                    // otherwise, in the newest segment, it is a torn tail.
+                    if let next = nextValidFrame(segments, index, offset + 1, after: expected ?? 0) {
+                        try corruption(segment, offset, "\(reason); a valid frame follows at \(segments[next.index].name):\(next.offset), so this is not a torn write",
+                                       lost: (expected ?? next.firstSequence, next.firstSequence), bytes: next.index == index ? next.offset - offset : length - offset, report: &report)
+                        expected = next.firstSequence
+                        if next.index == index {
+                            offset = next.offset
+                            continue
+                        }
+                        resume = next
+                        index = next.index
+                        continue segmentLoop
+                    }
+                    if isLast {
+                        let cut = try zero(segment.file, from: offset)
+                        report.tornTail = .init(file: segment.file.path, offset: Int64(offset), bytes: cut, reason: reason)
+                        tail = (index, offset)
+                        break segmentLoop
+                    }
+                    try corruption(segment, offset, "\(reason); newer segments follow, so this is not a torn write",
+                                   bytes: length - offset, report: &report)
+                    break frames
+                }
+                // The frames stop here. Zeros must follow; a valid frame after them in this segment
+                // means damage (a zeroed stretch) in the middle.
+                let next = nextValidFrame(segments, index, offset + 1, after: expected ?? 0)
+                if let next, next.index == index || isLast {
+                    try corruption(segment, offset, "unreadable bytes before a valid frame at \(segments[next.index].name):\(next.offset)",
+                                   lost: (expected ?? next.firstSequence, next.firstSequence),
+                                   bytes: next.index == index ? next.offset - offset : length - offset, report: &report)
                     expected = next.firstSequence
                     if next.index == index {
                         offset = next.offset
-                        continue
+                        continue frames
                     }
                     resume = next
                     index = next.index
@@ -235,40 +293,30 @@ package struct LogRecovery {
                 }
                 if isLast {
                     let cut = try zero(segment.file, from: offset)
-                    report.tornTail = .init(file: segment.file.path, offset: Int64(offset), bytes: cut, reason: reason)
+                    if cut > 0 {
+                        report.tornTail = .init(file: segment.file.path, offset: Int64(offset), bytes: cut, reason: "an incomplete frame after the last complete one")
+                    }
                     tail = (index, offset)
                     break segmentLoop
                 }
-                try corruption(segment, offset, "\(reason); newer segments follow, so this is not a torn write",
-                               bytes: length - offset, report: &report)
-                break
-            }
-            if isLast {
-                // The end of the log: what follows the last frame must be zeros. Non-zero bytes
-                // are a torn write, unless a valid frame hides among them.
-                if let next = nextValidFrame(segments, index, offset + 1, after: expected!) {
-                    try corruption(segment, offset, "unreadable bytes before a valid frame at \(segments[next.index].name):\(next.offset)",
-                                   lost: (expected!, next.firstSequence), bytes: next.offset - offset, report: &report)
-                    expected = next.firstSequence
-                    resume = next
-                    index = next.index
-                    continue segmentLoop
-                }
-                let cut = try zero(segment.file, from: offset)
-                if cut > 0 {
-                    report.tornTail = .init(file: segment.file.path, offset: Int64(offset), bytes: cut, reason: "an incomplete frame after the last complete one")
-                }
-                tail = (index, offset)
-                break segmentLoop
+                break frames
             }
             index += 1
         }
 
-        var result = LogTail(segment: nil, spares: spares, nextSequence: expected ?? startSequence, segments: known)
-        if let tail {
+        var spares: [UInt64] = []
+        for (i, segment) in segments.enumerated() where !used.contains(i) {
+            if case .blank = segment.header, i > lastWithHeader { spares.append(segment.number) }
+            if zeroedSpares.contains(i) { spares.append(segment.number) }
+        }
+        spares.sort()
+        var result = LogTail(segment: nil, spares: spares, nextSequence: expected ?? startSequence, segments: known,
+                             highestSegment: segments.last?.number ?? 0)
+        if let tail, !readOnly {
             let segment = segments[tail.index]
             result.segment = (segment.number, try directory.openFile(segment.name, writable: true), tail.offset)
         }
+        report.segmentFiles = segments.count
         return result
     }
 
@@ -319,6 +367,9 @@ package struct LogRecovery {
     /// non-zero bytes reached (the size of what was cut).
     @discardableResult
     private func zero(_ file: any StorageFile, from offset: Int) throws(StorageError) -> Int {
+        if readOnly {
+            return file.withBytes { bytes in (bytes[offset...].lastIndex { $0 != 0 }).map { $0 + 1 - offset } ?? 0 }
+        }
         let lastNonZero = file.withBytes { bytes -> Int? in
             var position = bytes.count
             // Scan back a word at a time.

@@ -56,7 +56,7 @@ package final class LogWriter {
             active = Segment(number: number, file: file, writeOffset: offset, syncedOffset: offset)
         } else {
             // No segment with data: start the first (or the next after the spares' predecessor).
-            let number = tail.spares.first ?? ((tail.segments.last?.number ?? 0) + 1)
+            let number = tail.spares.first ?? (tail.highestSegment + 1)
             for spare in tail.spares where spare != number { try directory.remove(SegmentName.name(spare)) }
             let file: any StorageFile
             if tail.spares.contains(number) {
@@ -80,7 +80,7 @@ package final class LogWriter {
         var header = [UInt8](repeating: 0, count: LogFormat.segmentHeaderLength)
         header.withUnsafeMutableBytes { raw in
             SegmentHeader(segmentNumber: active.number, firstSequence: nextSequence,
-                          segmentLength: UInt64(segmentLength), createdMilliseconds: clock()).write(to: raw.baseAddress!)
+                          segmentLength: UInt64(active.file.length), createdMilliseconds: clock()).write(to: raw.baseAddress!)
         }
         let result = header.withUnsafeBytes { raw in Result { () throws(StorageError) in try active.file.write(raw, at: 0) } }
         try result.get()
@@ -107,7 +107,9 @@ package final class LogWriter {
         let raw = records.byteCount
         encoder.encode(body: records.buffer.bytes, firstSequence: nextSequence, recordCount: count)
         let frameLength = encoder.frame.count
-        if active.writeOffset + frameLength > segmentLength {
+        // The active segment may predate this writer's segment size (a directory written with
+        // other settings): its own file length is what counts.
+        if active.writeOffset + frameLength > active.file.length {
             try rollOver()
         }
         try active.file.write(encoder.frame.bytes, at: active.writeOffset)

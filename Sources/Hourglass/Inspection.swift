@@ -1,0 +1,168 @@
+import HourglassCore
+import HourglassStorage
+
+/// A timer as `HourglassEngine.inspect` finds it in a directory.
+public struct TimerInfo: Sendable, Equatable {
+    public var id: TimerID
+    public var deadline: Deadline
+    public var attempt: Int
+    public var payload: [UInt8]
+    /// Delivered and not acknowledged when the directory was last written.
+    public var inFlight: Bool
+}
+
+/// What a directory holds, read without changing it.
+public struct DirectoryInspection: Sendable {
+    public var pending: Int
+    public var inFlight: Int
+    public var nextDeadline: Deadline?
+    /// Bytes of log frames on disk (since the newest checkpoint).
+    public var logBytes: Int
+    /// Log segment files (spare included).
+    public var segments: Int
+    public var checkpointSequence: UInt64?
+    /// Uncompressed over stored bytes, over the checkpoint and the log read.
+    public var compressionRatio: Double
+    public var report: RecoveryReport
+    /// Every timer, in deadline order (in-flight ones first), when asked for.
+    public var timers: [TimerInfo]
+}
+
+/// A problem `HourglassEngine.verify` found: where, and what.
+public struct VerificationProblem: Sendable, Equatable, CustomStringConvertible {
+    public var file: String
+    public var offset: Int64
+    public var reason: String
+    public var description: String { "\(file) at offset \(offset): \(reason)" }
+}
+
+extension HourglassEngine {
+    /// Reads a directory without changing it: the state an engine would recover, counters, and
+    /// optionally every timer. Takes the directory's lock for the duration, so it fails with
+    /// `.directoryLocked` while an engine runs on it.
+    public static func inspect(directory path: String, includeTimers: Bool = false) throws(HourglassError) -> DirectoryInspection {
+        try _withLockedDirectory(path) { (directory) throws(HourglassError) in
+            var wheel = TimerWheel(now: 0)
+            var report = RecoveryReport()
+            var stored = 0
+            var raw = 0
+            var startSequence: UInt64 = 1
+            do {
+                for sequence in CheckpointName.all(in: try directory.list()) {
+                    do {
+                        let loader = _CheckpointLoader(reader: try CheckpointReader(directory: directory, name: CheckpointName.name(sequence)))
+                        try loader.loadAll(into: &wheel)
+                        stored += loader.storedBytes
+                        raw += loader.rawBytes
+                        report.checkpointSequence = sequence
+                        report.checkpointTimers = loader.timersLoaded
+                        startSequence = sequence
+                        break
+                    } catch {
+                        report.damagedCheckpoints.append("\(error)")
+                    }
+                }
+                var failure: HourglassError? = nil
+                _ = try LogRecovery(directory: directory, startSequence: startSequence, readOnly: true).run(report: &report) { record, _ in
+                    do throws(HourglassError) { try _replay(record, into: &wheel, loader: nil) } catch { failure = error }
+                }
+                if let failure { throw failure }
+            } catch let error as StorageError {
+                throw HourglassError(error)
+            } catch let error as HourglassError {
+                throw error
+            } catch {
+                throw .stopped(reason: "\(error)")
+            }
+            stored += report.logBytes
+            raw += report.logRawBytes
+            var timers: [TimerInfo] = []
+            if includeTimers {
+                wheel.forEachHandle { handle in
+                    timers.append(TimerInfo(
+                        id: TimerID(bytes: wheel.id(of: handle)), deadline: Deadline(millisecondsSinceEpoch: wheel.deadline(of: handle)),
+                        attempt: Int(wheel.attempt(of: handle)), payload: wheel.payload(of: handle), inFlight: wheel.isInFlight(handle)))
+                }
+                timers.sort { ($0.inFlight ? 0 : 1, $0.deadline) < ($1.inFlight ? 0 : 1, $1.deadline) }
+            }
+            var next: Int64? = nil
+            wheel.forEachHandle { handle in
+                if !wheel.isInFlight(handle) { next = min(next ?? .max, wheel.deadline(of: handle)) }
+            }
+            return DirectoryInspection(
+                pending: wheel.count - wheel.inFlightCount, inFlight: wheel.inFlightCount,
+                nextDeadline: next.map { Deadline(millisecondsSinceEpoch: $0) },
+                logBytes: report.logBytes, segments: report.segmentFiles, checkpointSequence: report.checkpointSequence,
+                compressionRatio: stored > 0 ? Double(raw) / Double(stored) : 1, report: report, timers: timers)
+        }
+    }
+
+    /// Checks every checksum of every checkpoint and log segment, and that every frame decodes.
+    /// Returns the problems found (empty when all hold), each with its file and offset. Changes
+    /// nothing; takes the directory's lock.
+    public static func verify(directory path: String) throws(HourglassError) -> [VerificationProblem] {
+        try _withLockedDirectory(path) { (directory) throws(HourglassError) in
+            var problems: [VerificationProblem] = []
+            var newest: UInt64? = nil
+            do throws(StorageError) {
+                let names = try directory.list()
+                for name in names where name.hasSuffix(".tmp") {
+                    problems.append(.init(file: directory.path + "/" + name, offset: 0,
+                                          reason: "an unfinished file from an interrupted write (opening the directory deletes it)"))
+                }
+                for sequence in CheckpointName.all(in: names) {
+                    do throws(StorageError) {
+                        let reader = try CheckpointReader(directory: directory, name: CheckpointName.name(sequence))
+                        while try reader.nextFrame({ _ in }) {}
+                        if newest == nil { newest = sequence }
+                    } catch {
+                        if case let .corruption(file, offset, reason) = error {
+                            problems.append(.init(file: file, offset: offset, reason: reason))
+                        } else {
+                            throw error
+                        }
+                    }
+                }
+                var report = RecoveryReport()
+                _ = try LogRecovery(directory: directory, startSequence: newest ?? 1, salvage: true, readOnly: true).run(report: &report) { _, _ in }
+                for dropped in report.dropped {
+                    problems.append(.init(file: dropped.file, offset: dropped.offset, reason: dropped.reason))
+                }
+                if let torn = report.tornTail {
+                    problems.append(.init(file: torn.file, offset: torn.offset,
+                                          reason: "torn tail, \(torn.bytes) bytes: \(torn.reason) (a crash interrupted this write; opening the directory cuts it)"))
+                }
+            } catch {
+                if case let .corruption(file, offset, reason) = error {
+                    problems.append(.init(file: file, offset: offset, reason: reason))
+                } else {
+                    throw HourglassError(error)
+                }
+            }
+            return problems
+        }
+    }
+}
+
+/// Runs `body` with the directory locked; a running engine makes it fail with `.directoryLocked`.
+func _withLockedDirectory<R>(_ path: String, _ body: (any StorageDirectory) throws(HourglassError) -> R) throws(HourglassError) -> R {
+    let directory: any StorageDirectory
+    do throws(StorageError) {
+        guard fileExists(path) else { throw StorageError.io(operation: "open", path: path, errno: .noSuchFileOrDirectory) }
+        directory = try PosixFileSystem().openDirectory(path)
+        try directory.lock()
+    } catch {
+        throw HourglassError(error)
+    }
+    defer { directory.unlock() }
+    return try body(directory)
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func fileExists(_ path: String) -> Bool {
+    var info = stat()
+    return stat(path, &info) == 0
+}

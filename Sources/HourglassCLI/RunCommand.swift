@@ -1,0 +1,282 @@
+import ArgumentParser
+import Dispatch
+import Hourglass
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `hourglass run`: an engine over a directory, driven by NDJSON on stdin, reporting NDJSON
+/// events on stdout. The names and fields are a contract (see README and Docs/COMMAND.md).
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run an engine over a directory, reading commands from stdin and writing events to stdout, one JSON object per line.",
+        discussion: """
+            Commands:
+              {"op":"schedule","id":"order-1","at":1763791200000,"payload":"..."}
+                ("after_ms":1800000 may stand instead of "at"; "payload_b64" carries bytes)
+              {"op":"cancel","id":"order-1"}
+            Events:
+              {"event":"durable","op":"schedule","id":"order-1"}
+              {"event":"durable","op":"cancel","id":"order-1","found":true}
+              {"event":"fired","id":"order-1","deadline":1763791200000,"fired_at":1763791200001,"attempt":1,"payload":"..."}
+              {"event":"error","line":N,"message":"..."}
+            A durable event is written once the change is durable under --durability. A fired timer \
+            is acknowledged only after its line is written. At the end of stdin, --exit-when-idle \
+            exits 0 once nothing is pending or in flight; otherwise the command runs until SIGINT \
+            or SIGTERM and then closes the directory cleanly.
+            """)
+
+    @Option(help: "The engine's directory (created if missing).")
+    var dir: String
+
+    @Option(help: "always, interval:MS or none.")
+    var durability: String = "interval:10"
+
+    @Flag(help: "At the end of stdin, exit once no timer is pending or in flight.")
+    var exitWhenIdle = false
+
+    func validate() throws {
+        _ = try parseDurability(durability)
+    }
+
+    func run() async throws {
+        let policy = try parseDurability(durability)
+        // Signals end the run cleanly; ignore their default action first.
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGPIPE, SIG_IGN)
+        let stop = StopSignal()
+        let sources = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { stop.fire() }
+            source.resume()
+            return source
+        }
+        defer { for source in sources { source.cancel() } }
+
+        let engine: HourglassEngine
+        do throws(HourglassError) {
+            engine = try await HourglassEngine.open(.directory(dir, durability: policy))
+        } catch {
+            throw fail(error, dir)
+        }
+        let output = Output()
+        let outstanding = Counter()
+
+        // Deliveries: write the line, then acknowledge.
+        let consumer = Task {
+            for await delivery in engine.deliveries {
+                var line = JSONLine()
+                line.string("event", "fired")
+                line.string("id", delivery.id.string ?? delivery.id.description)
+                line.int("deadline", delivery.deadline.millisecondsSinceEpoch)
+                line.int("fired_at", delivery.firedAt.millisecondsSinceEpoch)
+                line.int("attempt", delivery.attempt)
+                if let text = delivery.payloadString {
+                    line.string("payload", text)
+                } else {
+                    line.string("payload_b64", Base64.encode(delivery.payload))
+                }
+                output.write(line.line)
+                engine.submitAck(delivery) { _ in }
+            }
+        }
+
+        // Commands, in order: each is submitted before the next line is read, so the engine
+        // applies them in input order; its result is reported when it is durable.
+        let lines = StandardInputLines()
+        var number = 0
+        for await text in lines.stream {
+            number += 1
+            if stop.isFired { break }
+            if text.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\r" }) { continue }
+            let lineNumber = number
+            @Sendable func reportError(_ message: String) {
+                var line = JSONLine()
+                line.string("event", "error")
+                line.int("line", lineNumber)
+                line.string("message", message)
+                output.write(line.line)
+            }
+            let parsed = Result { () throws(CommandError) in try Command(parsing: text, now: engine.clock.now()) }
+            guard case let .success(command) = parsed else {
+                if case let .failure(error) = parsed { reportError(error.message) }
+                continue
+            }
+            outstanding.add(1)
+            switch command {
+            case let .schedule(request):
+                let id = request.id
+                engine.submitSchedule(request) { result in
+                    switch result {
+                    case .success:
+                        var line = JSONLine()
+                        line.string("event", "durable")
+                        line.string("op", "schedule")
+                        line.string("id", id.string ?? id.description)
+                        output.write(line.line)
+                    case let .failure(error):
+                        reportError(error.description)
+                    }
+                    outstanding.add(-1)
+                }
+            case let .cancel(id):
+                engine.submitCancel(id: id) { result in
+                    switch result {
+                    case let .success(found):
+                        var line = JSONLine()
+                        line.string("event", "durable")
+                        line.string("op", "cancel")
+                        line.string("id", id.string ?? id.description)
+                        line.bool("found", found)
+                        output.write(line.line)
+                    case let .failure(error):
+                        reportError(error.description)
+                    }
+                    outstanding.add(-1)
+                }
+            }
+        }
+
+        // End of input (or a signal).
+        while !stop.isFired {
+            if exitWhenIdle && outstanding.value == 0 {
+                let stats = await engine.stats()
+                if stats.pending == 0 && stats.inFlight == 0 && stats.buffered == 0 { break }
+            }
+            try? await Task.sleep(for: .milliseconds(exitWhenIdle ? 5 : 50))
+        }
+        do {
+            try await engine.close()
+        } catch {
+            printError("hourglass: closing \(dir): \(error)")
+            consumer.cancel()
+            throw ExitCode(ExitStatus.failure)
+        }
+        _ = await consumer.value
+    }
+}
+
+func parseDurability(_ text: String) throws -> Configuration.Durability {
+    switch text {
+    case "always": return .always
+    case "none": return .none
+    default:
+        if text.hasPrefix("interval:"), let ms = Int(text.dropFirst("interval:".count)), ms >= 1 {
+            return .interval(milliseconds: ms)
+        }
+        throw ValidationError("--durability must be always, interval:MS (MS >= 1) or none, not '\(text)'")
+    }
+}
+
+struct CommandError: Error { var message: String }
+
+/// One line of input, checked.
+enum Command {
+    case schedule(TimerRequest)
+    case cancel(TimerID)
+
+    init(parsing text: String, now: Int64) throws(CommandError) {
+        let object: [String: JSONValue]
+        do {
+            object = try JSONObject.parse(text)
+        } catch {
+            throw CommandError(message: "malformed JSON: \(error.description)")
+        }
+        guard case let .string(op)? = object["op"] else { throw CommandError(message: "missing \"op\" (\"schedule\" or \"cancel\")") }
+        guard case let .string(idText)? = object["id"] else { throw CommandError(message: "missing \"id\" (a string)") }
+        guard !idText.isEmpty else { throw CommandError(message: "\"id\" is empty") }
+        let id = TimerID(idText)
+        switch op {
+        case "cancel":
+            self = .cancel(id)
+        case "schedule":
+            let deadline: Int64
+            switch (object["at"], object["after_ms"]) {
+            case let (.integer(at)?, nil):
+                deadline = at
+            case let (nil, .integer(after)?):
+                guard after >= 0 else { throw CommandError(message: "\"after_ms\" must not be negative") }
+                let (sum, overflow) = now.addingReportingOverflow(after)
+                guard !overflow else { throw CommandError(message: "\"after_ms\" is too large") }
+                deadline = sum
+            case (nil, nil):
+                throw CommandError(message: "a schedule needs \"at\" (ms since the epoch) or \"after_ms\"")
+            case (.some, .some):
+                throw CommandError(message: "give \"at\" or \"after_ms\", not both")
+            default:
+                throw CommandError(message: "\"at\" and \"after_ms\" must be integers")
+            }
+            var payload: [UInt8] = []
+            switch (object["payload"], object["payload_b64"]) {
+            case let (.string(text)?, nil): payload = Array(text.utf8)
+            case let (nil, .string(text)?):
+                guard let bytes = Base64.decode(text) else { throw CommandError(message: "\"payload_b64\" is not valid base64") }
+                payload = bytes
+            case (nil, nil), (.null?, nil): break
+            case (.some, .some): throw CommandError(message: "give \"payload\" or \"payload_b64\", not both")
+            default: throw CommandError(message: "\"payload\" must be a string")
+            }
+            self = .schedule(TimerRequest(id: id, deadline: Deadline(millisecondsSinceEpoch: deadline), payload: payload))
+        default:
+            throw CommandError(message: "unknown op \"\(op)\" (expected \"schedule\" or \"cancel\")")
+        }
+    }
+}
+
+/// Writes whole lines to stdout, one at a time (unbuffered: out when `write` returns).
+final class Output: Sendable {
+    private let lock = Mutex(())
+    func write(_ line: String) { lock.withLock { _ in writeAll(1, line) } }
+}
+
+final class Counter: Sendable {
+    private let count = Atomic<Int>(0)
+    func add(_ delta: Int) { count.add(delta, ordering: .relaxed) }
+    var value: Int { count.load(ordering: .relaxed) }
+}
+
+final class StopSignal: Sendable {
+    private let fired = Atomic<Bool>(false)
+    func fire() { fired.store(true, ordering: .relaxed) }
+    var isFired: Bool { fired.load(ordering: .relaxed) }
+}
+
+/// Lines of stdin, read on a thread of their own (a blocking read must not hold one of the few
+/// threads of the concurrency pool).
+final class StandardInputLines: Sendable {
+    let stream: AsyncStream<String>
+
+    init() {
+        let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .unbounded)
+        self.stream = stream
+        let thread = Thread {
+            while let line = readLine(strippingNewline: true) { continuation.yield(line) }
+            continuation.finish()
+        }
+        thread.start()
+    }
+}
+
+/// A detached thread running one closure.
+struct Thread: Sendable {
+    let body: @Sendable () -> Void
+    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+
+    func start() {
+        final class Box: @unchecked Sendable {
+            let body: @Sendable () -> Void
+            init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+        }
+        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        var thread = pthread_t()
+        let result = pthread_create(&thread, nil, { raw in
+            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+            return nil
+        }, box)
+        precondition(result == 0, "cannot start a thread")
+        pthread_detach(thread)
+    }
+}
