@@ -53,6 +53,7 @@ let package = Package(
                 "HourglassCore", "HourglassStorage", "CHourglass",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
             swiftSettings: internalChecks
@@ -101,7 +102,10 @@ let package = Package(
         ),
         .testTarget(
             name: "HourglassTests",
-            dependencies: ["Hourglass", "HourglassTestSupport"],
+            dependencies: [
+                "Hourglass", "HourglassTestSupport",
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
             swiftSettings: internalChecks
         ),
     ]

@@ -1,3 +1,4 @@
+import CoreMetrics
 import HourglassStorage
 import Logging
 
@@ -67,6 +68,11 @@ public struct Configuration: Sendable {
     /// exactly what was dropped (`HourglassEngine.recoveryReport`). Off by default: opening fails
     /// with an error that names the file and the offset.
     public var salvage: Bool = false
+    /// Where the engine reports its metrics (see `Docs/OPERATIONS.md`); the process-wide
+    /// `MetricsSystem` by default.
+    public var metricsFactory: (any MetricsFactory)? = nil
+    /// Dimensions added to every metric (to tell several engines apart).
+    public var metricsDimensions: [(String, String)] = []
     /// Where the engine logs notable events (open, recovery, failures). Silent by default.
     public var logger: Logger = Logger(label: "hourglass", factory: { _ in SwiftLogNoOpLogHandler() })
 

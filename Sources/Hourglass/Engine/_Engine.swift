@@ -1,3 +1,4 @@
+import CoreMetrics
 import HourglassCore
 import HourglassStorage
 import Logging
@@ -51,6 +52,9 @@ final class _Engine: @unchecked Sendable {
     private var checkpointWaiters: [(_Reply<Void>, UInt64)] = []
     private var logBytesAtLastCheckpoint = 0
     private var checkpointRequested = false
+    private var metrics: _EngineMetrics
+    private var scheduledTotal = 0
+    private var cancelledTotal = 0
 
     init(wheel: consuming TimerWheel, journal: _WALJournal?, loader: _CheckpointLoader?, clock: any HourglassClock,
          configuration: Configuration, deliveries: _DeliveryQueue, identity: ObjectIdentifier, checkpointNow: Bool) {
@@ -64,6 +68,7 @@ final class _Engine: @unchecked Sendable {
         self.redeliveryMilliseconds = max(1, configuration.redeliveryTimeout.wholeMillisecondsRoundedUp)
         self.logger = configuration.logger
         self.checkpointRequested = checkpointNow
+        self.metrics = _EngineMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory, dimensions: configuration.metricsDimensions)
         if let loader, loader.isDone { self.loader = nil }
     }
 
@@ -159,6 +164,11 @@ final class _Engine: @unchecked Sendable {
                 let spent = monotonicNanoseconds() - batchStarted
                 backgroundWork(budgetNanoseconds: hadRequests ? max(200_000, spent) : 5_000_000)
             }
+            var light = counters
+            light.pending = wheel.count - wheel.inFlightCount
+            light.inFlight = wheel.inFlightCount
+            light.logBytesWritten = journal?.bytesWritten ?? 0
+            metrics.update(light, scheduled: scheduledTotal, cancelled: cancelledTotal)
             if !barriers.isEmpty {
                 let snapshot = stats()
                 for barrier in barriers { barrier.resume(returning: snapshot) }
@@ -245,6 +255,7 @@ final class _Engine: @unchecked Sendable {
                 Result { () throws(TimerWheel.CapacityError) in
                     _ = try wheel.schedule(id: id, deadline: deadline, payload: payload, attempt: 1)
                     journal?.schedule(id: id, deadline: deadline, attempt: 1, payload: payload)
+                    scheduledTotal += 1
                 }
             }
         }
@@ -260,6 +271,7 @@ final class _Engine: @unchecked Sendable {
         if let error = refuseIfStopped() { return .failure(error) }
         return id.withUnsafeBytes { id -> Result<Bool, HourglassError>? in
             let found = wheel.cancel(id: id)
+            if found { cancelledTotal += 1 }
             guard let loader else {
                 if found { journal?.cancel(id: id) }
                 return .success(found)
@@ -369,6 +381,7 @@ final class _Engine: @unchecked Sendable {
             generation: wheel.generation(of: handle),
             engine: identity))
         counters.delivered += 1
+        metrics.lateness.recordMilliseconds(max(0, now - wheel.deadline(of: handle)))
         switch configuration.deliveryMode {
         case .atLeastOnce:
             let redeliverAt = min(now.addingReportingOverflow(redeliveryMilliseconds).partialValue, TimerWheel.maxDeadline)
@@ -395,7 +408,9 @@ final class _Engine: @unchecked Sendable {
             case .none: syncNow = unsynced && force
             }
             if syncNow {
+                let started = monotonicNanoseconds()
                 try journal.sync()
+                metrics.syncDuration.recordNanoseconds(Int64(monotonicNanoseconds() - started))
                 unsynced = false
                 lastSyncNanoseconds = monotonicNanoseconds()
             }
@@ -475,6 +490,7 @@ final class _Engine: @unchecked Sendable {
                 counters.checkpoints += 1
                 counters.checkpointSequence = trailer.startSequence
                 counters.lastCheckpointMilliseconds = Double(monotonicNanoseconds() - job.startedNanoseconds) / 1e6
+                metrics.checkpointDuration.recordNanoseconds(Int64(monotonicNanoseconds() - job.startedNanoseconds))
                 logger.info("hourglass wrote a checkpoint", metadata: [
                     "sequence": "\(trailer.startSequence)", "timers": "\(trailer.timers)", "bytes": "\(bytes)",
                     "milliseconds": "\(counters.lastCheckpointMilliseconds ?? 0)",
