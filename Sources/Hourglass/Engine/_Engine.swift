@@ -53,6 +53,8 @@ final class _Engine: @unchecked Sendable {
     private var logBytesAtLastCheckpoint = 0
     private var checkpointRequested = false
     private var metrics: _EngineMetrics
+    /// Syncs the log and answers the callers waiting on it (directory engines only).
+    private let syncer: _Syncer?
     private var scheduledTotal = 0
     private var cancelledTotal = 0
 
@@ -68,7 +70,14 @@ final class _Engine: @unchecked Sendable {
         self.redeliveryMilliseconds = max(1, configuration.redeliveryTimeout.wholeMillisecondsRoundedUp)
         self.logger = configuration.logger
         self.checkpointRequested = checkpointNow
-        self.metrics = _EngineMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory, dimensions: configuration.metricsDimensions)
+        let metrics = _EngineMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory, dimensions: configuration.metricsDimensions)
+        self.metrics = metrics
+        if journal != nil {
+            let syncDuration = metrics.syncDuration
+            self.syncer = _Syncer { syncDuration.recordNanoseconds(Int64($0)) }
+        } else {
+            self.syncer = nil
+        }
         if let loader, loader.isDone { self.loader = nil }
     }
 
@@ -115,9 +124,13 @@ final class _Engine: @unchecked Sendable {
             lock.unlock()
 
             let batchStarted = monotonicNanoseconds()
+            if stoppedReason == nil, let failure = syncer?.failed { stop(because: failure) }
             var replies = _Replies()
             var barriers: [UnsafeContinuation<EngineStats, Never>] = []
-            for request in batch {
+            for (position, request) in batch.enumerated() {
+                // Start loading what a request a few places ahead will touch, so the cache
+                // misses of a large batch overlap.
+                if position + 8 < batch.count { prefetch(for: batch[position + 8]) }
                 switch request {
                 case let .schedule(item, reply):
                     replies.append(reply, schedule(item))
@@ -175,6 +188,16 @@ final class _Engine: @unchecked Sendable {
             }
         }
         finish(closeReply!)
+    }
+
+    @inline(__always)
+    private func prefetch(for request: _Request) {
+        switch request {
+        case let .schedule(item, _): item.id.bytes.withUnsafeBytes { wheel.prefetchIndex(id: $0) }
+        case let .cancel(id, _): id.withUnsafeBytes { wheel.prefetchIndex(id: $0) }
+        case let .ack(ref, _), let .retry(ref, _, _): wheel.prefetch(TimerHandle(rawValue: ref.handle))
+        default: break
+        }
     }
 
     /// How long the thread may sleep: 0 when there is work now, `.max` for no limit.
@@ -394,29 +417,38 @@ final class _Engine: @unchecked Sendable {
 
     // MARK: Durability
 
-    /// Writes the batch's records as one frame and syncs as the policy asks. A failure stops the
-    /// engine: every reply of the batch becomes the error.
+    /// Writes the batch's records as one frame, then hands the sync to the sync thread as the
+    /// policy asks: with `always`, together with the batch's replies, which are answered once
+    /// the sync covering them is done (group commit); otherwise the replies are answered at
+    /// once and the log is synced every interval (or, with `none`, only at close). A failure
+    /// stops the engine: every reply of the batch becomes the error.
     private func commit(_ replies: inout _Replies, force: Bool) {
-        guard let journal, stoppedReason == nil else { return }
+        guard let journal, let syncer, stoppedReason == nil else { return }
         do throws(HourglassError) {
             if try journal.commit() { unsynced = true }
-            let syncNow: Bool
-            switch configuration.durability {
-            case .always: syncNow = unsynced
-            case let .interval(ms):
-                syncNow = unsynced && (force || monotonicNanoseconds() - lastSyncNanoseconds >= UInt64(ms) * 1_000_000)
-            case .none: syncNow = unsynced && force
-            }
-            if syncNow {
-                let started = monotonicNanoseconds()
-                try journal.sync()
-                metrics.syncDuration.recordNanoseconds(Int64(monotonicNanoseconds() - started))
-                unsynced = false
-                lastSyncNanoseconds = monotonicNanoseconds()
-            }
         } catch {
             stop(because: error)
             replies.failAll(with: error)
+            return
+        }
+        let syncNow: Bool
+        switch configuration.durability {
+        case .always:
+            if unsynced || !replies.isEmpty {
+                syncer.submit(unsynced ? journal.takeSyncBatch() : LogWriter.SyncBatch(), replies)
+                replies = _Replies()
+            }
+            syncNow = false
+            unsynced = false
+        case let .interval(ms):
+            syncNow = unsynced && (force || monotonicNanoseconds() - lastSyncNanoseconds >= UInt64(ms) * 1_000_000)
+        case .none:
+            syncNow = unsynced && force
+        }
+        if syncNow {
+            syncer.submit(journal.takeSyncBatch(), _Replies())
+            unsynced = false
+            lastSyncNanoseconds = monotonicNanoseconds()
         }
     }
 
@@ -542,6 +574,9 @@ final class _Engine: @unchecked Sendable {
         checkpointJob = nil
         for (waiter, _) in checkpointWaiters { waiter.resume(returning: .failure(.closed)) }
         checkpointWaiters.removeAll()
+        syncer?.waitIdle()
+        syncer?.stop()
+        if let failure = syncer?.failed, case .success = result { result = .failure(failure) }
         if let journal {
             do throws(HourglassError) {
                 try journal.close()
@@ -578,7 +613,7 @@ final class _Engine: @unchecked Sendable {
             snapshot.logBytesWritten = journal.bytesWritten
             snapshot.logRawBytesWritten = journal.rawBytesWritten
             snapshot.framesWritten = journal.framesWritten
-            snapshot.syncs = journal.syncs
+            snapshot.syncs = syncer?.syncs ?? journal.syncs
             snapshot.logBytesSinceCheckpoint = journal.bytesWritten - logBytesAtLastCheckpoint
         }
         return snapshot
@@ -593,6 +628,8 @@ struct _Replies {
     }
 
     private var entries: [Entry] = []
+
+    var isEmpty: Bool { entries.isEmpty }
 
     mutating func append(_ reply: _Reply<Void>, _ result: Result<Void, HourglassError>) { entries.append(.void(reply, result)) }
     mutating func append(_ reply: _Reply<Bool>, _ result: Result<Bool, HourglassError>) { entries.append(.bool(reply, result)) }

@@ -62,8 +62,12 @@ private func _recover(
     }
     let startSequence = report.checkpointSequence ?? 1
 
-    // Its head: the timers in flight and those due by now.
-    if let loader { try loader.loadHead(into: &wheel, now: clock.now()) }
+    // Its head: the timers in flight and those due by now. Room for all its timers first, so
+    // that neither the slab nor the id index grows (and rehashes) while it loads.
+    if let loader {
+        wheel.reserveCapacity(Int(min(loader.reader.trailer.timers, UInt64(Int32.max))))
+        try loader.loadHead(into: &wheel, now: clock.now())
+    }
 
     // The log from the checkpoint's start sequence.
     var failure: HourglassError? = nil

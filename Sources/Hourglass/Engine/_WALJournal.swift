@@ -64,14 +64,8 @@ final class _WALJournal {
         }
     }
 
-    func sync() throws(HourglassError) {
-        do throws(StorageError) {
-            try writer.sync()
-        } catch {
-            pendingError = error
-            throw HourglassError(error)
-        }
-    }
+    /// The ranges written since the last call, for the sync thread (see `_Syncer`).
+    func takeSyncBatch() -> LogWriter.SyncBatch { writer.takeSyncBatch() }
 
     func close() throws(HourglassError) {
         defer { directory.unlock() }

@@ -127,28 +127,60 @@ package final class LogWriter {
     private func rollOver() throws(StorageError) {
         let number = active.number + 1
         let file = try preparer.take(number)
-        if active.syncedOffset < active.writeOffset {
-            sealed.append(active)
-        } else {
-            active.file.close()
-        }
+        // The full segment is closed by the next sync batch (even with nothing left to sync):
+        // a sync thread may still be syncing an earlier range of it.
+        sealed.append(active)
         active = Segment(number: number, file: file, writeOffset: 0, syncedOffset: 0)
         try startSegment()
         preparer.request(number + 1)
     }
 
-    /// Makes every frame written so far durable (msync of what each segment gained).
-    package func sync() throws(StorageError) {
+    /// What a sync must cover: the ranges written since the last batch was taken. Taking it
+    /// marks them as synced for the writer; performing it (on any thread) makes them durable.
+    /// That split lets a sync thread msync one batch while the writer copies the next frames in.
+    package struct SyncBatch: @unchecked Sendable {
+        fileprivate var ranges: [(file: any StorageFile, offset: Int, length: Int, close: Bool)] = []
+        package var isEmpty: Bool { ranges.isEmpty }
+        package init() {}
+
+        /// Adds another batch's ranges after this one's (a sync thread merges what waited).
+        package mutating func append(_ other: SyncBatch) { ranges += other.ranges }
+
+        /// msyncs every range, in order, and closes the segments that were full.
+        package func perform() throws(StorageError) {
+            var failure: StorageError? = nil
+            for range in ranges {
+                if failure == nil {
+                    do throws(StorageError) {
+                        try range.file.sync(offset: range.offset, length: range.length)
+                    } catch {
+                        failure = error
+                    }
+                }
+                if range.close { range.file.close() }
+            }
+            if let failure { throw failure }
+        }
+    }
+
+    /// The ranges to sync to make everything written so far durable (see `SyncBatch`).
+    package func takeSyncBatch() -> SyncBatch {
+        var batch = SyncBatch()
         for segment in sealed {
-            try segment.file.sync(offset: segment.syncedOffset, length: segment.writeOffset - segment.syncedOffset)
-            segment.file.close()
+            batch.ranges.append((segment.file, segment.syncedOffset, segment.writeOffset - segment.syncedOffset, true))
         }
         sealed.removeAll()
         if active.syncedOffset < active.writeOffset {
-            try active.file.sync(offset: active.syncedOffset, length: active.writeOffset - active.syncedOffset)
+            batch.ranges.append((active.file, active.syncedOffset, active.writeOffset - active.syncedOffset, false))
             active.syncedOffset = active.writeOffset
         }
-        syncs += 1
+        if !batch.isEmpty { syncs += 1 }
+        return batch
+    }
+
+    /// Makes every frame written so far durable (msync of what each segment gained), here.
+    package func sync() throws(StorageError) {
+        try takeSyncBatch().perform()
     }
 
     /// Ends the active segment (when it holds frames) so that the next record starts a new one:
