@@ -46,48 +46,61 @@ final class _CheckpointLoader {
         while !reader.isAtEnd { try loadFrame(into: &wheel) }
     }
 
+    /// The records of the frame being loaded (views into the decoder's buffer).
+    private var views: [RecordView] = []
+
     private func loadFrame(into wheel: inout TimerWheel) throws(HourglassError) {
         var failure: HourglassError? = nil
-        var lastApplied: TimerHandle? = nil
         do throws(StorageError) {
             _ = try reader.nextFrame { frame in
                 storedBytes += frame.header.frameLength
                 rawBytes += frame.header.rawLength
-                _ = try RecordDecoder.forEach(in: frame.body) { record in
-                    guard failure == nil else { return }
-                    switch record.type {
-                    case .schedule:
-                        lastApplied = nil
-                        loadedDeadline = max(loadedDeadline, record.deadline)
-                        if pastHead {
-                            if wheel.lookup(id: record.id) != nil { return }
-                            if tombstones.contains(record.id) {
-                                tombstones.mark(record.id)
-                                return
-                            }
-                        }
-                        do throws(TimerWheel.CapacityError) {
-                            lastApplied = try wheel.schedule(id: record.id, deadline: record.deadline, payload: record.payload, attempt: record.attempt).handle
-                            timersLoaded += 1
-                        } catch {
-                            failure = .capacityExceeded("loading more timers than the engine can hold: \(error)")
-                        }
-                    case .fire:
-                        // The timer just loaded is in flight: due for redelivery at once.
-                        guard let handle = lastApplied else { return }
-                        wheel.detach(handle)
-                        wheel.setAttempt(record.attempt, of: handle)
-                        wheel.markInFlight(handle, redeliverAt: 0)
-                        lastApplied = nil
-                    case .cancel, .ack, .retry:
-                        break  // a checkpoint holds none
-                    }
-                }
+                views.removeAll(keepingCapacity: true)
+                _ = try RecordDecoder.forEach(in: frame.body) { views.append($0) }
+                failure = apply(views, into: &wheel)
             }
         } catch {
             throw HourglassError(error)
         }
         if let failure { throw failure }
+    }
+
+    /// Applies a frame's records, starting to load each id's index slot eight records ahead so
+    /// the cache misses overlap.
+    private func apply(_ records: [RecordView], into wheel: inout TimerWheel) -> HourglassError? {
+        var lastApplied: TimerHandle? = nil
+        for i in records.indices {
+            if i + 8 < records.count { wheel.prefetchIndex(id: records[i + 8].id) }
+            let record = records[i]
+            switch record.type {
+            case .schedule:
+                lastApplied = nil
+                loadedDeadline = max(loadedDeadline, record.deadline)
+                if pastHead {
+                    if wheel.lookup(id: record.id) != nil { continue }
+                    if tombstones.contains(record.id) {
+                        tombstones.mark(record.id)
+                        continue
+                    }
+                }
+                do throws(TimerWheel.CapacityError) {
+                    lastApplied = try wheel.schedule(id: record.id, deadline: record.deadline, payload: record.payload, attempt: record.attempt).handle
+                    timersLoaded += 1
+                } catch {
+                    return .capacityExceeded("loading more timers than the engine can hold: \(error)")
+                }
+            case .fire:
+                // The timer just loaded is in flight: due for redelivery at once.
+                guard let handle = lastApplied else { continue }
+                wheel.detach(handle)
+                wheel.setAttempt(record.attempt, of: handle)
+                wheel.markInFlight(handle, redeliverAt: 0)
+                lastApplied = nil
+            case .cancel, .ack, .retry:
+                continue  // a checkpoint holds none
+            }
+        }
+        return nil
     }
 }
 
