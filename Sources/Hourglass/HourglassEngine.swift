@@ -188,29 +188,39 @@ public final class HourglassEngine: Sendable {
 
     // MARK: Submitting without waiting
 
-    /// Queues a schedule now, in order with every other submission, and calls `completion`
-    /// (on the engine's thread; keep it short) once it is durable or failed.
-    package func submitSchedule(_ timer: TimerRequest, completion: @escaping @Sendable (Result<Void, HourglassError>) -> Void) {
-        do throws(HourglassError) {
-            try validate(timer)
-        } catch {
-            completion(.failure(error))
-            return
-        }
-        let reply = _Reply<Void>(callback: completion)
-        if !engine.submit(.schedule(timer, reply)) { reply.resume(returning: .failure(.closed)) }
+    /// An operation for `submit(_:)`.
+    package enum Submission: Sendable {
+        case schedule(TimerRequest, @Sendable (Result<Void, HourglassError>) -> Void)
+        case cancel(TimerID, @Sendable (Result<Bool, HourglassError>) -> Void)
     }
 
-    /// Queues a cancel now; `completion` gets whether a timer was pending.
-    package func submitCancel(id: TimerID, completion: @escaping @Sendable (Result<Bool, HourglassError>) -> Void) {
-        do throws(HourglassError) {
-            try checkID(id)
-        } catch {
-            completion(.failure(error))
-            return
+    /// Queues several schedules and cancels at once, in order: the engine applies them in one
+    /// batch, before it fires anything (so a cancel right after the schedule of a timer that is
+    /// already due still wins). Invalid ones get their error at once and are left out.
+    package func submit(_ submissions: [Submission]) {
+        var requests: [_Request] = []
+        requests.reserveCapacity(submissions.count)
+        for submission in submissions {
+            switch submission {
+            case let .schedule(timer, completion):
+                do throws(HourglassError) {
+                    try validate(timer)
+                    requests.append(.schedule(timer, _Reply(callback: completion)))
+                } catch {
+                    completion(.failure(error))
+                }
+            case let .cancel(id, completion):
+                do throws(HourglassError) {
+                    try checkID(id)
+                    requests.append(.cancel(id.bytes, _Reply(callback: completion)))
+                } catch {
+                    completion(.failure(error))
+                }
+            }
         }
-        let reply = _Reply<Bool>(callback: completion)
-        if !engine.submit(.cancel(id.bytes, reply)) { reply.resume(returning: .failure(.closed)) }
+        if !engine.submit(contentsOf: requests) {
+            for request in requests { _Engine.refuse(request) }
+        }
     }
 
     /// Queues an acknowledgement now; `completion` gets whether it took effect.

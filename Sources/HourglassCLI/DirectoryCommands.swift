@@ -121,6 +121,10 @@ struct CheckpointCommand: AsyncParsableCommand {
     var dir: String
 
     func run() async throws {
+        guard directoryExists(dir) else {
+            printError("hourglass: \(dir) does not exist")
+            throw ExitCode(ExitStatus.failure)
+        }
         var configuration = Configuration.directory(dir, durability: .always)
         configuration.deliversTimers = false
         configuration.maxPayloadBytes = TimerLimits.maxPayload
@@ -150,4 +154,13 @@ struct CheckpointCommand: AsyncParsableCommand {
 /// The largest limits, so that the commands accept any directory an engine wrote.
 enum TimerLimits {
     static let maxPayload = (1 << 24) - 1
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func directoryExists(_ path: String) -> Bool {
+    var info = stat()
+    return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
 }

@@ -2,6 +2,25 @@ import ArgumentParser
 
 @main
 struct HourglassCommand: AsyncParsableCommand {
+    /// Usage errors exit 2 (Docs/COMMAND.md), not the argument parser's 64.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure || code.rawValue == 64 {
+                printError(fullMessage(for: error))
+                exit(withError: ExitCode(2))
+            }
+            exit(withError: error)
+        }
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "hourglass",
         abstract: "Durable timers: schedule by id, cancel cheaply, fire at the exact millisecond.",

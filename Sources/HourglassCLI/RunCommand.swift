@@ -84,60 +84,66 @@ struct RunCommand: AsyncParsableCommand {
             }
         }
 
-        // Commands, in order: each is submitted before the next line is read, so the engine
-        // applies them in input order; its result is reported when it is durable.
+        // Commands, in order. The lines that arrive together (one read of stdin) go to the
+        // engine as one batch, applied before it fires anything; each command's result is
+        // reported when it is durable.
         let lines = StandardInputLines()
+        stop.onFire { lines.finish() }
         var number = 0
-        for await text in lines.stream {
-            number += 1
+        for await chunk in lines.stream {
             if stop.isFired { break }
-            if text.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\r" }) { continue }
-            let lineNumber = number
-            @Sendable func reportError(_ message: String) {
-                var line = JSONLine()
-                line.string("event", "error")
-                line.int("line", lineNumber)
-                line.string("message", message)
-                output.write(line.line)
-            }
-            let parsed = Result { () throws(CommandError) in try Command(parsing: text, now: engine.clock.now()) }
-            guard case let .success(command) = parsed else {
-                if case let .failure(error) = parsed { reportError(error.message) }
-                continue
-            }
-            outstanding.add(1)
-            switch command {
-            case let .schedule(request):
-                let id = request.id
-                engine.submitSchedule(request) { result in
-                    switch result {
-                    case .success:
-                        var line = JSONLine()
-                        line.string("event", "durable")
-                        line.string("op", "schedule")
-                        line.string("id", id.string ?? id.description)
-                        output.write(line.line)
-                    case let .failure(error):
-                        reportError(error.description)
-                    }
-                    outstanding.add(-1)
+            var submissions: [HourglassEngine.Submission] = []
+            for text in chunk {
+                number += 1
+                if text.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\r" }) { continue }
+                let lineNumber = number
+                @Sendable func reportError(_ message: String) {
+                    var line = JSONLine()
+                    line.string("event", "error")
+                    line.int("line", lineNumber)
+                    line.string("message", message)
+                    output.write(line.line)
                 }
-            case let .cancel(id):
-                engine.submitCancel(id: id) { result in
-                    switch result {
-                    case let .success(found):
-                        var line = JSONLine()
-                        line.string("event", "durable")
-                        line.string("op", "cancel")
-                        line.string("id", id.string ?? id.description)
-                        line.bool("found", found)
-                        output.write(line.line)
-                    case let .failure(error):
-                        reportError(error.description)
-                    }
-                    outstanding.add(-1)
+                let parsed = Result { () throws(CommandError) in try Command(parsing: text, now: engine.clock.now()) }
+                guard case let .success(command) = parsed else {
+                    if case let .failure(error) = parsed { reportError(error.message) }
+                    continue
+                }
+                outstanding.add(1)
+                switch command {
+                case let .schedule(request):
+                    let id = request.id
+                    submissions.append(.schedule(request) { result in
+                        switch result {
+                        case .success:
+                            var line = JSONLine()
+                            line.string("event", "durable")
+                            line.string("op", "schedule")
+                            line.string("id", id.string ?? id.description)
+                            output.write(line.line)
+                        case let .failure(error):
+                            reportError(error.description)
+                        }
+                        outstanding.add(-1)
+                    })
+                case let .cancel(id):
+                    submissions.append(.cancel(id) { result in
+                        switch result {
+                        case let .success(found):
+                            var line = JSONLine()
+                            line.string("event", "durable")
+                            line.string("op", "cancel")
+                            line.string("id", id.string ?? id.description)
+                            line.bool("found", found)
+                            output.write(line.line)
+                        case let .failure(error):
+                            reportError(error.description)
+                        }
+                        outstanding.add(-1)
+                    })
                 }
             }
+            if !submissions.isEmpty { engine.submit(submissions) }
         }
 
         // End of input (or a signal).
@@ -238,26 +244,61 @@ final class Counter: Sendable {
     var value: Int { count.load(ordering: .relaxed) }
 }
 
+/// SIGINT or SIGTERM arrived: set once, then the registered actions run (ending the input).
 final class StopSignal: Sendable {
-    private let fired = Atomic<Bool>(false)
-    func fire() { fired.store(true, ordering: .relaxed) }
-    var isFired: Bool { fired.load(ordering: .relaxed) }
+    private let state = Mutex<(fired: Bool, actions: [@Sendable () -> Void])>((false, []))
+
+    func fire() {
+        let actions = state.withLock { state -> [@Sendable () -> Void] in
+            state.fired = true
+            defer { state.actions.removeAll() }
+            return state.actions
+        }
+        for action in actions { action() }
+    }
+
+    /// Runs `action` when the signal comes (at once if it came already).
+    func onFire(_ action: @escaping @Sendable () -> Void) {
+        let already = state.withLock { state -> Bool in
+            if !state.fired { state.actions.append(action) }
+            return state.fired
+        }
+        if already { action() }
+    }
+
+    var isFired: Bool { state.withLock { $0.fired } }
 }
 
-/// Lines of stdin, read on a thread of their own (a blocking read must not hold one of the few
-/// threads of the concurrency pool).
+/// Lines of stdin, in chunks: the lines of one `read(2)` together. Read on a thread of its own
+/// (a blocking read must not hold one of the few threads of the concurrency pool).
 final class StandardInputLines: Sendable {
-    let stream: AsyncStream<String>
+    let stream: AsyncStream<[String]>
+    private let continuation: AsyncStream<[String]>.Continuation
 
     init() {
-        let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .unbounded)
+        let (stream, continuation) = AsyncStream<[String]>.makeStream(bufferingPolicy: .unbounded)
         self.stream = stream
-        let thread = Thread {
-            while let line = readLine(strippingNewline: true) { continuation.yield(line) }
+        self.continuation = continuation
+        Thread {
+            var pending: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let count = buffer.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+                if count < 0 && errno == EINTR { continue }
+                if count <= 0 { break }
+                pending += buffer[0 ..< count]
+                guard let last = pending.lastIndex(of: UInt8(ascii: "\n")) else { continue }
+                let lines = pending[..<last].split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+                continuation.yield(lines.map { String(decoding: $0, as: UTF8.self) })
+                pending.removeSubrange(...last)
+            }
+            if !pending.isEmpty { continuation.yield([String(decoding: pending, as: UTF8.self)]) }
             continuation.finish()
-        }
-        thread.start()
+        }.start()
     }
+
+    /// Ends the stream now (a signal): lines still to come are not read.
+    func finish() { continuation.finish() }
 }
 
 /// A detached thread running one closure.

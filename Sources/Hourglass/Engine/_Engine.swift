@@ -96,6 +96,20 @@ final class _Engine: @unchecked Sendable {
         return true
     }
 
+    /// Queues several requests at once: the engine takes them in the same batch, so they are
+    /// all applied before it fires anything. False when the engine no longer accepts any.
+    func submit(contentsOf requests: [_Request]) -> Bool {
+        lock.lock()
+        guard accepting else {
+            lock.unlock()
+            return false
+        }
+        inbox.append(contentsOf: requests)
+        lock.signal()
+        lock.unlock()
+        return true
+    }
+
     /// Asks the engine thread to look again (the clock moved, the checkpoint thread progressed).
     func wake() {
         lock.withLock {

@@ -367,9 +367,6 @@ package struct LogRecovery {
     /// non-zero bytes reached (the size of what was cut).
     @discardableResult
     private func zero(_ file: any StorageFile, from offset: Int) throws(StorageError) -> Int {
-        if readOnly {
-            return file.withBytes { bytes in (bytes[offset...].lastIndex { $0 != 0 }).map { $0 + 1 - offset } ?? 0 }
-        }
         let lastNonZero = file.withBytes { bytes -> Int? in
             var position = bytes.count
             // Scan back a word at a time.
@@ -377,6 +374,7 @@ package struct LogRecovery {
             return bytes[offset ..< position].lastIndex { $0 != 0 }
         }
         guard let lastNonZero else { return 0 }
+        if readOnly { return lastNonZero + 1 - offset }
         let count = lastNonZero + 1 - offset
         let zeros = [UInt8](repeating: 0, count: count)
         let result = zeros.withUnsafeBytes { raw in Result { () throws(StorageError) in try file.write(raw, at: offset) } }
