@@ -66,11 +66,13 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        // The benchmark executable, `hourglass-bench`.
+        // The benchmark executable, `hourglass-bench`, and its allocation counter (an
+        // interposed malloc: linked into the benchmark only).
+        .target(name: "CBenchSupport", path: "Benchmarks/CBenchSupport"),
         .executableTarget(
             name: "HourglassBench",
             dependencies: [
-                "Hourglass", "HourglassCore",
+                "Hourglass", "HourglassCore", "CBenchSupport",
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

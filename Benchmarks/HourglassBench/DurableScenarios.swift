@@ -3,60 +3,66 @@ import Hourglass
 import Glibc
 #endif
 
-/// One measured result, in the fields `--json` prints.
-struct Measurement {
-    var scenario: String
-    var system: String
-    var durability: String
+/// What every scenario is given: the options of the run.
+struct Context: Sendable {
     var timers: Int
     var payloadBytes: Int
-    var seconds: Double
-    var p50: Double? = nil
-    var p99: Double? = nil
-    var max: Double? = nil
-    var diskBytesPerTimer: Double? = nil
-    var memoryBytesPerTimer: Double? = nil
-    var allocationsPerTimer: Double? = nil
-    var notes: [String] = []
+    var durability: Configuration.Durability
+    var callers: Int
+    var batch: Int
+    var seed: UInt64
+    var base: String
+    var peers: Bool
+    /// `--sqlite-batch`: rows per SQLite transaction and poll, instead of Hourglass's measured
+    /// group-commit size.
+    var sqliteBatch: Int?
+    /// `--load`: background schedules per second in the lateness scenario.
+    var loadRate: Int?
+    /// The system's SQLite, or why it is unavailable (nil with `--no-peers`).
+    var sqlite: Result<SQLiteLibrary, SQLiteError>?
 
-    var throughput: Double { Double(timers) / seconds }
-}
+    var durabilityName: String { "\(durability)" }
+    /// SQLite's synchronous setting for the policy: FULL for `always`, NORMAL otherwise.
+    var fullSync: Bool { durability == .always }
+    var sqliteSynchronous: String { fullSync ? "FULL" : "NORMAL" }
 
-/// A workload: ids, deadlines spread over the next hour (30-minute order timeouts with
-/// jitter), realistic order payloads.
-struct ScheduleWorkload {
-    let ids: [TimerID]
-    let deadlines: [Deadline]
-    let payloads: [[UInt8]]
+    func configuration(_ path: String) -> Configuration { .directory(path, durability: durability) }
 
-    init(count: Int, payloadBytes: Int, seed: UInt64, now: Int64) {
-        var random = WorkloadRandom(seed: seed)
-        var payloadMaker = OrderPayloads(seed: seed, size: payloadBytes)
-        var ids: [TimerID] = []
-        var deadlines: [Deadline] = []
-        var payloads: [[UInt8]] = []
-        ids.reserveCapacity(count)
-        deadlines.reserveCapacity(count)
-        payloads.reserveCapacity(count)
-        for i in 0 ..< count {
-            ids.append(TimerID("ord-\(i)"))
-            deadlines.append(Deadline(millisecondsSinceEpoch: now + 1_800_000 + Int64(random.next() % 1_800_000)))
-            payloads.append(payloadMaker.next(order: i))
+    /// The SQLite library when the peer runs, or the row saying why it does not.
+    func sqlitePeer(scenario: String, timers: Int) -> (SQLiteLibrary?, Measurement?) {
+        switch sqlite {
+        case nil: return (nil, nil)
+        case let .success(lib)?: return (lib, nil)
+        case let .failure(error)?:
+            return (nil, .unavailable(scenario: scenario, system: "sqlite", durability: durabilityName, timers: timers,
+                                      payloadBytes: payloadBytes, reason: error.message))
         }
-        self.ids = ids
-        self.deadlines = deadlines
-        self.payloads = payloads
     }
 
-    /// The size of a SCHEDULE record of timer `i` before compression.
-    func recordBytes(_ i: Int) -> Int { 1 + 1 + ids[i].bytes.count + 6 + 1 + 2 + payloads[i].count }
+    /// Rows per SQLite transaction: `--sqlite-batch`, or Hourglass's mean group commit (requests
+    /// per log frame) measured in the same scenario.
+    func sqliteTransactionRows(requests: Int, frames: Int) -> Int {
+        if let sqliteBatch { return sqliteBatch }
+        return max(1, Int((Double(requests) / Double(max(frames, 1))).rounded()))
+    }
+
+    func sqliteBatchNote(_ rows: Int) -> String {
+        sqliteBatch != nil ? "transactions of \(rows) rows (--sqlite-batch)"
+            : "transactions of \(rows) rows (Hourglass's mean group commit in this scenario)"
+    }
 }
+
+// MARK: Helpers
 
 /// A fresh directory for a scenario, under `base`.
 func scenarioDirectory(base: String, name: String) -> String {
     let path = "\(base)/hourglass-bench-\(name)-\(getpid())"
     _ = removeTree(path)
     return path
+}
+
+func makeDirectory(_ path: String) {
+    mkdir(path, 0o755)
 }
 
 @discardableResult
@@ -76,121 +82,578 @@ func removeTree(_ path: String) -> Bool {
     return unlink(path) == 0
 }
 
-/// Durable schedule throughput: `callers` tasks schedule `timers` timers between them, each
-/// `batch` timers per call (1: one call per timer), into a directory engine; then the same
-/// directory is reopened to measure replay.
-func runScheduleScenario(
-    timers: Int, payloadBytes: Int, durability: Configuration.Durability, callers: Int, batch: Int,
-    seed: UInt64, base: String, measureReplay: Bool
-) async throws -> [Measurement] {
-    let path = scenarioDirectory(base: base, name: "schedule")
-    defer { removeTree(path) }
-    let clock = SystemClock()
-    let workload = ScheduleWorkload(count: timers, payloadBytes: payloadBytes, seed: seed, now: clock.now())
-    var configuration = Configuration.directory(path, durability: durability)
-    configuration.checkpointLogBytes = 1 << 40  // measure the log alone
-    let engine = try await HourglassEngine.open(configuration, clock: clock)
-    let progress = Progress(label: "schedule \(durability)", total: timers)
+/// Names of the files in a directory.
+func listDirectory(_ path: String) -> [String] {
+    guard let handle = opendir(path) else { return [] }
+    defer { closedir(handle) }
+    var names: [String] = []
+    while let entry = readdir(handle) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names
+}
 
-    let start = monotonicNanoseconds()
+/// Bytes of the checkpoint files in an engine's directory.
+func checkpointBytes(_ path: String) -> Int {
+    listDirectory(path).filter { $0.hasPrefix("checkpoint-") && $0.hasSuffix(".hgc") }.reduce(0) { $0 + fileSize(path + "/" + $1) }
+}
+
+/// Runs `callers` tasks that share `0 ..< count` in chunks of `batch`: caller c takes chunks
+/// c, c + callers, ... in order.
+func runCallers(
+    count: Int, callers: Int, batch: Int, progress: Progress? = nil,
+    _ body: @escaping @Sendable (Range<Int>) async throws -> Void
+) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
-        for caller in 0 ..< callers {
+        for caller in 0 ..< max(1, callers) {
             group.addTask {
                 var i = caller * batch
-                while i < timers {
-                    let end = min(i + batch, timers)
-                    if batch == 1 {
-                        try await engine.schedule(id: workload.ids[i], at: workload.deadlines[i], payload: workload.payloads[i])
-                    } else {
-                        try await engine.schedule((i ..< end).map {
-                            TimerRequest(id: workload.ids[$0], deadline: workload.deadlines[$0], payload: workload.payloads[$0])
-                        })
-                    }
-                    progress.add(end - i)
+                while i < count {
+                    let end = min(i + batch, count)
+                    try await body(i ..< end)
+                    progress?.add(end - i)
                     i += callers * batch
                 }
             }
         }
         try await group.waitForAll()
     }
-    let seconds = Double(monotonicNanoseconds() - start) / 1e9
+}
+
+/// Schedules every timer of `workload` as batch requests of 1024: the setup of a scenario that
+/// measures something else.
+func fill(_ engine: HourglassEngine, _ workload: Workload, label: String, range: Range<Int>? = nil) async throws {
+    let range = range ?? 0 ..< workload.count
+    let progress = Progress(label: label, total: range.count)
+    try await runCallers(count: range.count, callers: 4, batch: 1024, progress: progress) { chunk in
+        try await engine.schedule(chunk.map { workload.request(range.lowerBound + $0) })
+    }
     progress.finish()
-    let stats = await engine.stats()
+}
+
+/// Rows per transaction when SQLite is filled as the setup of a scenario (not measured).
+let sqliteSetupRows = 10_000
+
+/// Inserts every timer of `workload` into SQLite in transactions of `rows`.
+func fill(_ db: SQLiteTimers, _ workload: Workload, rows: Int, label: String, range: Range<Int>? = nil) throws {
+    let range = range ?? 0 ..< workload.count
+    let progress = Progress(label: label, total: range.count)
+    var i = range.lowerBound
+    while i < range.upperBound {
+        let end = min(i + rows, range.upperBound)
+        try db.begin()
+        for j in i ..< end { try db.insert(id: workload.ids[j].bytes, due: workload.deadlines[j], payload: workload.payloads[j]) }
+        try db.commit()
+        progress.add(end - i)
+        i = end
+    }
+    progress.finish()
+}
+
+/// Consumers of an engine's deliveries: each acknowledges what it gets and counts it.
+struct Consumers {
+    let acknowledged = Counter()
+    let delivered = Counter()
+    let task: Task<Void, Never>
+
+    init(engine: HourglassEngine, count: Int, onAck: (@Sendable (Int) -> Void)? = nil) {
+        let acknowledged = acknowledged
+        let delivered = delivered
+        task = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for _ in 0 ..< max(1, count) {
+                    group.addTask {
+                        for await delivery in engine.deliveries {
+                            delivered.add()
+                            if (try? await engine.ack(delivery)) == true {
+                                let total = acknowledged.add()
+                                onAck?(total)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Notes about an engine's log over a phase.
+func logNotes(_ before: EngineStats, _ after: EngineStats, requests: Int) -> [String] {
+    let frames = after.framesWritten - before.framesWritten
+    let syncs = after.syncs - before.syncs
+    let bytes = after.logBytesWritten - before.logBytesWritten
+    let raw = after.logRawBytesWritten - before.logRawBytesWritten
+    var notes = ["\(frames) log frames (\(format1(Double(requests) / Double(max(frames, 1)))) requests each), \(syncs) syncs, \(formatBytes(bytes)) of log (compression \(format2(Double(raw) / Double(max(bytes, 1))))×)"]
+    if after.checkpoints > before.checkpoints { notes.append("\(after.checkpoints - before.checkpoints) automatic checkpoint(s) during the phase") }
+    return notes
+}
+
+// MARK: schedule
+
+/// Durable schedule throughput: `callers` tasks schedule the workload between them, `batch`
+/// timers per call.
+func scheduleScenario(_ ctx: Context) async throws -> [Measurement] {
+    let n = ctx.timers
+    status("schedule: generating \(n) order timers")
+    let workload = Workload.orderTimeouts(count: n, payloadBytes: ctx.payloadBytes, seed: ctx.seed, now: realtimeMilliseconds())
+    defer { withExtendedLifetime(workload) {} }  // memory readings must not see it freed after its last use
+    let userBytes = workload.userBytes
+    var results: [Measurement] = []
+
+    // Hourglass.
+    let path = scenarioDirectory(base: ctx.base, name: "schedule")
+    defer { removeTree(path) }
+    let memoryBefore = baselineAnonymousBytes()
+    resetPeakResident()
+    let engine = try await HourglassEngine.open(ctx.configuration(path))
+    let before = await engine.stats()
+    let progress = Progress(label: "schedule: hourglass", total: n)
+    let start = Mark.now()
+    try await runCallers(count: n, callers: ctx.callers, batch: ctx.batch, progress: progress) { range in
+        if range.count == 1 {
+            let i = range.lowerBound
+            try await engine.schedule(id: workload.ids[i], at: Deadline(millisecondsSinceEpoch: workload.deadlines[i]), payload: workload.payloads[i])
+        } else {
+            try await engine.schedule(range.map { workload.request($0) })
+        }
+    }
+    let end = Mark.now()
+    progress.finish()
+    let after = await engine.stats()
+    let memoryAfter = liveAnonymousBytes()
+    let peak = peakResidentBytes()
     try await engine.close()
-    let rawRecordBytes = (0 ..< timers).reduce(0) { $0 + workload.recordBytes($1) }
+    precondition(after.pending == n, "hourglass holds \(after.pending) of \(n) timers")
+    let requests = (n + ctx.batch - 1) / ctx.batch
+    var m = Measurement(scenario: "schedule", system: "hourglass", durability: ctx.durabilityName, timers: n,
+                        payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: end))
+    m.diskBytesPerTimer = Double(after.logBytesWritten - before.logBytesWritten) / Double(n)
+    m.memoryBytesPerTimer = Double(memoryAfter - memoryBefore) / Double(n)
+    m.allocationsPerTimer = Double(start.allocations(to: end)) / Double(n)
+    m.peakResidentBytes = peak
+    m.notes.append("\(ctx.callers) callers, \(ctx.batch) timer(s) per call")
+    m.notes += logNotes(before, after, requests: requests)
+    m.notes.append("memory: engine's own accounting \(format1(Double(after.memoryBytes) / Double(n))) B/timer; ids+payloads \(format1(Double(userBytes) / Double(n))) B/timer; the phase includes first-touch of the engine's tables")
+    results.append(m)
+    let rows = ctx.sqliteTransactionRows(requests: n, frames: after.framesWritten - before.framesWritten)
+    guard ctx.peers else { return results }
 
-    var schedule = Measurement(
-        scenario: "schedule", system: "hourglass", durability: "\(durability)", timers: timers, payloadBytes: payloadBytes, seconds: seconds)
-    schedule.diskBytesPerTimer = Double(stats.logBytesWritten) / Double(timers)
-    schedule.notes.append("callers \(callers), batch \(batch)")
-    schedule.notes.append("record \(rawRecordBytes / timers) B raw -> \(Int(schedule.diskBytesPerTimer!)) B in the log (ratio \(format2(Double(stats.logRawBytesWritten) / Double(max(stats.logBytesWritten, 1)))))")
-    schedule.notes.append("\(stats.framesWritten) frames (\(timers / max(stats.framesWritten, 1)) timers each), \(stats.syncs) syncs")
-    var results = [schedule]
+    // The heap: one thread, no lock.
+    do {
+        let memoryBefore = baselineAnonymousBytes()
+        resetPeakResident()
+        let start = Mark.now()
+        var queue = DelayQueue()
+        for i in 0 ..< n {
+            queue.schedule(id: ownCopy(workload.ids[i].bytes), deadline: workload.deadlines[i], payload: ownCopy(workload.payloads[i]))
+        }
+        let end = Mark.now()
+        let memoryAfter = liveAnonymousBytes()
+        precondition(queue.count == n)
+        var m = Measurement(scenario: "schedule", system: "heap", durability: "memory", timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: end))
+        m.memoryBytesPerTimer = Double(memoryAfter - memoryBefore) / Double(n)
+        m.allocationsPerTimer = Double(start.allocations(to: end)) / Double(n)
+        m.peakResidentBytes = peakResidentBytes()
+        m.notes.append("one thread, no lock, no durability; keeps its own copy of each id and payload")
+        withExtendedLifetime(queue) {}
+        results.append(m)
+    }
 
-    if measureReplay {
-        // Reopen: replay every record of the log into a fresh wheel.
-        dropPageCacheHint(path)
-        let openStart = monotonicNanoseconds()
-        let reopened = try await HourglassEngine.open(configuration, clock: clock)
-        let openSeconds = Double(monotonicNanoseconds() - openStart) / 1e9
-        let records = reopened.recoveryReport.records
-        let pending = await reopened.stats().pending
-        try await reopened.close()
-        precondition(pending == timers, "replay recovered \(pending) of \(timers) timers")
-        var replay = Measurement(
-            scenario: "recover", system: "hourglass", durability: "\(durability)", timers: records, payloadBytes: payloadBytes, seconds: openSeconds)
-        replay.notes.append("open = lock + replay of \(records) records + wheel rebuild")
-        results.append(replay)
+    // SQLite.
+    let (lib, unavailable) = ctx.sqlitePeer(scenario: "schedule", timers: n)
+    if let unavailable { results.append(unavailable) }
+    if let lib {
+        let dir = path + "-sqlite"
+        makeDirectory(dir)
+        defer { removeTree(dir) }
+        let memoryBefore = baselineAnonymousBytes()
+        resetPeakResident()
+        let db = try SQLiteTimers(lib: lib, path: dir + "/timers.db", fullSync: ctx.fullSync)
+        let progress = Progress(label: "schedule: sqlite", total: n)
+        let start = Mark.now()
+        var i = 0
+        while i < n {
+            let end = min(i + rows, n)
+            try db.begin()
+            for j in i ..< end { try db.insert(id: workload.ids[j].bytes, due: workload.deadlines[j], payload: workload.payloads[j]) }
+            try db.commit()
+            progress.add(end - i)
+            i = end
+        }
+        let end = Mark.now()
+        progress.finish()
+        let memoryAfter = liveAnonymousBytes()
+        let peak = peakResidentBytes()
+        let count = try db.count()
+        db.close()  // checkpoints the WAL into the database file
+        precondition(count == n, "sqlite holds \(count) of \(n) timers")
+        var m = Measurement(scenario: "schedule", system: "sqlite", durability: ctx.durabilityName, timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: end))
+        m.diskBytesPerTimer = Double(fileSize(dir + "/timers.db")) / Double(n)
+        m.memoryBytesPerTimer = Double(memoryAfter - memoryBefore) / Double(n)
+        m.allocationsPerTimer = Double(start.allocations(to: end)) / Double(n)
+        m.peakResidentBytes = peak
+        m.notes.append("one writer, \(ctx.sqliteBatchNote(rows)), WAL, synchronous=\(ctx.sqliteSynchronous)")
+        m.notes.append("disk: the database file after close (timers stay on disk; memory is SQLite's page cache)")
+        results.append(m)
     }
     return results
 }
 
-/// Nothing to do without privileges; kept as the place to drop caches when running as root.
-func dropPageCacheHint(_ path: String) {}
+// MARK: cancel
 
-func monotonicNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
+/// Cancel throughput: N pending timers (set up in batches, not measured), then `callers` tasks
+/// cancel all of them, one call each.
+func cancelScenario(_ ctx: Context) async throws -> [Measurement] {
+    let n = ctx.timers
+    status("cancel: generating \(n) order timers")
+    let workload = Workload.orderTimeouts(count: n, payloadBytes: ctx.payloadBytes, seed: ctx.seed, now: realtimeMilliseconds())
+    defer { withExtendedLifetime(workload) {} }  // memory readings must not see it freed after its last use
+    var results: [Measurement] = []
 
-/// A progress bar on stderr for long phases (silent when stderr is not a terminal).
-final class Progress: @unchecked Sendable {
-    private let label: String
-    private let total: Int
-    private var done = 0
-    private var lastPrinted = 0
-    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let enabled = isatty(2) != 0
-
-    init(label: String, total: Int) {
-        self.label = label
-        self.total = max(total, 1)
-        pthread_mutex_init(lock, nil)
+    let path = scenarioDirectory(base: ctx.base, name: "cancel")
+    defer { removeTree(path) }
+    resetPeakResident()
+    let engine = try await HourglassEngine.open(ctx.configuration(path))
+    try await fill(engine, workload, label: "cancel: hourglass setup")
+    let before = await engine.stats()
+    let found = Counter()
+    let progress = Progress(label: "cancel: hourglass", total: n)
+    let start = Mark.now()
+    try await runCallers(count: n, callers: ctx.callers, batch: 1, progress: progress) { range in
+        if try await engine.cancel(id: workload.ids[range.lowerBound]) { found.add() }
     }
+    let end = Mark.now()
+    progress.finish()
+    let after = await engine.stats()
+    let peak = peakResidentBytes()
+    try await engine.close()
+    precondition(found.current == n && after.pending == 0, "hourglass cancelled \(found.current) of \(n)")
+    var m = Measurement(scenario: "cancel", system: "hourglass", durability: ctx.durabilityName, timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: end))
+    m.diskBytesPerTimer = Double(after.logBytesWritten - before.logBytesWritten) / Double(n)
+    m.allocationsPerTimer = Double(start.allocations(to: end)) / Double(n)
+    m.peakResidentBytes = peak
+    m.notes.append("\(ctx.callers) callers, one cancel per call; setup (schedule in batches) not measured")
+    m.notes += logNotes(before, after, requests: n)
+    results.append(m)
+    let rows = ctx.sqliteTransactionRows(requests: n, frames: after.framesWritten - before.framesWritten)
+    guard ctx.peers else { return results }
 
-    func add(_ count: Int) {
-        guard enabled else { return }
-        pthread_mutex_lock(lock)
-        done += count
-        let percent = done * 100 / total
-        if percent != lastPrinted {
-            lastPrinted = percent
-            let filled = percent / 4
-            let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: 25 - filled)
-            writeStandardError("\r\(label) [\(bar)] \(percent)%")
+    do {
+        resetPeakResident()
+        var queue = DelayQueue()
+        for i in 0 ..< n {
+            queue.schedule(id: ownCopy(workload.ids[i].bytes), deadline: workload.deadlines[i], payload: ownCopy(workload.payloads[i]))
         }
-        pthread_mutex_unlock(lock)
+        var cancelled = 0
+        let start = Mark.now()
+        for i in 0 ..< n where queue.cancel(id: workload.ids[i].bytes) { cancelled += 1 }
+        let end = Mark.now()
+        precondition(cancelled == n)
+        var m = Measurement(scenario: "cancel", system: "heap", durability: "memory", timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: end))
+        m.allocationsPerTimer = Double(start.allocations(to: end)) / Double(n)
+        m.peakResidentBytes = peakResidentBytes()
+        m.notes.append("one thread; lazy cancel (the id leaves the dictionary, the heap entry stays until it surfaces, memory is not freed)")
+        withExtendedLifetime(queue) {}
+        results.append(m)
     }
 
-    func finish() {
-        guard enabled else { return }
-        writeStandardError("\r\u{1B}[K")
+    let (lib, unavailable) = ctx.sqlitePeer(scenario: "cancel", timers: n)
+    if let unavailable { results.append(unavailable) }
+    if let lib {
+        let dir = path + "-sqlite"
+        makeDirectory(dir)
+        defer { removeTree(dir) }
+        resetPeakResident()
+        let db = try SQLiteTimers(lib: lib, path: dir + "/timers.db", fullSync: ctx.fullSync)
+        try fill(db, workload, rows: sqliteSetupRows, label: "cancel: sqlite setup")
+        let walBefore = db.fileBytes
+        let progress = Progress(label: "cancel: sqlite", total: n)
+        var cancelled = 0
+        let start = Mark.now()
+        var i = 0
+        while i < n {
+            let end = min(i + rows, n)
+            try db.begin()
+            for j in i ..< end where try db.cancel(id: workload.ids[j].bytes) { cancelled += 1 }
+            try db.commit()
+            progress.add(end - i)
+            i = end
+        }
+        let end = Mark.now()
+        progress.finish()
+        let peak = peakResidentBytes()
+        _ = walBefore
+        db.close()
+        precondition(cancelled == n, "sqlite cancelled \(cancelled) of \(n)")
+        var m = Measurement(scenario: "cancel", system: "sqlite", durability: ctx.durabilityName, timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: end))
+        m.allocationsPerTimer = Double(start.allocations(to: end)) / Double(n)
+        m.peakResidentBytes = peak
+        m.notes.append("one writer, DELETE by id, \(ctx.sqliteBatchNote(rows)), WAL, synchronous=\(ctx.sqliteSynchronous); setup not measured")
+        results.append(m)
     }
+    return results
 }
 
-/// Writes to file descriptor 2 (the `stderr` global is not concurrency-safe in Swift 6).
-func writeStandardError(_ text: String) {
-    var bytes = Array(text.utf8)
-    _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+// MARK: fire
+
+/// N timers all due at once: the time to deliver and acknowledge every one. The timers are
+/// scheduled (not measured) under a manual clock; the clock then jumps past every deadline.
+func fireScenario(_ ctx: Context) async throws -> [Measurement] {
+    let n = ctx.timers
+    let t0 = realtimeMilliseconds()
+    status("fire: generating \(n) order timers")
+    let workload = Workload.orderTimeouts(count: n, payloadBytes: ctx.payloadBytes, seed: ctx.seed, now: t0)
+    defer { withExtendedLifetime(workload) {} }  // memory readings must not see it freed after its last use
+    let allDue = t0 + 3_600_001
+    var results: [Measurement] = []
+
+    let path = scenarioDirectory(base: ctx.base, name: "fire")
+    defer { removeTree(path) }
+    resetPeakResident()
+    let clock = ManualClock(now: t0)
+    let engine = try await HourglassEngine.open(ctx.configuration(path), clock: clock)
+    try await fill(engine, workload, label: "fire: hourglass setup")
+    let before = await engine.stats()
+    let latch = Latch()
+    let progress = Progress(label: "fire: hourglass", total: n)
+    let consumers = Consumers(engine: engine, count: ctx.callers) { total in
+        if total % 1024 == 0 { progress.add(1024) }
+        if total == n { latch.open() }
+    }
+    let start = Mark.now()
+    clock.set(to: allDue)
+    await latch.wait()
+    let end = Mark.now()
+    progress.finish()
+    let after = await engine.stats()
+    let peak = peakResidentBytes()
+    try await engine.close()
+    await consumers.task.value
+    precondition(after.pending == 0 && after.inFlight == 0, "hourglass: \(after.pending) pending, \(after.inFlight) in flight")
+    var m = Measurement(scenario: "fire", system: "hourglass", durability: ctx.durabilityName, timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: end))
+    m.diskBytesPerTimer = Double(after.logBytesWritten - before.logBytesWritten) / Double(n)
+    m.allocationsPerTimer = Double(start.allocations(to: end)) / Double(n)
+    m.peakResidentBytes = peak
+    m.notes.append("\(ctx.callers) consumers, each acknowledging every delivery (one ack call each); in-flight window \(Configuration.memory.maxInFlight); setup not measured")
+    m.notes += logNotes(before, after, requests: n)
+    results.append(m)
+    let rows = ctx.sqliteTransactionRows(requests: n, frames: after.framesWritten - before.framesWritten)
+    guard ctx.peers else { return results }
+
+    do {
+        resetPeakResident()
+        var queue = DelayQueue()
+        for i in 0 ..< n {
+            queue.schedule(id: ownCopy(workload.ids[i].bytes), deadline: workload.deadlines[i], payload: ownCopy(workload.payloads[i]))
+        }
+        var checksum = 0
+        let start = Mark.now()
+        let fired = queue.popDue(through: allDue) { item in checksum &+= item.payload.count }
+        let end = Mark.now()
+        precondition(fired == n && checksum > 0)
+        var m = Measurement(scenario: "fire", system: "heap", durability: "memory", timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: end))
+        m.allocationsPerTimer = Double(start.allocations(to: end)) / Double(n)
+        m.peakResidentBytes = peakResidentBytes()
+        m.notes.append("one thread pops every due timer and hands it over; nothing to acknowledge")
+        results.append(m)
+    }
+
+    let (lib, unavailable) = ctx.sqlitePeer(scenario: "fire", timers: n)
+    if let unavailable { results.append(unavailable) }
+    if let lib {
+        let dir = path + "-sqlite"
+        makeDirectory(dir)
+        defer { removeTree(dir) }
+        resetPeakResident()
+        let db = try SQLiteTimers(lib: lib, path: dir + "/timers.db", fullSync: ctx.fullSync)
+        try fill(db, workload, rows: sqliteSetupRows, label: "fire: sqlite setup")
+        let progress = Progress(label: "fire: sqlite", total: n)
+        var checksum = 0
+        var fired = 0
+        let start = Mark.now()
+        while true {
+            let got = try db.poll(now: allDue, limit: rows) { _, _, payload in checksum &+= payload.count }
+            fired += got
+            progress.add(got)
+            if got == 0 { break }
+        }
+        let end = Mark.now()
+        progress.finish()
+        let peak = peakResidentBytes()
+        db.close()
+        precondition(fired == n && checksum > 0, "sqlite fired \(fired) of \(n)")
+        var m = Measurement(scenario: "fire", system: "sqlite", durability: ctx.durabilityName, timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: end))
+        m.allocationsPerTimer = Double(start.allocations(to: end)) / Double(n)
+        m.peakResidentBytes = peak
+        m.notes.append("one poller: SELECT due rows ORDER BY due LIMIT \(rows), DELETE each, COMMIT, until none is due (\(rows): Hourglass's mean frame in this scenario, or --sqlite-batch); synchronous=\(ctx.sqliteSynchronous); setup not measured")
+        results.append(m)
+    }
+    return results
+}
+
+// MARK: mixed
+
+/// The order story, compressed: orders arrive over an hour of clock time (the manual clock moves
+/// with the orders scheduled), each with a 30-minute timeout; 70% are paid shortly after and
+/// their timer cancelled; the rest fire and are acknowledged. Throughput is orders per second.
+func mixedScenario(_ ctx: Context) async throws -> [Measurement] {
+    let n = ctx.timers
+    let t0 = realtimeMilliseconds()
+    let window: Int64 = 3_600_000
+    let timeout: Int64 = 1_800_000
+    status("mixed: generating \(n) orders")
+    let workload = Workload(count: n, payloadBytes: ctx.payloadBytes, seed: ctx.seed) { i, _ in
+        t0 + Int64(i) * window / Int64(n) + timeout
+    }
+    defer { withExtendedLifetime(workload) {} }  // memory readings must not see it freed after its last use
+    var random = WorkloadRandom(seed: ctx.seed ^ 0x9A1D)
+    let paid: [Bool] = (0 ..< n).map { _ in random.next() % 100 < 70 }
+    let paidCount = paid.filter { $0 }.count
+    let firedCount = n - paidCount
+    let end = t0 + window + timeout + 1
+    /// A paid order's timer is cancelled by its caller after `lag` more orders of its own.
+    let lag = 2
+    let callers = max(1, ctx.callers)
+    var results: [Measurement] = []
+
+    let path = scenarioDirectory(base: ctx.base, name: "mixed")
+    defer { removeTree(path) }
+    resetPeakResident()
+    let clock = ManualClock(now: t0)
+    let engine = try await HourglassEngine.open(ctx.configuration(path), clock: clock)
+    let before = await engine.stats()
+    let scheduled = Counter()
+    let cancelsFound = Counter()
+    let finished = StopFlag()
+    let progress = Progress(label: "mixed: hourglass", total: n)
+    let consumers = Consumers(engine: engine, count: callers)
+    let assignments: [[Int]] = (0 ..< callers).map { Array(stride(from: $0, to: n, by: callers)) }
+    let start = Mark.now()
+    // The clock follows the orders: after k orders, t0 + k/n of the hour.
+    let driver = Task {
+        while !finished.isSet {
+            clock.set(to: t0 + Int64(scheduled.current) * window / Int64(n))
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+    }
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        for caller in 0 ..< callers {
+            group.addTask {
+                let mine = assignments[caller]
+                for (k, i) in mine.enumerated() {
+                    try await engine.schedule(id: workload.ids[i], at: Deadline(millisecondsSinceEpoch: workload.deadlines[i]), payload: workload.payloads[i])
+                    scheduled.add()
+                    progress.add(1)
+                    if k >= lag, paid[mine[k - lag]], try await engine.cancel(id: workload.ids[mine[k - lag]]) { cancelsFound.add() }
+                }
+                for i in mine.suffix(lag) where paid[i] {
+                    if try await engine.cancel(id: workload.ids[i]) { cancelsFound.add() }
+                }
+            }
+        }
+        try await group.waitForAll()
+    }
+    finished.set()
+    await driver.value
+    clock.set(to: end)
+    var after = await engine.stats()
+    while after.pending > 0 || after.inFlight > 0 {
+        try await Task.sleep(for: .milliseconds(1))
+        after = await engine.stats()
+    }
+    let stop = Mark.now()
+    progress.finish()
+    let peak = peakResidentBytes()
+    try await engine.close()
+    await consumers.task.value
+    let requests = n + paidCount + consumers.acknowledged.current
+    var m = Measurement(scenario: "mixed", system: "hourglass", durability: ctx.durabilityName, timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: stop))
+    m.diskBytesPerTimer = Double(after.logBytesWritten - before.logBytesWritten) / Double(n)
+    m.allocationsPerTimer = Double(start.allocations(to: stop)) / Double(n)
+    m.peakResidentBytes = peak
+    m.notes.append("\(n) schedules, \(paidCount) cancels (\(cancelsFound.current) found), \(consumers.delivered.current) deliveries, \(consumers.acknowledged.current) acks (expected \(firedCount)); \(callers) callers and \(callers) consumers")
+    m.notes += logNotes(before, after, requests: requests)
+    results.append(m)
+    let rows = ctx.sqliteTransactionRows(requests: requests, frames: after.framesWritten - before.framesWritten)
+    guard ctx.peers else { return results }
+
+    // The peers: one thread runs the same operations, interleaved as the callers' would be on
+    // average (a paid order is cancelled lag × callers orders after it was created).
+    let globalLag = lag * callers
+    do {
+        resetPeakResident()
+        var queue = DelayQueue()
+        var fired = 0
+        var cancels = 0
+        let start = Mark.now()
+        for i in 0 ..< n {
+            queue.schedule(id: ownCopy(workload.ids[i].bytes), deadline: workload.deadlines[i], payload: ownCopy(workload.payloads[i]))
+            if i >= globalLag, paid[i - globalLag], queue.cancel(id: workload.ids[i - globalLag].bytes) { cancels += 1 }
+            fired += queue.popDue(through: t0 + Int64(i + 1) * window / Int64(n)) { _ in }
+        }
+        for i in max(0, n - globalLag) ..< n where paid[i] {
+            if queue.cancel(id: workload.ids[i].bytes) { cancels += 1 }
+        }
+        fired += queue.popDue(through: end) { _ in }
+        let stop = Mark.now()
+        var m = Measurement(scenario: "mixed", system: "heap", durability: "memory", timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: stop))
+        m.allocationsPerTimer = Double(start.allocations(to: stop)) / Double(n)
+        m.peakResidentBytes = peakResidentBytes()
+        m.notes.append("one thread; \(cancels) cancels found, \(fired) fired (expected \(firedCount))")
+        results.append(m)
+    }
+
+    let (lib, unavailable) = ctx.sqlitePeer(scenario: "mixed", timers: n)
+    if let unavailable { results.append(unavailable) }
+    if let lib {
+        let dir = path + "-sqlite"
+        makeDirectory(dir)
+        defer { removeTree(dir) }
+        resetPeakResident()
+        let db = try SQLiteTimers(lib: lib, path: dir + "/timers.db", fullSync: ctx.fullSync)
+        let progress = Progress(label: "mixed: sqlite", total: n)
+        var fired = 0
+        var cancels = 0
+        var pending = 0  // operations in the open transaction
+        let start = Mark.now()
+        func pollAll(_ now: Int64) throws {
+            while true {
+                let got = try db.poll(now: now, limit: rows) { _, _, _ in }
+                fired += got
+                if got < rows { break }
+            }
+        }
+        try db.begin()
+        for i in 0 ..< n {
+            try db.insert(id: workload.ids[i].bytes, due: workload.deadlines[i], payload: workload.payloads[i])
+            pending += 1
+            if i >= globalLag, paid[i - globalLag] {
+                if try db.cancel(id: workload.ids[i - globalLag].bytes) { cancels += 1 }
+                pending += 1
+            }
+            if pending >= rows {
+                try db.commit()
+                try pollAll(t0 + Int64(i + 1) * window / Int64(n))
+                progress.add(rows)
+                pending = 0
+                try db.begin()
+            }
+        }
+        for i in max(0, n - globalLag) ..< n where paid[i] {
+            if try db.cancel(id: workload.ids[i].bytes) { cancels += 1 }
+        }
+        try db.commit()
+        try pollAll(end)
+        let stop = Mark.now()
+        progress.finish()
+        let peak = peakResidentBytes()
+        db.close()
+        var m = Measurement(scenario: "mixed", system: "sqlite", durability: ctx.durabilityName, timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: stop))
+        m.allocationsPerTimer = Double(start.allocations(to: stop)) / Double(n)
+        m.peakResidentBytes = peak
+        m.notes.append("one connection: \(ctx.sqliteBatchNote(rows)) of inserts and deletes, the poller after each commit; \(cancels) cancels found, \(fired) fired (expected \(firedCount)); synchronous=\(ctx.sqliteSynchronous)")
+        results.append(m)
+    }
+    return results
 }

@@ -5,28 +5,41 @@ import Hourglass
 struct HourglassBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hourglass-bench",
-        abstract: "Throughput, lateness and recovery of Hourglass, side by side with the peers users would pick.")
+        abstract: "Throughput, lateness, memory and recovery of Hourglass, side by side with the peers users would pick.",
+        discussion: """
+            Scenarios: \(HourglassBench.scenarios.joined(separator: ", ")), or all. Peers: heap (swift-collections' Heap \
+            as an in-memory delay queue) and sqlite (the system's libsqlite3, loaded at run time: a timer table \
+            polled by due time). See Docs/BENCHMARKS.md.
+            """)
 
-    @Option(help: "Scenario: wheel, schedule, recover, all.")
+    static let scenarios = ["schedule", "fire", "cancel", "mixed", "lateness", "recover", "checkpoint", "wheel"]
+
+    @Option(help: "Scenario: schedule, fire, cancel, mixed, lateness, recover, checkpoint, wheel, or all.")
     var scenario: String = "all"
 
     @Option(help: "Timers (pending timers for the wheel scenario).")
     var timers: Int = 1_000_000
 
-    @Option(help: "Operations in the steady-state phases of the wheel scenario.")
-    var operations: Int = 10_000_000
+    @Option(help: "Operations in the steady-state phases of the wheel scenario (default: 10 × timers).")
+    var operations: Int? = nil
 
-    @Option(help: "Payload bytes per timer.")
+    @Option(help: "Payload bytes per timer (realistic order JSON, padded or cut to this size).")
     var payload: Int = 128
 
     @Option(help: "Durability policy: always, interval:MS or none.")
     var durability: String = "interval:10"
 
-    @Option(help: "Concurrent callers.")
+    @Option(help: "Concurrent callers (and consumers) of the engine.")
     var callers: Int = 64
 
-    @Option(help: "Timers per schedule call (1: one call per timer).")
+    @Option(help: "Timers per schedule call in the schedule scenario (1: one call per timer).")
     var batch: Int = 1
+
+    @Option(name: .customLong("sqlite-batch"), help: "Rows per SQLite transaction and poll (default: Hourglass's mean group commit in the same scenario).")
+    var sqliteBatch: Int? = nil
+
+    @Option(help: "Background schedules per second in the lateness scenario (default: as many as timers fall due per second).")
+    var load: Int? = nil
 
     @Option(help: "Directory under which scenarios create their directories.")
     var dir: String = "/tmp"
@@ -40,6 +53,12 @@ struct HourglassBench: AsyncParsableCommand {
     @Option(help: "Workload seed.")
     var seed: UInt64 = 1
 
+    @Option(help: ArgumentHelp("Internal: run as the restarted process of the recover scenario.", visibility: .private))
+    var child: String? = nil
+
+    @Option(name: .customLong("child-dir"), help: ArgumentHelp("Internal: the directory the restarted process opens.", visibility: .private))
+    var childDirectory: String? = nil
+
     func parsedDurability() throws -> Configuration.Durability {
         switch durability {
         case "always": return .always
@@ -52,69 +71,77 @@ struct HourglassBench: AsyncParsableCommand {
         }
     }
 
+    func validate() throws {
+        _ = try parsedDurability()
+        guard timers >= 1 else { throw ValidationError("--timers must be at least 1") }
+        guard payload >= 0 && payload <= 1 << 20 else { throw ValidationError("--payload must be 0 ... 1048576") }
+        guard callers >= 1 else { throw ValidationError("--callers must be at least 1") }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        if let sqliteBatch, sqliteBatch < 1 { throw ValidationError("--sqlite-batch must be at least 1") }
+        if let load, load < 0 { throw ValidationError("--load must be at least 0") }
+        if let operations, operations < 1 { throw ValidationError("--operations must be at least 1") }
+        if child == nil && scenario != "all" && !HourglassBench.scenarios.contains(scenario) {
+            throw ValidationError("unknown scenario \(scenario): \(HourglassBench.scenarios.joined(separator: ", ")) or all")
+        }
+    }
+
     mutating func run() async throws {
         let policy = try parsedDurability()
-        var results: [Measurement] = []
-        let scenarios = scenario == "all" ? ["wheel", "schedule"] : [scenario]
-        for name in scenarios {
-            switch name {
-            case "wheel":
-                for r in runWheelScenario(pending: timers, operations: operations, payloadBytes: payload, seed: seed, peers: !noPeers) {
-                    var m = Measurement(scenario: "wheel: \(r.name)", system: r.system, durability: "memory", timers: r.operations, payloadBytes: payload, seconds: r.seconds)
-                    if !r.note.isEmpty { m.notes.append(r.note) }
-                    results.append(m)
-                }
-            case "schedule", "recover":
-                results += try await runScheduleScenario(
-                    timers: timers, payloadBytes: payload, durability: policy, callers: callers, batch: batch,
-                    seed: seed, base: dir, measureReplay: true)
-            default:
-                throw ValidationError("unknown scenario \(name)")
+        if let child {
+            guard let childDirectory else { throw ValidationError("--child needs --child-dir") }
+            switch child {
+            case "recover-hourglass": try await recoverChildHourglass(path: childDirectory, durability: policy)
+            case "recover-sqlite": try recoverChildSQLite(path: childDirectory, fullSync: policy == .always)
+            default: throw ValidationError("unknown child \(child)")
             }
-        }
-        report(results)
-    }
-
-    func report(_ results: [Measurement]) {
-        if json {
-            for m in results { print(m.jsonLine()) }
             return
         }
-        print("scenario".padded(40) + "system".padded(10) + "durability".padded(14) + "N".padded(11) + "throughput".padded(14) + "ratio")
-        for m in results {
-            let hourglass = results.first { $0.scenario == m.scenario && $0.system == "hourglass" }
-            let ratio = hourglass.map { format2($0.throughput / m.throughput) + "×" } ?? ""
-            print(m.scenario.padded(40) + m.system.padded(10) + m.durability.padded(14) + "\(m.timers)".padded(11)
-                  + formatRate(m.throughput).padded(14) + ratio)
-            for note in m.notes { print("    " + note) }
+        let ctx = Context(
+            timers: timers, payloadBytes: payload, durability: policy, callers: callers, batch: batch, seed: seed, base: dir,
+            peers: !noPeers, sqliteBatch: sqliteBatch, loadRate: load, sqlite: noPeers ? nil : SQLiteLibrary.load())
+        let reporter = Reporter(json: json)
+        if !allocationCounting {
+            writeStandardError("hourglass-bench: warning: malloc is not interposed; allocation counts will read 0\n")
+        }
+        if !json {
+            var peers = "heap"
+            switch ctx.sqlite {
+            case let .success(lib)?: peers += ", sqlite \(lib.version)"
+            case let .failure(error)?: peers += "; sqlite unavailable: \(error.message)"
+            case nil: peers = "none"
+            }
+            writeStandardOutput("hourglass-bench: \(timers) timers, \(payload) B payloads, durability \(policy), \(callers) callers, seed \(seed); peers: \(peers)")
+            writeStandardOutput("(throughput: operations per second; B/t: bytes per timer; allocs/t: mallocs per timer; vs hourglass: this row's throughput over Hourglass's)")
+        }
+        let names = scenario == "all" ? HourglassBench.scenarios : [scenario]
+        for name in names {
+            let results: [Measurement]
+            switch name {
+            case "schedule": results = try await scheduleScenario(ctx)
+            case "fire": results = try await fireScenario(ctx)
+            case "cancel": results = try await cancelScenario(ctx)
+            case "mixed": results = try await mixedScenario(ctx)
+            case "lateness": results = try await latenessScenario(ctx)
+            case "recover": results = try await recoverScenario(ctx)
+            case "checkpoint": results = try await checkpointScenario(ctx)
+            case "wheel": results = wheelMeasurements(ctx)
+            default: throw ValidationError("unknown scenario \(name)")
+            }
+            status("")
+            reporter.report(results)
         }
     }
-}
 
-extension Measurement {
-    func jsonLine() -> String {
-        var fields: [(String, String)] = [
-            ("scenario", quoted(scenario)), ("system", quoted(system)), ("durability", quoted(durability)),
-            ("timers", "\(timers)"), ("payload_bytes", "\(payloadBytes)"), ("seconds", "\(seconds)"),
-            ("throughput", "\(throughput)"),
-        ]
-        if let p50 { fields.append(("p50_ms", "\(p50)")) }
-        if let p99 { fields.append(("p99_ms", "\(p99)")) }
-        if let max { fields.append(("max_ms", "\(max)")) }
-        if let diskBytesPerTimer { fields.append(("disk_bytes_per_timer", "\(diskBytesPerTimer)")) }
-        if let memoryBytesPerTimer { fields.append(("memory_bytes_per_timer", "\(memoryBytesPerTimer)")) }
-        if let allocationsPerTimer { fields.append(("allocations_per_timer", "\(allocationsPerTimer)")) }
-        if !notes.isEmpty { fields.append(("notes", quoted(notes.joined(separator: "; ")))) }
-        return "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
-    }
-
-    private func quoted(_ text: String) -> String {
-        "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-    }
-}
-
-extension String {
-    func replacingOccurrences(of target: String, with replacement: String) -> String {
-        split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
+    func wheelMeasurements(_ ctx: Context) -> [Measurement] {
+        status("wheel: \(timers) pending timers")
+        let runs = runWheelScenario(pending: timers, operations: operations ?? 10 * timers, payloadBytes: payload, seed: seed, peers: !noPeers)
+        return runs.map { r in
+            var m = Measurement(scenario: "wheel: \(r.name)", system: r.system, durability: "memory", timers: r.operations,
+                                payloadBytes: payload, seconds: r.seconds)
+            m.memoryBytesPerTimer = r.memoryBytesPerTimer
+            m.allocationsPerTimer = r.allocationsPerTimer
+            if !r.note.isEmpty { m.notes.append(r.note) }
+            return m
+        }
     }
 }

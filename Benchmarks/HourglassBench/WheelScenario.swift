@@ -37,6 +37,8 @@ struct WheelResult {
     var operations: Int
     var seconds: Double
     var note: String = ""
+    var memoryBytesPerTimer: Double? = nil
+    var allocationsPerTimer: Double? = nil
     var throughput: Double { Double(operations) / seconds }
 }
 
@@ -54,20 +56,24 @@ func runWheelScenario(pending: Int, operations: Int, payloadBytes: Int, seed: UI
     payload.withUnsafeBytes { payloadBytes in
         // 1. Fill, memory, then schedule + cancel in steady state.
         do {
-            let rssBefore = residentBytes()
+            let rssBefore = baselineAnonymousBytes()
+            let marked = Mark.now()
             var wheel = TimerWheel(now: start)
             let fill = timed {
                 for i in 0 ..< pending {
                     _ = try! wheel.schedule(id: ids.id(i), deadline: deadlines[i], payload: payloadBytes)
                 }
             }
-            let rssAfter = residentBytes()
+            let allocations = marked.allocations(to: Mark.now())
+            let rssAfter = liveAnonymousBytes()
             let userBytes = pending * (IDTable.width + payloadBytes.count)
             let rssPerTimer = Double(rssAfter - rssBefore - userBytes) / Double(pending)
             let allocatedPerTimer = Double(wheel.allocatedBytes - userBytes) / Double(pending)
             results.append(WheelResult(
                 name: "schedule (fill to \(pending))", system: "wheel", operations: pending, seconds: fill,
-                note: "memory beyond id+payload: \(format2(rssPerTimer)) B/timer resident, \(format2(allocatedPerTimer)) B/timer allocated"))
+                note: "memory beyond id+payload: \(format2(rssPerTimer)) B/timer resident, \(format2(allocatedPerTimer)) B/timer allocated; the fill includes first-touch of the tables' memory",
+                memoryBytesPerTimer: Double(rssAfter - rssBefore) / Double(pending),
+                allocationsPerTimer: Double(allocations) / Double(pending)))
 
             // Steady state: schedule a new timer, cancel the oldest pending one (a cold entry).
             let cold = timed {
@@ -147,14 +153,23 @@ func runWheelScenario(pending: Int, operations: Int, payloadBytes: Int, seed: UI
     if !peers { return results }
     // The same with a binary heap: a delay queue with lazy cancellation.
     do {
+        let rssBefore = baselineAnonymousBytes()
+        let marked = Mark.now()
         var heap = DelayQueue()
         let fill = timed {
-            for i in 0 ..< pending { heap.schedule(id: ids.id(i), deadline: deadlines[i], payload: payload) }
+            for i in 0 ..< pending { heap.schedule(id: ids.id(i), deadline: deadlines[i], payload: ownCopy(payload)) }
         }
-        results.append(WheelResult(name: "schedule (fill to \(pending))", system: "heap", operations: pending, seconds: fill))
+        let allocations = marked.allocations(to: Mark.now())
+        let rssAfter = liveAnonymousBytes()
+        let userBytes = pending * (IDTable.width + payload.count)
+        results.append(WheelResult(
+            name: "schedule (fill to \(pending))", system: "heap", operations: pending, seconds: fill,
+            note: "memory beyond id+payload: \(format2(Double(rssAfter - rssBefore - userBytes) / Double(pending))) B/timer resident; the heap keeps its own copy of each id and payload",
+            memoryBytesPerTimer: Double(rssAfter - rssBefore) / Double(pending),
+            allocationsPerTimer: Double(allocations) / Double(pending)))
         let cold = timed {
             for i in 0 ..< operations {
-                heap.schedule(id: ids.id(pending + i), deadline: deadlines[pending + i], payload: payload)
+                heap.schedule(id: ids.id(pending + i), deadline: deadlines[pending + i], payload: ownCopy(payload))
                 let cancelled = heap.cancel(id: ids.id(i))
                 precondition(cancelled)
             }
@@ -163,11 +178,11 @@ func runWheelScenario(pending: Int, operations: Int, payloadBytes: Int, seed: UI
     }
     do {
         var heap = DelayQueue()
-        for i in 0 ..< pending { heap.schedule(id: ids.id(i), deadline: deadlines[i], payload: payload) }
+        for i in 0 ..< pending { heap.schedule(id: ids.id(i), deadline: deadlines[i], payload: ownCopy(payload)) }
         let lag = 64
         let warm = timed {
             for i in 0 ..< operations {
-                heap.schedule(id: ids.id(pending + i), deadline: deadlines[pending + i], payload: payload)
+                heap.schedule(id: ids.id(pending + i), deadline: deadlines[pending + i], payload: ownCopy(payload))
                 if i >= lag {
                     let cancelled = heap.cancel(id: ids.id(pending + i - lag))
                     precondition(cancelled)
@@ -180,7 +195,7 @@ func runWheelScenario(pending: Int, operations: Int, payloadBytes: Int, seed: UI
         var heap = DelayQueue()
         var firedCount = 0
         let seconds = timed {
-            for i in 0 ..< pending { heap.schedule(id: ids.id(i), deadline: deadlines[i], payload: payload) }
+            for i in 0 ..< pending { heap.schedule(id: ids.id(i), deadline: deadlines[i], payload: ownCopy(payload)) }
             var now = start
             let end = start + Int64(hour) + 1
             while now <= end {
@@ -194,9 +209,10 @@ func runWheelScenario(pending: Int, operations: Int, payloadBytes: Int, seed: UI
     return results
 }
 
-/// What an in-memory DelayQueue does: a binary heap ordered by (deadline, sequence), a
-/// dictionary from id to the live sequence number, cancellation by forgetting the id (the heap
-/// entry is skipped when it surfaces).
+/// What an in-memory DelayQueue does (the `heap` peer): a binary heap (swift-collections'
+/// `Heap`) ordered by (deadline, sequence), a dictionary from id to the live sequence number,
+/// cancellation by forgetting the id (the heap entry is skipped when it surfaces), firing by
+/// popping the minimum while it is due. No durability.
 struct DelayQueue {
     struct Item: Comparable {
         var deadline: Int64
@@ -211,26 +227,48 @@ struct DelayQueue {
     var live: [[UInt8]: UInt64] = [:]
     var sequence: UInt64 = 0
 
+    /// Timers held (not cancelled, not fired).
+    var count: Int { live.count }
+
     mutating func schedule(id: UnsafeRawBufferPointer, deadline: Int64, payload: [UInt8]) {
+        schedule(id: Array(id), deadline: deadline, payload: payload)
+    }
+
+    /// Schedules (or replaces) a timer; the queue keeps `id` and `payload` as given.
+    mutating func schedule(id: [UInt8], deadline: Int64, payload: [UInt8]) {
         sequence += 1
-        let key = Array(id)
-        live[key] = sequence
-        heap.insert(Item(deadline: deadline, sequence: sequence, id: key, payload: payload))
+        live[id] = sequence
+        heap.insert(Item(deadline: deadline, sequence: sequence, id: id, payload: payload))
     }
 
     mutating func cancel(id: UnsafeRawBufferPointer) -> Bool {
         live.removeValue(forKey: Array(id)) != nil
     }
 
+    mutating func cancel(id: [UInt8]) -> Bool {
+        live.removeValue(forKey: id) != nil
+    }
+
     mutating func fire(through now: Int64) -> Int {
+        popDue(through: now) { _ in }
+    }
+
+    /// Pops every live timer due by `now` (at most `limit`), in deadline order, handing each to
+    /// `deliver`; cancelled entries that surface are dropped.
+    @discardableResult
+    mutating func popDue(through now: Int64, limit: Int = .max, _ deliver: (Item) -> Void) -> Int {
         var fired = 0
-        while let top = heap.min, top.deadline <= now {
+        while fired < limit, let top = heap.min, top.deadline <= now {
             let item = heap.removeMin()
             if live[item.id] == item.sequence {
                 live.removeValue(forKey: item.id)
+                deliver(item)
                 fired += 1
             }
         }
         return fired
     }
+
+    /// The earliest deadline in the heap (possibly of a cancelled entry: a wake-up to drop it).
+    var nextDeadline: Int64? { heap.min?.deadline }
 }

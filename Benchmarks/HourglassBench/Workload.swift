@@ -1,3 +1,5 @@
+import Hourglass
+
 /// Realistic order-service payloads: JSON with an order id, a user id, SKUs, an amount and a
 /// currency, padded (or cut) to the requested size. Deterministic from the seed.
 struct OrderPayloads {
@@ -39,4 +41,76 @@ struct OrderPayloads {
         while bytes.count < size { bytes.append(UInt8(ascii: " ")) }
         return bytes
     }
+}
+
+/// The timers of a scenario, the same for every system measured: ids, deadlines and payloads,
+/// generated from the seed.
+struct Workload: Sendable {
+    /// "order-0000000042": 16 bytes, as order ids are.
+    let ids: [TimerID]
+    /// Wall-clock milliseconds since the Unix epoch.
+    let deadlines: [Int64]
+    let payloads: [[UInt8]]
+
+    var count: Int { ids.count }
+
+    /// `deadline(i, random)` gives timer i's deadline.
+    init(count: Int, payloadBytes: Int, seed: UInt64, prefix: String = "order-", deadline: (Int, inout WorkloadRandom) -> Int64) {
+        var random = WorkloadRandom(seed: seed)
+        var payloadMaker = OrderPayloads(seed: seed, size: payloadBytes)
+        var ids: [TimerID] = []
+        var deadlines: [Int64] = []
+        var payloads: [[UInt8]] = []
+        ids.reserveCapacity(count)
+        deadlines.reserveCapacity(count)
+        payloads.reserveCapacity(count)
+        for i in 0 ..< count {
+            ids.append(TimerID(bytes: orderID(prefix: prefix, i)))
+            deadlines.append(deadline(i, &random))
+            payloads.append(payloadMaker.next(order: i))
+        }
+        self.ids = ids
+        self.deadlines = deadlines
+        self.payloads = payloads
+    }
+
+    /// Order timeouts: 30 minutes after `now`, plus up to 30 minutes of jitter (orders created
+    /// over the last half hour), at 1 ms resolution.
+    static func orderTimeouts(count: Int, payloadBytes: Int, seed: UInt64, now: Int64) -> Workload {
+        Workload(count: count, payloadBytes: payloadBytes, seed: seed) { _, random in
+            now + 1_800_000 + Int64(random.next() % 1_800_000)
+        }
+    }
+
+    func request(_ i: Int) -> TimerRequest {
+        TimerRequest(id: ids[i], deadline: Deadline(millisecondsSinceEpoch: deadlines[i]), payload: payloads[i])
+    }
+
+    /// The bytes of ids and payloads: what every system must hold at the least.
+    var userBytes: Int { ids.reduce(0) { $0 + $1.bytes.count } + payloads.reduce(0) { $0 + $1.count } }
+
+    /// The size of a SCHEDULE record of timer `i` before compression (Docs/FORMAT.md).
+    func recordBytes(_ i: Int) -> Int { 1 + 1 + ids[i].bytes.count + 6 + 1 + 2 + payloads[i].count }
+}
+
+/// `prefix` followed by `i` in ten digits.
+func orderID(prefix: String, _ i: Int) -> [UInt8] {
+    var bytes = Array(prefix.utf8)
+    var digits = [UInt8](repeating: UInt8(ascii: "0"), count: 10)
+    var value = i
+    var k = 9
+    while value > 0 && k >= 0 {
+        digits[k] = UInt8(48 + value % 10)
+        value /= 10
+        k -= 1
+    }
+    bytes.append(contentsOf: digits)
+    return bytes
+}
+
+/// A copy of `bytes` in a buffer of its own (an in-memory queue keeps its own copy of what a
+/// caller hands it, as it would of a request it decoded).
+@inline(__always)
+func ownCopy(_ bytes: [UInt8]) -> [UInt8] {
+    bytes.withUnsafeBufferPointer { [UInt8]($0) }
 }

@@ -49,6 +49,7 @@ public final class HourglassEngine: Sendable {
     public static func open(
         _ configuration: Configuration = .memory, clock: any HourglassClock = SystemClock()
     ) async throws(HourglassError) -> HourglassEngine {
+        let opened = monotonicNanoseconds()
         try configuration.validate()
         let queue = _DeliveryQueue()
         let now = clock.now()
@@ -65,7 +66,7 @@ public final class HourglassEngine: Sendable {
         let box = _IdentityBox()
         let engine = _Engine(
             wheel: wheel, journal: journal, loader: loader, clock: clock, configuration: configuration, deliveries: queue,
-            identity: ObjectIdentifier(box), checkpointNow: !report.dropped.isEmpty)
+            identity: ObjectIdentifier(box), checkpointNow: !report.dropped.isEmpty, openedNanoseconds: opened)
         let result = HourglassEngine(engine: engine, configuration: configuration, clock: clock, deliveries: queue, report: report)
         box.owner = result
         engine.start()

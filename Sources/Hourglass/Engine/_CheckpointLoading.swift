@@ -149,15 +149,18 @@ final class _CheckpointJob {
         switch phase {
         case let .scanning(cursor, limit):
             var h = cursor
-            let end = min(limit, cursor &+ 262_144)
             keys.reserveCapacity(Int(limit))
             handles.reserveCapacity(Int(limit))
-            wheel.forEachHandle(in: h ..< end) { handle in
-                // In-flight timers first (key 0), then pending ones by deadline.
-                keys.append(wheel.isInFlight(handle) ? 0 : UInt64(wheel.deadline(of: handle)) + 1)
-                handles.append(handle.rawValue)
-            }
-            h = end
+            // Slices of 4096 handles until the time is up: the slab is read in order, fast.
+            repeat {
+                let end = min(limit, h &+ 4096)
+                wheel.forEachHandle(in: h ..< end) { handle in
+                    // In-flight timers first (key 0), then pending ones by deadline.
+                    keys.append(wheel.isInFlight(handle) ? 0 : UInt64(wheel.deadline(of: handle)) + 1)
+                    handles.append(handle.rawValue)
+                }
+                h = end
+            } while h < limit && monotonicNanoseconds() < deadlineNanoseconds
             if h >= limit {
                 writer.sort(keys: keys, handles: handles)
                 keys = []
@@ -168,7 +171,7 @@ final class _CheckpointJob {
             }
         case .sorting:
             if let order = writer.takeSorted() { phase = .encoding(order: order, cursor: 0) }
-        case var .encoding(order, cursor):
+        case .encoding(let order, var cursor):
             while cursor < order.count && writer.queuedBytes < 16 << 20 {
                 let handle = TimerHandle(rawValue: order[cursor])
                 cursor += 1
@@ -185,7 +188,7 @@ final class _CheckpointJob {
                     writer.append(body: Array(encoder.buffer.bytes), records: encoder.count)
                     encoder.reset()
                 }
-                if cursor & 1023 == 0 && monotonicNanoseconds() >= deadlineNanoseconds { break }
+                if cursor & 63 == 0 && monotonicNanoseconds() >= deadlineNanoseconds { break }
             }
             if cursor >= order.count {
                 if !encoder.isEmpty {

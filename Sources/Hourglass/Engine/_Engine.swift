@@ -53,13 +53,17 @@ final class _Engine: @unchecked Sendable {
     private var logBytesAtLastCheckpoint = 0
     private var checkpointRequested = false
     private var metrics: _EngineMetrics
+    /// When `open` began (for `fullyLoadedMilliseconds`).
+    private let openedNanoseconds: UInt64
     /// Syncs the log and answers the callers waiting on it (directory engines only).
     private let syncer: _Syncer?
     private var scheduledTotal = 0
     private var cancelledTotal = 0
 
     init(wheel: consuming TimerWheel, journal: _WALJournal?, loader: _CheckpointLoader?, clock: any HourglassClock,
-         configuration: Configuration, deliveries: _DeliveryQueue, identity: ObjectIdentifier, checkpointNow: Bool) {
+         configuration: Configuration, deliveries: _DeliveryQueue, identity: ObjectIdentifier, checkpointNow: Bool,
+         openedNanoseconds: UInt64) {
+        self.openedNanoseconds = openedNanoseconds
         self.wheel = wheel
         self.journal = journal
         self.loader = loader
@@ -189,7 +193,7 @@ final class _Engine: @unchecked Sendable {
                 // Background work gets at most as much time as requests just had (so requests
                 // keep at least half the thread), and 5 ms slices when there are none.
                 let spent = monotonicNanoseconds() - batchStarted
-                backgroundWork(budgetNanoseconds: hadRequests ? max(200_000, spent) : 5_000_000)
+                backgroundWork(budgetNanoseconds: hadRequests ? max(20_000, spent) : 5_000_000)
             }
             var light = counters
             light.pending = wheel.count - wheel.inFlightCount
@@ -504,6 +508,7 @@ final class _Engine: @unchecked Sendable {
     private func finishLoading() {
         guard let loader else { return }
         self.loader = nil
+        counters.fullyLoadedMilliseconds = Double(monotonicNanoseconds() - openedNanoseconds) / 1e6
         for (id, reply) in deferredCancels {
             let existed = id.withUnsafeBytes { loader.tombstones.isMarked($0) }
             reply.resume(returning: .success(existed))

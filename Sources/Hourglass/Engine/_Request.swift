@@ -51,7 +51,8 @@ public struct EngineStats: Sendable, Equatable {
     public var buffered = 0
     /// The earliest deadline among pending timers (or cascade point before it).
     public var nextDeadline: Deadline? = nil
-    /// Bytes of memory the timers use.
+    /// Bytes of memory allocated for the timers (address space reserved for entries, index,
+    /// arena and slots; what is resident is usually less, since the tables grow by doubling).
     public var memoryBytes = 0
     /// Log bytes written since the engine opened (0 in memory).
     public var logBytesWritten = 0
@@ -73,6 +74,9 @@ public struct EngineStats: Sendable, Equatable {
     public var checkpointInProgress = false
     /// Whether the rest of a checkpoint is still loading after a restart.
     public var loading = false
+    /// How long after `open` began the checkpoint had fully loaded, in milliseconds (nil while
+    /// it loads, or when there was nothing left to load in the background).
+    public var fullyLoadedMilliseconds: Double? = nil
 
     public init() {}
 }

@@ -156,7 +156,11 @@ package final class MappedFile: StorageFile {
         self.writable = writable
         if length > 0 {
             switch Posix.map(fd, length: length, writable: writable) {
-            case let .success(address): base = address
+            case let .success(address):
+                base = address
+                // No read-ahead around a fault: it would pull the never-written rest of a
+                // preallocated segment into the page cache (as zeros) for nothing.
+                Posix.adviseRandom(address, length: length)
             case let .failure(error):
                 Posix.close(fd)
                 throw .from(error, "mmap", path)
@@ -185,6 +189,16 @@ package final class MappedFile: StorageFile {
         let end = min(length, offset + syncLength)
         if case let .failure(error) = Posix.msync(base + start, length: end - start) {
             throw .from(error, "msync", path)
+        }
+    }
+
+    package func nextData(from offset: Int) -> Int? {
+        guard offset < length else { return nil }
+        guard fd >= 0 else { return offset }
+        switch Posix.seekData(fd, from: offset) {
+        case let .success(position): return position < length ? position : nil
+        case .failure(.noSuchAddressOrDevice): return nil  // only a hole (never written) follows
+        case .failure: return offset  // unknown: look at every byte
         }
     }
 

@@ -12,7 +12,15 @@ package protocol StorageFile: AnyObject {
     func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R
     /// Makes `offset ..< offset + length` durable (msync).
     func sync(offset: Int, length: Int) throws(StorageError)
+    /// Where bytes that may be non-zero start, at or after `offset` (nil: only zeros follow).
+    /// A real file asks the file system (`SEEK_DATA`), so recovery need not read the
+    /// never-written rest of a preallocated segment; the default says "look from here".
+    func nextData(from offset: Int) -> Int?
     func close()
+}
+
+extension StorageFile {
+    package func nextData(from offset: Int) -> Int? { offset < length ? offset : nil }
 }
 
 /// A file written front to back with ordinary writes (checkpoints).

@@ -338,14 +338,28 @@ package struct LogRecovery {
     /// sequence `after` (in this segment from `offset`, in later ones from their first frame).
     private func nextValidFrame(_ segments: [Segment], _ index: Int, _ offset: Int, after: UInt64) -> Position? {
         var decoder = FrameDecoder()
+        // Spares are read too (a segment whose header was destroyed looks like one), but the
+        // file system tells that a true spare holds no data, so that costs one call.
         for i in index ..< segments.count {
+            let file = segments[i].file
             let start = i == index ? max(offset, LogFormat.segmentHeaderLength) : LogFormat.segmentHeaderLength
-            let found = segments[i].file.withBytes { bytes -> (Int, UInt64)? in
+            let found = file.withBytes { bytes -> (Int, UInt64)? in
                 var position = start
                 let end = bytes.count - LogFormat.frameHeaderLength
                 while position <= end {
-                    // Skip zeros a word at a time: most of a damaged or preallocated tail is zero.
-                    if position + 8 <= bytes.count && bytes.loadUnaligned(fromByteOffset: position, as: UInt64.self) == 0 {
+                    // Skip never-written stretches of the file (holes of the preallocated
+                    // segment) by asking the file system where data is, before touching a block
+                    // (reading a hole through the mapping would fill the page cache with zeros),
+                    // and zeros a word at a time.
+                    if position & (LogRecovery.block - 1) == 0 {
+                        guard let data = file.nextData(from: position) else { return nil }
+                        if data > position {
+                            position = data & ~(LogRecovery.block - 1)
+                            continue
+                        }
+                    }
+                    // Whole words only when aligned, so no read crosses into the next block.
+                    if position & 7 == 0 && position + 8 <= bytes.count && bytes.loadUnaligned(fromByteOffset: position, as: UInt64.self) == 0 {
                         position += 8
                         continue
                     }
@@ -363,19 +377,46 @@ package struct LogRecovery {
         return nil
     }
 
+    /// The granularity at which file systems report data and holes.
+    static let block = 4096
+
+    /// The last non-zero byte at or after `offset`, reading only where the file holds data.
+    private func lastNonZero(_ file: any StorageFile, from offset: Int) -> Int? {
+        file.withBytes { bytes -> Int? in
+            var last: Int? = nil
+            var position = offset
+            while position < bytes.count {
+                guard let data = file.nextData(from: position) else { break }
+                position = max(position, data)
+                // Read on to the end of this stretch of data: the first block of zeros.
+                var blockEnd = min(bytes.count, (position / LogRecovery.block + 1) * LogRecovery.block)
+                while position < bytes.count {
+                    var zeros = true
+                    var p = position
+                    while p + 8 <= blockEnd {
+                        if bytes.loadUnaligned(fromByteOffset: p, as: UInt64.self) != 0 { zeros = false; break }
+                        p += 8
+                    }
+                    if zeros {
+                        for q in p ..< blockEnd where bytes[q] != 0 { zeros = false; break }
+                    }
+                    if !zeros, let found = bytes[position ..< blockEnd].lastIndex(where: { $0 != 0 }) { last = found }
+                    position = blockEnd
+                    blockEnd = min(bytes.count, blockEnd + LogRecovery.block)
+                    if zeros { break }
+                }
+            }
+            return last
+        }
+    }
+
     /// Zeros every non-zero byte from `offset` to the end of the file; returns how far the
     /// non-zero bytes reached (the size of what was cut).
     @discardableResult
     private func zero(_ file: any StorageFile, from offset: Int) throws(StorageError) -> Int {
-        let lastNonZero = file.withBytes { bytes -> Int? in
-            var position = bytes.count
-            // Scan back a word at a time.
-            while position - 8 >= offset && bytes.loadUnaligned(fromByteOffset: position - 8, as: UInt64.self) == 0 { position -= 8 }
-            return bytes[offset ..< position].lastIndex { $0 != 0 }
-        }
-        guard let lastNonZero else { return 0 }
-        if readOnly { return lastNonZero + 1 - offset }
+        guard let lastNonZero = lastNonZero(file, from: offset) else { return 0 }
         let count = lastNonZero + 1 - offset
+        if readOnly { return count }
         let zeros = [UInt8](repeating: 0, count: count)
         let result = zeros.withUnsafeBytes { raw in Result { () throws(StorageError) in try file.write(raw, at: offset) } }
         try result.get()

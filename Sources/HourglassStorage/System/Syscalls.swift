@@ -121,6 +121,13 @@ enum Posix {
         return .success(address!)
     }
 
+    /// Turns off read-ahead for a mapping. The corresponding C function is `madvise` with
+    /// `MADV_RANDOM`; a failure only costs speed, so it is ignored.
+    @inline(never)
+    static func adviseRandom(_ address: UnsafeMutableRawPointer, length: Int) {
+        _ = madvise(address, length, MADV_RANDOM)
+    }
+
     /// The corresponding C function is `munmap`.
     @inline(never)
     static func unmap(_ address: UnsafeMutableRawPointer, length: Int) {
@@ -172,6 +179,15 @@ enum Posix {
             if name != "." && name != ".." { names.append(name) }
         }
         return .success(names)
+    }
+
+    /// The first offset at or after `offset` that holds data (not a hole or a never-written
+    /// preallocated extent). The corresponding C function is `lseek` with `SEEK_DATA`.
+    @inline(never)
+    static func seekData(_ fd: Int32, from offset: Int) -> Result<Int, Errno> {
+        let result = lseek(fd, off_t(offset), 3 /* SEEK_DATA */)
+        if result < 0 { return .failure(Errno(rawValue: errno)) }
+        return .success(Int(result))
     }
 
     static var pageSize: Int { Int(sysconf(Int32(_SC_PAGESIZE))) }
