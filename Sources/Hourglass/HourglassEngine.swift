@@ -178,6 +178,10 @@ public final class HourglassEngine: Sendable {
     /// Closes the engine: applies everything queued before, syncs the log, releases the
     /// directory. Later calls fail with `.closed`; `deliveries` ends. In-flight timers stay in
     /// flight and are delivered again when the directory is reopened.
+    ///
+    /// If a storage failure stopped the engine earlier, `close` releases the directory without
+    /// writing anything more and throws that failure: what the failed batch held may not be
+    /// durable (its callers were told), and the next open recovers everything acknowledged.
     public func close() async throws(HourglassError) {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Void, HourglassError>, Never>) in

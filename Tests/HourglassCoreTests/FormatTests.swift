@@ -61,7 +61,7 @@ private func resealed(_ frame: [UInt8], _ mutate: (inout [UInt8]) -> Void) -> [U
     var copy = frame
     mutate(&copy)
     let checksum = copy.withUnsafeBytes { FrameEncoder.checksum(frame: $0) }
-    withUnsafeBytes(of: checksum.littleEndian) { copy.replaceSubrange(28 ..< 32, with: $0) }
+    withUnsafeBytes(of: checksum.littleEndian) { copy.replaceSubrange(36 ..< 40, with: $0) }
     return copy
 }
 
@@ -92,7 +92,7 @@ struct FormatTests {
     @Test("the format's constants are consistent with each other and with the wheel")
     func constantsAreConsistent() {
         LogFormat.checkConsistency()
-        #expect(LogFormat.frameHeaderLength == 32)
+        #expect(LogFormat.frameHeaderLength == 40)
         #expect(LogFormat.segmentHeaderLength == 64)
         #expect(LogFormat.maxIDLength == TimerWheel.maxIDLength)
         #expect(LogFormat.maxPayloadLength == TimerWheel.maxPayloadLength)
@@ -370,19 +370,20 @@ struct FormatTests {
 
         let (frame, header) = encodeFrame(body, firstSequence: 1, recordCount: 2)
         let documentedHeader: [UInt8] = [
-            0x48, 0x47, 0x4C, 0x46, 0x01, 0x00, 0x20, 0x00, 0x21, 0x00, 0x00, 0x00, 0x21, 0x00, 0x00, 0x00,
+            0x48, 0x47, 0x4C, 0x46, 0x01, 0x00, 0x28, 0x00, 0x21, 0x00, 0x00, 0x00, 0x21, 0x00, 0x00, 0x00,
             0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00,
+            0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // durable sequence: 1, nothing before
         ]
-        #expect(frame.count == 32 + 33)
-        #expect(Array(frame[0 ..< 28]) == documentedHeader)
+        #expect(frame.count == 40 + 33)
+        #expect(Array(frame[0 ..< 36]) == documentedHeader)
         #expect(header.flags == 0, "LZ4 does not shrink 33 bytes: stored as is")
-        #expect(Array(frame[32...]) == documentedBody)
+        #expect(Array(frame[40...]) == documentedBody)
         let expectedChecksum = crc(documentedBody, continuing: crc(documentedHeader))
-        let stored = UInt32(frame[28]) | UInt32(frame[29]) << 8 | UInt32(frame[30]) << 16 | UInt32(frame[31]) << 24
+        let stored = UInt32(frame[36]) | UInt32(frame[37]) << 8 | UInt32(frame[38]) << 16 | UInt32(frame[39]) << 24
         #expect(stored == expectedChecksum)
         #expect(header.checksum == expectedChecksum)
         #expect(header.flags == 0 && header.storedLength == 33 && header.rawLength == 33)
-        #expect(header.firstSequence == 1 && header.recordCount == 2 && header.frameLength == 65)
+        #expect(header.firstSequence == 1 && header.recordCount == 2 && header.frameLength == 73 && header.durableSequence == 1)
 
         let decoded = try decodeFrame(frame).get()
         #expect(decoded.0 == header)
@@ -409,7 +410,7 @@ struct FormatTests {
                 #expect(header.recordCount == records.count)
                 #expect(header.nextSequence == 1000 + UInt64(records.count))
                 #expect(frame.count == header.frameLength)
-                #expect(frame.count == 32 + header.storedLength)
+                #expect(frame.count == LogFormat.frameHeaderLength + header.storedLength)
                 let (decodedHeader, decodedBody) = try decodeFrame(frame, decoder: &decoder).get()
                 #expect(decodedHeader == header)
                 #expect(decodedBody == body)
@@ -432,7 +433,7 @@ struct FormatTests {
 
         // An empty frame (no records) is valid.
         let (empty, emptyHeader) = encodeFrame([], firstSequence: 5, recordCount: 0)
-        #expect(empty.count == 32)
+        #expect(empty.count == LogFormat.frameHeaderLength)
         let (h, b) = try decodeFrame(empty).get()
         #expect(h == emptyHeader)
         #expect(b.isEmpty)
@@ -469,8 +470,8 @@ struct FormatTests {
                         #expect(failure == .unknownFlags(frame[5] ^ (1 << UInt8(bit))))
                     case 6, 7:
                         if case .badLength = failure {} else { Issue.record("header length flip: \(failure)") }
-                    case 16 ..< 32:  // sequence, count, checksum: only the checksum can tell
-                        if case .checksumMismatch = failure {} else if case .badLength = failure, byte < 28 {} else {
+                    case 16 ..< 40:  // sequence, count, durable sequence, checksum: only the checksum can tell
+                        if case .checksumMismatch = failure {} else if case .badLength = failure, byte < 36 {} else {
                             Issue.record("frame \(which) byte \(byte) bit \(bit): \(failure)")
                         }
                     default:
@@ -503,8 +504,8 @@ struct FormatTests {
             let frame = encodeFrame(body, firstSequence: 1, recordCount: 31, compress: compress).frame
             for length in 0 ..< frame.count {
                 let result = decodeFrame(Array(frame[0 ..< length]), decoder: &decoder)
-                let expected: FrameFailure = length < 32
-                    ? .truncated(needed: 32, available: length)
+                let expected: FrameFailure = length < LogFormat.frameHeaderLength
+                    ? .truncated(needed: LogFormat.frameHeaderLength, available: length)
                     : .truncated(needed: frame.count, available: length)
                 #expect(result.failed == expected, "cut at \(length) of \(frame.count)")
             }
@@ -551,7 +552,7 @@ struct FormatTests {
         #expect(isFailure(decodeFrame(resealed(plain) { $0[5] = 1 })))
         // A checksum that holds over records that do not parse.
         var garbage = plain
-        garbage[32] = 9  // the first record's type
+        garbage[LogFormat.frameHeaderLength] = 9  // the first record's type
         if case .records(0, _) = decodeFrame(resealed(garbage) { _ in }).failed {} else { Issue.record("bad record type accepted") }
         // And the intact ones decode.
         #expect(try decodeBody(try decodeFrame(plain).get().1) == records)
@@ -567,7 +568,8 @@ struct FormatTests {
         raw.withUnsafeMutableBytes { header.write(to: $0.baseAddress!) }
         #expect(Array(raw[0 ..< 8]) == bytes("HGWALSEG"))
         #expect(raw[8] == 1 && raw[9] == 0 && raw[10] == 64 && raw[11] == 0)
-        #expect(raw[12 ..< 16].allSatisfy { $0 == 0 } && raw[48 ..< 60].allSatisfy { $0 == 0 })
+        #expect(raw[12 ..< 16].allSatisfy { $0 == 0 } && raw[56 ..< 60].allSatisfy { $0 == 0 })
+        #expect(Array(raw[48 ..< 56]) == [0x39, 0x30, 0, 0, 0, 0, 0, 0], "durable sequence: the first sequence unless told otherwise")
         #expect(crc(Array(raw[0 ..< 60])) == UInt32(raw[60]) | UInt32(raw[61]) << 8 | UInt32(raw[62]) << 16 | UInt32(raw[63]) << 24)
         #expect(raw.withUnsafeBytes { SegmentHeader.parse($0) } == .valid(header))
         #expect((raw + [1, 2, 3]).withUnsafeBytes { SegmentHeader.parse($0) } == .valid(header))

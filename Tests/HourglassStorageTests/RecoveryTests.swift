@@ -47,8 +47,16 @@ private func recover(_ path: String, salvage: Bool = false) throws(StorageError)
 }
 
 /// Continues the log after `recovered` with one frame per element of `frames`, then closes.
+/// Writes one frame per element of `frames`. With `synced` (the default) each frame is synced
+/// before the next is written, as under `always`: every frame is durable, so damage to one
+/// followed by later frames is corruption. Without it, nothing is synced until the end: the
+/// frames are a never-synced tail, which a crash may lose in any order.
+///
+/// The writer ends as in a crash right after its last sync (no close mark), unless `clean`: a
+/// clean close ends the log with an empty frame whose durable sequence covers everything.
 private func write(
-    after recovered: Recovered, _ frames: [[LogRecord]], background: Bool = false, segmentLength: Int = segmentLength
+    after recovered: Recovered, _ frames: [[LogRecord]], background: Bool = false, segmentLength: Int = segmentLength,
+    synced: Bool = true, clean: Bool = false
 ) throws -> [FrameInfo] {
     let writer = try LogWriter(directory: recovered.directory, segmentLength: segmentLength, tail: recovered.tail,
                                prepareInBackground: background, clock: testClock)
@@ -57,23 +65,30 @@ private func write(
         let first = writer.nextSequence
         for record in frame { writer.records.append(record) }
         let before = writer.bytesWritten
+        if synced { try writer.sync() }
         #expect(try writer.flush())
         let length = writer.bytesWritten - before
         let position = writer.position
         infos.append(FrameInfo(segment: position.segment, offset: position.offset - length, length: length,
                                firstSequence: first, records: frame))
     }
-    try writer.close()
+    if clean {
+        try writer.close()
+    } else {
+        try writer.sync()
+        writer.abandon()
+    }
     return infos
 }
 
 /// A new log in `path` (recovering the empty directory first), one frame per element of `frames`.
 private func writeLog(
-    _ path: String, _ frames: [[LogRecord]], background: Bool = false, segmentLength: Int = segmentLength
+    _ path: String, _ frames: [[LogRecord]], background: Bool = false, segmentLength: Int = segmentLength,
+    synced: Bool = true, clean: Bool = false
 ) throws -> [FrameInfo] {
     let recovered = try recover(path)
     #expect(recovered.tail.segment == nil)
-    return try write(after: recovered, frames, background: background, segmentLength: segmentLength)
+    return try write(after: recovered, frames, background: background, segmentLength: segmentLength, synced: synced, clean: clean)
 }
 
 /// Expects `actual == expected` and describes a difference briefly (records can be large).
@@ -218,11 +233,14 @@ struct RecoveryTests {
         #expect(file.withUnsafeBytes { SegmentHeader.parse($0) }
                 == .valid(SegmentHeader(segmentNumber: 1, firstSequence: 1, segmentLength: UInt64(segmentLength), createdMilliseconds: created)))
         let documented: [UInt8] = [
-            0x48, 0x47, 0x4C, 0x46, 0x01, 0x00, 0x20, 0x00, 0x21, 0x00, 0x00, 0x00, 0x21, 0x00, 0x00, 0x00,
+            0x48, 0x47, 0x4C, 0x46, 0x01, 0x00, 0x28, 0x00, 0x21, 0x00, 0x00, 0x00, 0x21, 0x00, 0x00, 0x00,
             0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00,
+            0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         ]
-        #expect(Array(file[64 ..< 92]) == documented)
-        #expect(file[129...].allSatisfy { $0 == 0 })
+        #expect(Array(file[64 ..< 100]) == documented)
+        // The close mark: an empty frame at 137 whose durable sequence (3) covers both records.
+        #expect(Array(file[137 ..< 141]) == Array("HGLF".utf8) && file[137 + 28] == 3)
+        #expect(file[177...].allSatisfy { $0 == 0 })
 
         let reopened = try recover(directory.path)
         #expect(reopened.records == [
@@ -230,11 +248,11 @@ struct RecoveryTests {
             .cancel(id: Array("order-2".utf8)),
         ])
         #expect(reopened.sequences == [1, 2])
-        #expect(reopened.report.segments == 1 && reopened.report.frames == 1)
+        #expect(reopened.report.segments == 1 && reopened.report.frames == 2, "the frame and the close mark")
         #expect(reopened.report.records == 2 && reopened.report.applied == 2)
         #expect(reopened.report.tornTail == nil && reopened.report.dropped.isEmpty)
         #expect(reopened.tail.segment?.number == 1)
-        #expect(reopened.tail.segment?.writeOffset == 129)
+        #expect(reopened.tail.segment?.writeOffset == 177)
         #expect(reopened.tail.nextSequence == 3)
         #expect(reopened.tail.segments.map(\.number) == [1] && reopened.tail.segments.map(\.firstSequence) == [1])
     }
@@ -423,7 +441,7 @@ struct RecoveryTests {
         let path = directory.segment(1)
         let pristine = Array(readFile(path)[0 ..< last.end + 4096])
         // A flipped bit in the body, in the checksum field, in the sequence number, in the last byte.
-        for (offset, bit) in [(last.offset + 40, 0), (last.offset + 28, 7), (last.offset + 16, 1), (last.end - 1, 6)] {
+        for (offset, bit) in [(last.offset + 40, 0), (last.offset + 36, 7), (last.offset + 16, 1), (last.end - 1, 6)] {
             patchFile(path, at: 0, with: pristine)
             patchFile(path, at: offset, with: [pristine[offset] ^ (1 << UInt8(bit))])
             let recovered = try recover(directory.path)
@@ -431,7 +449,9 @@ struct RecoveryTests {
             let torn = try #require(recovered.report.tornTail)
             #expect(torn.file == path && torn.offset == Int64(last.offset))
             #expect(torn.bytes == last.length, "the whole frame is cut (it ends in a non-zero byte)")
-            #expect(torn.reason.contains("checksum"), "\(torn.reason)")
+            // A flipped sequence number can also make the header impossible (its durable sequence
+            // then lies after its first).
+            #expect(torn.reason.contains("checksum") || torn.reason.contains("impossible frame length"), "\(torn.reason)")
             #expect(recovered.report.dropped.isEmpty)
             #expect(recovered.tail.segment?.writeOffset == last.offset)
             #expect(recovered.tail.nextSequence == last.firstSequence)
@@ -539,6 +559,32 @@ struct RecoveryTests {
         #expect(salvaged.tail.segments.map(\.number) == [1], "each segment once")
     }
 
+    @Test("row 6': a hole followed by frames that do not prove it durable is a torn tail: a power loss wrote pages back out of order")
+    func row6PrimeUnprovenHole() throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        // Never synced until the end: every frame records durable sequence 1.
+        let frames = try writeLog(directory.path, makeFrames(5, perFrame: 6), synced: false)
+        let hole = frames[2]
+        let path = directory.segment(1)
+        patchFile(path, at: hole.offset, with: zeros(hole.length))
+        let recovered = try recover(directory.path)
+        expectRecords(recovered.records, all(Array(frames[0 ..< 2])))
+        let torn = try #require(recovered.report.tornTail)
+        #expect(torn.file == path && torn.offset == Int64(hole.offset))
+        #expect(torn.bytes == frames.last!.end - hole.offset, "the frames after the hole go with it")
+        #expect(recovered.report.dropped.isEmpty)
+        #expect(recovered.tail.segment?.writeOffset == hole.offset && recovered.tail.nextSequence == hole.firstSequence)
+        #expect(readFile(path)[hole.offset ..< frames.last!.end].allSatisfy { $0 == 0 }, "the cut tail is zeroed")
+
+        // The same hole after a clean close is corruption: the close mark proves every frame durable.
+        let closed = TemporaryDirectory()
+        defer { closed.remove() }
+        let cleanFrames = try writeLog(closed.path, makeFrames(5, perFrame: 6), synced: false, clean: true)
+        patchFile(closed.segment(1), at: cleanFrames[2].offset, with: zeros(cleanFrames[2].length))
+        expectCorruption(closed, file: closed.segment(1), offset: cleanFrames[2].offset, reason: "a valid frame at \(SegmentName.name(1)):\(cleanFrames[3].offset)")
+    }
+
     @Test("row 6: a hole (a frame gone to zeros) followed by valid frames in an older segment is corruption at the hole; salvage keeps the frames after it")
     func row6HoleInOlderSegment() throws {
         let directory = TemporaryDirectory()
@@ -588,7 +634,7 @@ struct RecoveryTests {
                     }
                     #expect(file == path)
                     #expect(at == Int64(middle.offset), "byte \(byte) bit \(bit): \(reason)")
-                    #expect(reason.contains("a valid frame follows"), "\(reason)")
+                    #expect(reason.contains("a valid frame at"), "\(reason)")
                 }
                 patchFile(path, at: 0, with: pristine)
             }
@@ -669,15 +715,20 @@ struct RecoveryTests {
         patchFile(path, at: bad.offset + bad.length / 2, with: zeros(bad.length - bad.length / 2))
         expectCorruption(directory, file: path, offset: bad.offset, reason: "checksum mismatch")
 
-        // The same when the newer segment holds a header and no valid frame at all.
+        // With segment 1 repaired and segment 2 holding only its header (its frames gone to
+        // zeros), segment 1's frames are all read.
         let inSegment2 = frames.filter { $0.segment == 2 }
         patchFile(directory.segment(2), at: 64, with: zeros(inSegment2.last!.end - 64))
-        expectCorruption(directory, file: path, offset: bad.offset, reason: "newer segments follow")
-
-        // With segment 1 repaired its frames are all read (segment 2 now holds only its header).
+        let pristine2 = readFile(directory.segment(2))
         patchFile(path, at: 0, with: pristine1)
         let recovered = try recover(directory.path)
         expectRecords(recovered.records, all(frames.filter { $0.segment == 1 }))
+
+        // When no valid frame follows the damaged one, segment 2's header still tells: it was
+        // started once the damaged frame was durable, so this is corruption too.
+        patchFile(path, at: bad.offset + bad.length / 2, with: zeros(bad.length - bad.length / 2))
+        writeFile(directory.segment(2), pristine2)
+        expectCorruption(directory, file: path, offset: bad.offset, reason: "\(SegmentName.name(2)) was started once sequence")
     }
 
     @Test("row 9: blank segments after the newest are spares, reused for the next segments")
@@ -730,7 +781,7 @@ struct RecoveryTests {
         #expect(again.report.segments == 1 && again.report.tornTail == nil)
     }
 
-    @Test("row 10: the newest segment's damaged header with nothing valid after it is torn: zeroed and reused")
+    @Test("row 10: the newest segment's damaged header with nothing durable after it is torn: the segment goes")
     func row10TornSegmentHeader() throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
@@ -747,16 +798,41 @@ struct RecoveryTests {
         #expect(torn.bytes == partial.lastIndex { $0 != 0 }! + 1)
         #expect(torn.reason.contains("checksum"), "\(torn.reason)")
         #expect(recovered.report.dropped.isEmpty)
-        #expect(readFile(directory.segment(2)).allSatisfy { $0 == 0 })
-        #expect(recovered.tail.spares == [2])
+        #expect(!directory.files().contains(SegmentName.name(2)), "the torn segment is removed; the writer prepares a new one")
+        #expect(recovered.tail.spares.isEmpty)
         #expect(recovered.tail.nextSequence == 16)
 
         let more = try write(after: recovered, makeFrames(2, perFrame: 4, from: 15))
-        #expect(more.map(\.segment) == [2, 2] && more[0].offset == 64 && more[0].firstSequence == 16)
+        #expect(more.map(\.segment) == [1, 1] && more[0].offset == frames.last!.end && more[0].firstSequence == 16,
+                "the log goes on in segment 1, where it ended")
         let again = try recover(directory.path)
         expectRecords(again.records, all(frames) + all(more))
         #expect(again.sequences == Array(1 ... 23))
-        #expect(again.report.segments == 2 && again.report.tornTail == nil && again.report.dropped.isEmpty)
+        #expect(again.report.tornTail == nil && again.report.dropped.isEmpty)
+    }
+
+    @Test("row 10: the oldest segment's header lost to a power loss, with a newer segment that proves nothing durable, is torn at the log's start")
+    func row10LostOldestHeader() throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        // Nothing synced: segment 2's header records durable sequence 1.
+        let frames = try writeLog(directory.path, bigFrames(20), synced: false)
+        #expect(Set(frames.map(\.segment)) == [1, 2])
+        patchFile(directory.segment(1), at: 0, with: zeros(64))
+        let recovered = try recover(directory.path)
+        #expect(recovered.records.isEmpty)
+        let torn = try #require(recovered.report.tornTail)
+        #expect(torn.file == directory.segment(1) && torn.offset == 0, "\(torn)")
+        #expect(recovered.report.dropped.isEmpty)
+        #expect(recovered.tail.nextSequence == 1)
+        #expect(!directory.files().contains(SegmentName.name(2)), "the segment started after the cut goes")
+
+        // The log starts again and reads back.
+        let more = try write(after: recovered, makeFrames(2, perFrame: 4))
+        let again = try recover(directory.path)
+        expectRecords(again.records, all(more))
+        #expect(again.sequences == Array(1 ... 8))
+        #expect(again.report.tornTail == nil && again.report.dropped.isEmpty)
     }
 
     @Test("row 11: a damaged segment header with data after it is corruption; salvage reports the header and keeps the segment's valid frames")
@@ -810,9 +886,9 @@ struct RecoveryTests {
         let inSegment1 = frames.filter { $0.segment == 1 }
         #expect(Set(frames.map(\.segment)) == [1, 2])
         patchFile(directory.segment(2), at: 0, with: zeros(64))
-        // The damage is found at the end of segment 1's frames: the frames of segment 2 are not
-        // silently ignored.
-        expectCorruption(directory, file: directory.segment(1), offset: inSegment1.last!.end, reason: "a valid frame at \(SegmentName.name(2)):64")
+        // The damage is segment 2's header: its frames are not silently ignored.
+        expectCorruption(directory, file: directory.segment(2), offset: 0, reason: "all zeros but frames follow")
+        #expect(inSegment1.count > 0)
 
         let salvaged = try recover(directory.path, salvage: true)
         for entry in salvaged.report.dropped {

@@ -146,6 +146,8 @@ final class _CheckpointJob {
 
     /// Does up to `deadlineNanoseconds` of work. Returns the outcome when the checkpoint ended.
     func advance(wheel: inout TimerWheel, until deadlineNanoseconds: UInt64) -> CheckpointWriter.Outcome? {
+        // The checkpoint thread failed (creating or writing the file): the checkpoint is over.
+        if case .failed? = writer.result { return writer.result }
         switch phase {
         case let .scanning(cursor, limit):
             var h = cursor

@@ -32,6 +32,8 @@ final class _Engine: @unchecked Sendable {
     let deliveries: _DeliveryQueue
     private var journal: _WALJournal?
     private var stoppedReason: String?
+    /// The failure that stopped the engine: `close` reports it.
+    private var stoppedBy: HourglassError?
     private var fired: [TimerHandle] = []
     private var outgoing: [Delivery] = []
     private var lastSyncNanoseconds: UInt64 = monotonicNanoseconds()
@@ -472,6 +474,7 @@ final class _Engine: @unchecked Sendable {
 
     private func stop(because error: HourglassError) {
         stoppedReason = error.description
+        stoppedBy = error
         logger.error("hourglass stopped accepting changes", metadata: ["error": "\(error)"])
         checkpointJob?.writer.cancel()
         checkpointJob = nil
@@ -595,12 +598,16 @@ final class _Engine: @unchecked Sendable {
         checkpointWaiters.removeAll()
         syncer?.waitIdle()
         syncer?.stop()
-        if let failure = syncer?.failed, case .success = result { result = .failure(failure) }
+        if let failure = stoppedBy ?? syncer?.failed, case .success = result { result = .failure(failure) }
         if let journal {
-            do throws(HourglassError) {
-                try journal.close()
-            } catch {
-                result = .failure(error)
+            if stoppedReason != nil || syncer?.failed != nil {
+                journal.abandon()  // after a failure nothing more is written
+            } else {
+                do throws(HourglassError) {
+                    try journal.close()
+                } catch {
+                    result = .failure(error)
+                }
             }
         }
         journal = nil

@@ -67,6 +67,12 @@ final class _WALJournal {
     /// The ranges written since the last call, for the sync thread (see `_Syncer`).
     func takeSyncBatch() -> LogWriter.SyncBatch { writer.takeSyncBatch() }
 
+    /// Closes without writing or syncing anything more (the engine stopped after a failure).
+    func abandon() {
+        writer.abandon()
+        directory.unlock()
+    }
+
     func close() throws(HourglassError) {
         defer { directory.unlock() }
         if let pendingError { throw HourglassError(pendingError) }

@@ -15,6 +15,9 @@ public struct FrameHeader: Equatable, Sendable {
     public var rawLength: Int
     public var firstSequence: UInt64
     public var recordCount: Int
+    /// Every record before this sequence number was durable (synced) when the frame was written:
+    /// damage to those records is corruption, damage after it may be a torn or lost write.
+    public var durableSequence: UInt64
     public var checksum: UInt32
 
     public var frameLength: Int { LogFormat.frameHeaderLength + storedLength }
@@ -37,7 +40,8 @@ public struct FrameHeader: Equatable, Sendable {
         let raw = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
         let first = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
         let count = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 24, as: UInt32.self)))
-        let checksum = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 28, as: UInt32.self))
+        let durable = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: LogFormat.frameDurableOffset, as: UInt64.self))
+        let checksum = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: LogFormat.frameChecksumOffset, as: UInt32.self))
         let compressed = flags & LogFormat.flagCompressed != 0
         guard raw <= LogFormat.maxRawFrameLength else { return .failure(.badLength("raw length \(raw) over \(LogFormat.maxRawFrameLength)")) }
         if compressed {
@@ -49,7 +53,9 @@ public struct FrameHeader: Equatable, Sendable {
         }
         guard first >= 1 else { return .failure(.badLength("first sequence number 0")) }
         guard count <= raw else { return .failure(.badLength("\(count) records in \(raw) bytes")) }
-        return .success(FrameHeader(flags: flags, storedLength: stored, rawLength: raw, firstSequence: first, recordCount: count, checksum: checksum))
+        guard durable >= 1 && durable <= first else { return .failure(.badLength("durable sequence \(durable) after the first sequence \(first)")) }
+        return .success(FrameHeader(flags: flags, storedLength: stored, rawLength: raw, firstSequence: first, recordCount: count,
+                                    durableSequence: durable, checksum: checksum))
     }
 
     /// Writes the header (with `checksum`) at `destination`.
@@ -62,7 +68,8 @@ public struct FrameHeader: Equatable, Sendable {
         destination.storeBytes(of: UInt32(rawLength).littleEndian, toByteOffset: 12, as: UInt32.self)
         destination.storeBytes(of: firstSequence.littleEndian, toByteOffset: 16, as: UInt64.self)
         destination.storeBytes(of: UInt32(recordCount).littleEndian, toByteOffset: 24, as: UInt32.self)
-        destination.storeBytes(of: checksum.littleEndian, toByteOffset: 28, as: UInt32.self)
+        destination.storeBytes(of: durableSequence.littleEndian, toByteOffset: LogFormat.frameDurableOffset, as: UInt64.self)
+        destination.storeBytes(of: checksum.littleEndian, toByteOffset: LogFormat.frameChecksumOffset, as: UInt32.self)
     }
 }
 
@@ -103,9 +110,14 @@ public struct FrameEncoder: ~Copyable {
 
     /// Builds the frame for `body` (at most `LogFormat.maxRawFrameLength` bytes) holding
     /// `recordCount` records from `firstSequence` on; returns its header. The frame's bytes are
-    /// `frame.bytes` until the next call.
+    /// `frame.bytes` until the next call. `durableSequence` (at most `firstSequence`, which it
+    /// defaults to) says up to where the records before were durable when it was written.
     @discardableResult
-    public mutating func encode(body: UnsafeRawBufferPointer, firstSequence: UInt64, recordCount: Int, compress: Bool = true) -> FrameHeader {
+    public mutating func encode(
+        body: UnsafeRawBufferPointer, firstSequence: UInt64, recordCount: Int, compress: Bool = true,
+        durableSequence: UInt64? = nil
+    ) -> FrameHeader {
+        let durable = min(durableSequence ?? firstSequence, firstSequence)
         precondition(body.count <= LogFormat.maxRawFrameLength, "frame body of \(body.count) bytes")
         frame.removeAll()
         let bound = Int(LZ4_compressBound(Int32(body.count)))
@@ -128,7 +140,8 @@ public struct FrameEncoder: ~Copyable {
             stored = body.count
         }
         frame.count = LogFormat.frameHeaderLength + stored
-        var header = FrameHeader(flags: flags, storedLength: stored, rawLength: body.count, firstSequence: firstSequence, recordCount: recordCount, checksum: 0)
+        var header = FrameHeader(flags: flags, storedLength: stored, rawLength: body.count, firstSequence: firstSequence,
+                                 recordCount: recordCount, durableSequence: max(durable, 1), checksum: 0)
         header.write(to: start)
         header.checksum = FrameEncoder.checksum(frame: UnsafeRawBufferPointer(start: start, count: frame.count))
         header.write(to: start)
@@ -204,12 +217,16 @@ public struct SegmentHeader: Equatable, Sendable {
     public var firstSequence: UInt64
     public var segmentLength: UInt64
     public var createdMilliseconds: Int64
+    /// Every record before this sequence number was durable when the segment was started (as a
+    /// frame's durable sequence: evidence that damage before it is corruption, not a lost write).
+    public var durableSequence: UInt64
 
-    public init(segmentNumber: UInt64, firstSequence: UInt64, segmentLength: UInt64, createdMilliseconds: Int64) {
+    public init(segmentNumber: UInt64, firstSequence: UInt64, segmentLength: UInt64, createdMilliseconds: Int64, durableSequence: UInt64? = nil) {
         self.segmentNumber = segmentNumber
         self.firstSequence = firstSequence
         self.segmentLength = segmentLength
         self.createdMilliseconds = createdMilliseconds
+        self.durableSequence = max(1, min(durableSequence ?? firstSequence, firstSequence))
     }
 
     public enum ParseResult: Equatable, Sendable {
@@ -232,11 +249,15 @@ public struct SegmentHeader: Equatable, Sendable {
         guard version == UInt16(LogFormat.version) else { return .invalid("segment version \(version) is not supported") }
         let headerLength = UInt16(littleEndian: header.loadUnaligned(fromByteOffset: 10, as: UInt16.self))
         guard headerLength == UInt16(LogFormat.segmentHeaderLength) else { return .invalid("segment header length \(headerLength)") }
+        let first = UInt64(littleEndian: header.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+        let durable = UInt64(littleEndian: header.loadUnaligned(fromByteOffset: 48, as: UInt64.self))
+        guard durable >= 1 && durable <= first else { return .invalid("segment durable sequence \(durable) after its first sequence \(first)") }
         return .valid(SegmentHeader(
             segmentNumber: UInt64(littleEndian: header.loadUnaligned(fromByteOffset: 16, as: UInt64.self)),
-            firstSequence: UInt64(littleEndian: header.loadUnaligned(fromByteOffset: 24, as: UInt64.self)),
+            firstSequence: first,
             segmentLength: UInt64(littleEndian: header.loadUnaligned(fromByteOffset: 32, as: UInt64.self)),
-            createdMilliseconds: Int64(littleEndian: header.loadUnaligned(fromByteOffset: 40, as: Int64.self))))
+            createdMilliseconds: Int64(littleEndian: header.loadUnaligned(fromByteOffset: 40, as: Int64.self)),
+            durableSequence: durable))
     }
 
     /// Writes the 64-byte header, checksum included.
@@ -249,6 +270,7 @@ public struct SegmentHeader: Equatable, Sendable {
         destination.storeBytes(of: firstSequence.littleEndian, toByteOffset: 24, as: UInt64.self)
         destination.storeBytes(of: segmentLength.littleEndian, toByteOffset: 32, as: UInt64.self)
         destination.storeBytes(of: createdMilliseconds.littleEndian, toByteOffset: 40, as: Int64.self)
+        destination.storeBytes(of: durableSequence.littleEndian, toByteOffset: 48, as: UInt64.self)
         let checksum = crc32c(UnsafeRawBufferPointer(start: destination, count: LogFormat.segmentHeaderChecksumOffset))
         destination.storeBytes(of: checksum.littleEndian, toByteOffset: LogFormat.segmentHeaderChecksumOffset, as: UInt32.self)
     }

@@ -23,9 +23,12 @@ public enum LogFormat {
 
     /// The bytes "HGLF" read as a little-endian u32.
     public static let frameMagic: UInt32 = 0x464C_4748
-    public static let frameHeaderLength = 32
+    public static let frameHeaderLength = 40
+    /// Offset of the durable sequence number: every record before it was durable (synced) when
+    /// the frame was written.
+    public static let frameDurableOffset = 28
     /// Offset of the frame's CRC-32C (covering the header bytes before it, then the body).
-    public static let frameChecksumOffset = 28
+    public static let frameChecksumOffset = 36
     /// The largest raw (uncompressed) body of one frame.
     public static let maxRawFrameLength = 32 << 20
     public static let flagCompressed: UInt8 = 1 << 0
@@ -56,6 +59,7 @@ public enum LogFormat {
         precondition(maxRecordLength <= maxRawFrameLength, "a record must fit in one frame")
         precondition(Int(LZ4_compressBound(Int32(maxRawFrameLength))) <= Int(Int32.max), "a frame's compressed bound must fit LZ4's int")
         precondition(frameChecksumOffset + 4 == frameHeaderLength, "the frame checksum ends the header")
+        precondition(frameDurableOffset + 8 == frameChecksumOffset, "the durable sequence precedes the checksum")
         precondition(segmentHeaderChecksumOffset + 4 == segmentHeaderLength, "the segment checksum ends the header")
         precondition(checkpointTrailerChecksumOffset + 4 == checkpointTrailerLength, "the checkpoint checksum ends the trailer")
         precondition(maxIDLength == TimerWheel.maxIDLength && maxPayloadLength == TimerWheel.maxPayloadLength,

@@ -99,10 +99,23 @@ package struct LogRecovery {
         var hasHeader: Bool { if case .blank = header { return false } else { return true } }
     }
 
+    /// A valid frame found while looking past damage.
     private struct Position {
         var index: Int
         var offset: Int
-        var firstSequence: UInt64
+        var header: FrameHeader
+        var firstSequence: UInt64 { header.firstSequence }
+    }
+
+    /// What to do about damage at a point of the log.
+    private enum Decision {
+        /// Data that was durable follows: salvage goes on from this valid frame.
+        case resume(Position)
+        /// Durable data was destroyed and no valid frame follows (only a later segment's header
+        /// says so): salvage cuts the log here and reports the loss.
+        case lost(Segment)
+        /// Only data that was never durable follows: cut the log here.
+        case cut
     }
 
     /// Runs recovery, calling `apply` for every record at or after `startSequence`, in order.
@@ -122,107 +135,98 @@ package struct LogRecovery {
             let file = try directory.openFile(name, writable: !readOnly)
             segments.append(Segment(number: number, name: name, file: file, header: file.withBytes { SegmentHeader.parse($0) }))
         }
-        // With a checkpoint at `startSequence`, segments that end before it are covered: skip
-        // and delete them. The segment holding `startSequence` must exist if any segment does.
-        if startSequence > 1 {
-            let holding = segments.lastIndex { segment in
-                if case let .valid(header) = segment.header { return header.firstSequence <= startSequence }
-                return false
-            }
-            if let holding {
-                for segment in segments[..<holding] {
-                    segment.file.close()
-                    if !readOnly { try directory.remove(segment.name) }
-                    report.obsoleteSegments += 1
-                }
-                segments.removeFirst(holding)
-            } else if let first = segments.first(where: { if case .valid = $0.header { return true } else { return false } }),
-                      case let .valid(header) = first.header {
-                throw StorageError.corruption(
-                    file: first.file.path, offset: 0,
-                    reason: "the checkpoint needs the log from sequence \(startSequence), but the oldest segment starts at \(header.firstSequence): a segment is missing")
-            }
-        }
-        // The log's data ends in the newest segment with a header; blank ones after it are spares.
-        let lastWithHeader = segments.lastIndex { $0.hasHeader } ?? -1
+        try dropCoveredSegments(&segments, report: &report)
+        var highest = segments.last?.number ?? 0
 
         var decoder = FrameDecoder()
         var expected: UInt64? = nil
         var known: [(number: UInt64, firstSequence: UInt64)] = []
-        var used = Set<Int>()  // segments whose frames were read
-        var tail: (index: Int, offset: Int)? = nil
+        /// Where the frames read so far end: the log continues there unless a cut says otherwise.
+        var end: (index: Int, offset: Int)? = nil
         var resume: Position? = nil
-        var zeroedSpares: [Int] = []  // newest segments whose torn header was zeroed
+        var cutAt: (index: Int, offset: Int)? = nil
+        var cutReason = ""
+        let lastWithHeader = segments.lastIndex { $0.hasHeader } ?? -1
+
+        /// Decides about damage at (`index`, `offset`): throws, resumes (salvage) or cuts.
+        func damage(_ index: Int, _ offset: Int, _ reason: String, bytes: Int? = nil) throws(StorageError) -> Decision {
+            let from = expected ?? startSequence
+            switch try decide(segments, index, offset, expected: from) {
+            case .cut:
+                return .cut
+            case let .lost(later):
+                let segment = segments[index]
+                try corruption(segment, offset, "\(reason); \(later.name) was started once sequence \(from) was durable, so this is not a torn write",
+                               bytes: bytes ?? (segment.file.length - offset), report: &report)
+                return .cut
+            case let .resume(next):
+                let segment = segments[index]
+                let length = next.index == index ? next.offset - offset : segment.file.length - offset
+                try corruption(segment, offset, "\(reason); a valid frame at \(segments[next.index].name):\(next.offset) follows that was written once sequence \(from) was durable, so this is not a torn write",
+                               lost: next.firstSequence > from ? (from, next.firstSequence) : nil, bytes: bytes ?? length, report: &report)
+                return .resume(next)
+            }
+        }
 
         var index = 0
         segmentLoop: while index < segments.count {
             let segment = segments[index]
             let length = segment.file.length
             var offset = LogFormat.segmentHeaderLength
-            // The first frame to read when salvage resumes in this segment.
-            var resumeOffset: Int? = nil
             if let position = resume, position.index == index {
-                resumeOffset = position.offset
+                offset = position.offset
+                expected = position.firstSequence
                 resume = nil
-            } else if index > 0 && segment.number != segments[index - 1].number + 1 {
-                try corruption(segment, 0, "segments \(segments[index - 1].number + 1) ..< \(segment.number) are missing", report: &report)
-            }
-            // The header. A damaged one is torn only in the newest segment with nothing after it;
-            // otherwise salvage reads on from the segment's first valid frame.
-            var headerProblem: String? = nil
-            switch segment.header {
-            case .blank:
-                if index > lastWithHeader && resumeOffset == nil {
-                    index += 1
-                    continue segmentLoop  // a spare
+            } else {
+                if index > 0 && segment.number != segments[index - 1].number + 1 {
+                    try corruption(segment, 0, "segments \(segments[index - 1].number + 1) ..< \(segment.number) are missing", report: &report)
                 }
-                headerProblem = "the segment header is all zeros but newer segments follow"
-            case let .invalid(reason):
-                if index == lastWithHeader && resumeOffset == nil && nextValidFrame(segments, index, LogFormat.segmentHeaderLength, after: 0) == nil {
-                    // The newest segment's header was torn as it was started: nothing was
-                    // written after it, so it becomes a spare again.
-                    let cut = try zero(segment.file, from: 0)
-                    report.tornTail = .init(file: segment.file.path, offset: 0, bytes: cut, reason: reason)
-                    zeroedSpares.append(index)
-                    index += 1
-                    continue segmentLoop
-                }
-                headerProblem = reason
-            case let .valid(header):
-                if header.segmentNumber != segment.number || header.segmentLength != UInt64(length) {
-                    headerProblem = "the header says segment \(header.segmentNumber) of \(header.segmentLength) bytes, the file is \(segment.name) of \(length) bytes"
-                } else {
-                    if resumeOffset == nil, let expectedSequence = expected, header.firstSequence != expectedSequence {
-                        try corruption(segment, 0, "the segment starts at sequence \(header.firstSequence), expected \(expectedSequence)",
-                                       lost: header.firstSequence > expectedSequence ? (expectedSequence, header.firstSequence) : nil, report: &report)
+                // The header.
+                var problem: String? = nil
+                var damagedBytes = LogFormat.segmentHeaderLength
+                switch segment.header {
+                case .blank:
+                    if index > lastWithHeader {
+                        // A spare, unless frames follow its missing header.
+                        guard let next = nextValidFrame(segments, index, LogFormat.segmentHeaderLength, after: expected ?? startSequence),
+                              next.index == index
+                        else { break segmentLoop }
+                        problem = "the segment header is all zeros but frames follow"
+                    } else {
+                        problem = "the segment header is all zeros but newer segments follow"
                     }
-                    if resumeOffset == nil || expected == nil { expected = header.firstSequence }
-                    if known.last?.number != segment.number { known.append((segment.number, header.firstSequence)) }
+                case let .invalid(reason):
+                    problem = reason
+                case let .valid(header):
+                    if header.segmentNumber != segment.number || header.segmentLength != UInt64(length) {
+                        problem = "the header says segment \(header.segmentNumber) of \(header.segmentLength) bytes, the file is \(segment.name) of \(length) bytes"
+                    } else if let expectedSequence = expected, header.firstSequence != expectedSequence {
+                        problem = "the segment starts at sequence \(header.firstSequence), expected \(expectedSequence)"
+                        damagedBytes = 0  // an intact header: records are missing, no bytes are bad
+                    }
                 }
-            }
-            if let headerProblem {
-                if resumeOffset == nil {
-                    // Salvage only: read on from the segment's first valid frame, if any.
-                    let first = nextValidFrame(segments, index, LogFormat.segmentHeaderLength, after: expected ?? 0)
-                    let bytes = first.map { $0.index == index ? $0.offset : length } ?? length
-                    try corruption(segment, 0, headerProblem, bytes: bytes, report: &report)
-                    guard let first, first.index == index else {
-                        index += 1
+                if let problem {
+                    switch try damage(index, 0, problem, bytes: damagedBytes) {
+                    case .cut:
+                        cutAt = (index, 0)
+                        cutReason = problem
+                        break segmentLoop
+                    case let .resume(next):
+                        resume = next
+                        index = next.index
                         continue segmentLoop
+                    case .lost:
+                        preconditionFailure("damage() reports a loss itself")
                     }
-                    if let expectedSequence = expected, first.firstSequence > expectedSequence {
-                        report.dropped[report.dropped.count - 1].firstSequence = expectedSequence
-                        report.dropped[report.dropped.count - 1].records = Int(first.firstSequence - expectedSequence)
-                    }
-                    expected = first.firstSequence
-                    resumeOffset = first.offset
+                }
+                if case let .valid(header) = segment.header {
+                    if expected == nil { expected = header.firstSequence }
                 }
             }
-            if let resumeOffset { offset = resumeOffset }
-            used.insert(index)
+            if case let .valid(header) = segment.header, known.last?.number != segment.number {
+                known.append((segment.number, header.firstSequence))
+            }
             report.segments += 1
-            // The newest segment read: the log ends in it.
-            let isLast = index >= lastWithHeader
 
             frames: while true {
                 while offset + LogFormat.frameHeaderLength <= length {
@@ -251,73 +255,157 @@ package struct LogRecovery {
                     case let .failure(failure):
                         reason = failure.description
                     }
-                    // A damaged frame. If a valid frame follows anywhere, this is corruption;
-                    // otherwise, in the newest segment, it is a torn tail.
-                    if let next = nextValidFrame(segments, index, offset + 1, after: expected ?? 0) {
-                        try corruption(segment, offset, "\(reason); a valid frame follows at \(segments[next.index].name):\(next.offset), so this is not a torn write",
-                                       lost: (expected ?? next.firstSequence, next.firstSequence), bytes: next.index == index ? next.offset - offset : length - offset, report: &report)
-                        expected = next.firstSequence
+                    switch try damage(index, offset, reason) {
+                    case .cut:
+                        cutAt = (index, offset)
+                        cutReason = reason
+                        break segmentLoop
+                    case let .resume(next):
                         if next.index == index {
                             offset = next.offset
+                            expected = next.firstSequence
                             continue
                         }
                         resume = next
                         index = next.index
                         continue segmentLoop
+                    case .lost:
+                        preconditionFailure("damage() reports a loss itself")
                     }
-                    if isLast {
-                        let cut = try zero(segment.file, from: offset)
-                        report.tornTail = .init(file: segment.file.path, offset: Int64(offset), bytes: cut, reason: reason)
-                        tail = (index, offset)
+                }
+                // The frames stop here. Only zeros may follow in this segment; in the newest one,
+                // anything else is a torn write, or damage if durable data comes after it.
+                end = (index, offset)
+                let garbage = index >= lastWithHeader ? lastNonZero(segment.file, from: offset) != nil
+                    : nextValidFrame(segments, index, offset + 1, after: expected ?? startSequence).map { $0.index == index } ?? false
+                if garbage {
+                    let reason = index >= lastWithHeader ? "an incomplete frame after the last complete one" : "a valid frame hidden after zeroed bytes"
+                    switch try damage(index, offset, reason) {
+                    case .cut:
+                        cutAt = (index, offset)
+                        cutReason = reason
                         break segmentLoop
+                    case let .resume(next):
+                        if next.index == index {
+                            offset = next.offset
+                            expected = next.firstSequence
+                            continue frames
+                        }
+                        resume = next
+                        index = next.index
+                        continue segmentLoop
+                    case .lost:
+                        preconditionFailure("damage() reports a loss itself")
                     }
-                    try corruption(segment, offset, "\(reason); newer segments follow, so this is not a torn write",
-                                   bytes: length - offset, report: &report)
-                    break frames
-                }
-                // The frames stop here. Zeros must follow; a valid frame after them in this segment
-                // means damage (a zeroed stretch) in the middle.
-                let next = nextValidFrame(segments, index, offset + 1, after: expected ?? 0)
-                if let next, next.index == index || isLast {
-                    try corruption(segment, offset, "unreadable bytes before a valid frame at \(segments[next.index].name):\(next.offset)",
-                                   lost: (expected ?? next.firstSequence, next.firstSequence),
-                                   bytes: next.index == index ? next.offset - offset : length - offset, report: &report)
-                    expected = next.firstSequence
-                    if next.index == index {
-                        offset = next.offset
-                        continue frames
-                    }
-                    resume = next
-                    index = next.index
-                    continue segmentLoop
-                }
-                if isLast {
-                    let cut = try zero(segment.file, from: offset)
-                    if cut > 0 {
-                        report.tornTail = .init(file: segment.file.path, offset: Int64(offset), bytes: cut, reason: "an incomplete frame after the last complete one")
-                    }
-                    tail = (index, offset)
-                    break segmentLoop
                 }
                 break frames
             }
             index += 1
         }
 
-        var spares: [UInt64] = []
-        for (i, segment) in segments.enumerated() where !used.contains(i) {
-            if case .blank = segment.header, i > lastWithHeader { spares.append(segment.number) }
-            if zeroedSpares.contains(i) { spares.append(segment.number) }
+        // A cut: the log ends at the damage; everything after it was never durable.
+        if let cut = cutAt {
+            var cutBytes = 0
+            let first = segments[cut.index]
+            if cut.offset > 0 {
+                cutBytes += try zero(first.file, from: cut.offset)
+                end = cut
+            }
+            // Every segment after the cut goes (the writer prepares new ones), spares included,
+            // so that segment numbers stay contiguous.
+            let removeFrom = cut.index + (cut.offset > 0 ? 1 : 0)
+            for segment in segments[removeFrom...] {
+                cutBytes += lastNonZero(segment.file, from: 0).map { $0 + 1 } ?? 0
+                if !readOnly {
+                    segment.file.close()
+                    try directory.remove(segment.name)
+                }
+            }
+            highest = removeFrom > 0 ? segments[removeFrom - 1].number : (segments.first.map { $0.number - 1 } ?? 0)
+            if cut.offset == 0 { known.removeAll { $0.number >= first.number } }
+            if cutBytes > 0 || cut.offset == 0 {
+                report.tornTail = .init(file: first.file.path, offset: Int64(cut.offset), bytes: cutBytes,
+                                        reason: "\(cutReason) (only data never synced follows: a crash cut it short; the log ends here)")
+            }
         }
-        spares.sort()
-        var result = LogTail(segment: nil, spares: spares, nextSequence: expected ?? startSequence, segments: known,
-                             highestSegment: segments.last?.number ?? 0)
-        if let tail, !readOnly {
-            let segment = segments[tail.index]
-            result.segment = (segment.number, try directory.openFile(segment.name, writable: true), tail.offset)
+
+        // Make what was recovered durable, so new frames can say so (their durable sequence).
+        if !readOnly {
+            for segment in segments where known.contains(where: { $0.number == segment.number }) {
+                try segment.file.sync(offset: 0, length: segment.file.length)
+            }
+        }
+
+        var spares: [UInt64] = []
+        for segment in segments {
+            if case .blank = segment.header, segment.number > (known.last?.number ?? 0) { spares.append(segment.number) }
+        }
+        var result = LogTail(segment: nil, spares: cutAt == nil ? spares : [], nextSequence: expected ?? startSequence, segments: known,
+                             highestSegment: highest)
+        if let end, !readOnly {
+            let segment = segments[end.index]
+            result.segment = (segment.number, try directory.openFile(segment.name, writable: true), end.offset)
         }
         report.segmentFiles = segments.count
         return result
+    }
+
+    /// With a checkpoint at `startSequence`, the segments that end before it are covered: drops
+    /// (and deletes) them. The segment holding `startSequence` must exist if any segment does.
+    private func dropCoveredSegments(_ segments: inout [Segment], report: inout RecoveryReport) throws(StorageError) {
+        guard !segments.isEmpty else { return }
+        var holding = segments.lastIndex { segment in
+            if case let .valid(header) = segment.header { return header.firstSequence <= startSequence }
+            return false
+        }
+        if holding == nil {
+            let firstWithHeader = segments.firstIndex { $0.hasHeader }
+            guard let first = firstWithHeader else { return }  // only spares
+            switch segments[first].header {
+            case .valid where first > 0:
+                // Blank headers before it: the oldest of them lost its header (a power loss
+                // before it was synced). Recovery decides about it there.
+                holding = 0
+            case let .valid(header):
+                throw StorageError.corruption(
+                    file: segments[first].file.path, offset: 0,
+                    reason: "the log must start at sequence \(startSequence)\(startSequence > 1 ? " (the checkpoint's start)" : ""), but the oldest segment starts at \(header.firstSequence): a segment is missing")
+            case .invalid:
+                // The segment that should hold the start has a damaged header: recovery decides
+                // about it there (a torn start of a segment, or corruption naming it).
+                holding = first
+            case .blank:
+                return
+            }
+        }
+        guard let holding, holding > 0 else { return }
+        for segment in segments[..<holding] {
+            segment.file.close()
+            if !readOnly { try directory.remove(segment.name) }
+            report.obsoleteSegments += 1
+        }
+        segments.removeFirst(holding)
+    }
+
+    /// Damage at (`index`, `offset`) with `expected` the sequence number the log needed there:
+    /// if some valid frame after it was written once `expected` was durable, the damage destroyed
+    /// durable data (corruption: resume at the first valid frame, in salvage mode); otherwise only
+    /// data never synced follows, which a crash may lose or tear (cut).
+    private func decide(_ segments: [Segment], _ index: Int, _ offset: Int, expected: UInt64) throws(StorageError) -> Decision {
+        var first: Position? = nil
+        var next = nextValidFrame(segments, index, max(offset + 1, LogFormat.segmentHeaderLength), after: expected)
+        while let frame = next {
+            if first == nil { first = frame }
+            if frame.header.durableSequence > expected { return .resume(first!) }
+            next = nextValidFrame(segments, frame.index, frame.offset + frame.header.frameLength, after: expected)
+        }
+        // A later segment started once `expected` was durable is evidence too.
+        for later in segments[(index + 1)...] {
+            if case let .valid(header) = later.header, header.durableSequence > expected {
+                return first.map { .resume($0) } ?? .lost(later)
+            }
+        }
+        return .cut
     }
 
     /// Damage that is not a torn tail: an error naming the file and offset, or in salvage mode
@@ -343,7 +431,7 @@ package struct LogRecovery {
         for i in index ..< segments.count {
             let file = segments[i].file
             let start = i == index ? max(offset, LogFormat.segmentHeaderLength) : LogFormat.segmentHeaderLength
-            let found = file.withBytes { bytes -> (Int, UInt64)? in
+            let found = file.withBytes { bytes -> (Int, FrameHeader)? in
                 var position = start
                 let end = bytes.count - LogFormat.frameHeaderLength
                 while position <= end {
@@ -366,13 +454,13 @@ package struct LogRecovery {
                     if bytes.loadUnaligned(fromByteOffset: position, as: UInt32.self) == LogFormat.frameMagic.littleEndian,
                        case let .success(frame) = decoder.decode(UnsafeRawBufferPointer(rebasing: bytes[position...])),
                        frame.header.firstSequence >= after {
-                        return (position, frame.header.firstSequence)
+                        return (position, frame.header)
                     }
                     position += 1
                 }
                 return nil
             }
-            if let (position, sequence) = found { return Position(index: i, offset: position, firstSequence: sequence) }
+            if let (position, header) = found { return Position(index: i, offset: position, header: header) }
         }
         return nil
     }

@@ -1,5 +1,15 @@
 import CLZ4
 import HourglassCore
+import Synchronization
+
+/// The sequence number below which every record is known durable (synced): written by whoever
+/// performs a sync (possibly another thread), read when a frame is encoded.
+package final class DurableMark: Sendable {
+    private let value: Atomic<UInt64>
+    package init(_ initial: UInt64) { value = Atomic(initial) }
+    package var sequence: UInt64 { value.load(ordering: .acquiring) }
+    package func advance(to sequence: UInt64) { value.max(sequence, ordering: .releasing) }
+}
 
 /// Appends frames to the log: records accumulate in `records`; `flush` turns them into one frame
 /// (compressed, checksummed) copied into the active segment's mapping; `sync` makes everything
@@ -33,6 +43,9 @@ package final class LogWriter {
     package private(set) var framesWritten = 0
     package private(set) var syncs = 0
 
+    /// Below this sequence number every record is durable (advanced by each sync).
+    package let durable: DurableMark
+
     /// The segments written since this writer started (number → first sequence), for truncation.
     package private(set) var segmentsStarted: [(number: UInt64, firstSequence: UInt64)] = []
 
@@ -51,6 +64,8 @@ package final class LogWriter {
         frameLimit = min(limit, LogFormat.maxRawFrameLength)
         frameTarget = min(1 << 20, frameLimit)
         nextSequence = tail.nextSequence
+        // Recovery made the log it read durable (it syncs every segment it keeps).
+        durable = DurableMark(tail.nextSequence)
         preparer = SegmentPreparer(directory: directory, length: segmentLength, background: prepareInBackground)
         if let (number, file, offset) = tail.segment {
             active = Segment(number: number, file: file, writeOffset: offset, syncedOffset: offset)
@@ -80,7 +95,8 @@ package final class LogWriter {
         var header = [UInt8](repeating: 0, count: LogFormat.segmentHeaderLength)
         header.withUnsafeMutableBytes { raw in
             SegmentHeader(segmentNumber: active.number, firstSequence: nextSequence,
-                          segmentLength: UInt64(active.file.length), createdMilliseconds: clock()).write(to: raw.baseAddress!)
+                          segmentLength: UInt64(active.file.length), createdMilliseconds: clock(),
+                          durableSequence: durable.sequence).write(to: raw.baseAddress!)
         }
         let result = header.withUnsafeBytes { raw in Result { () throws(StorageError) in try active.file.write(raw, at: 0) } }
         try result.get()
@@ -105,7 +121,7 @@ package final class LogWriter {
         guard !records.isEmpty else { return false }
         let count = records.count
         let raw = records.byteCount
-        encoder.encode(body: records.buffer.bytes, firstSequence: nextSequence, recordCount: count)
+        encoder.encode(body: records.buffer.bytes, firstSequence: nextSequence, recordCount: count, durableSequence: durable.sequence)
         let frameLength = encoder.frame.count
         // The active segment may predate this writer's segment size (a directory written with
         // other settings): its own file length is what counts.
@@ -140,13 +156,21 @@ package final class LogWriter {
     /// That split lets a sync thread msync one batch while the writer copies the next frames in.
     package struct SyncBatch: @unchecked Sendable {
         fileprivate var ranges: [(file: any StorageFile, offset: Int, length: Int, close: Bool)] = []
+        /// Every record before this sequence number is in the ranges (or was synced before).
+        fileprivate var through: UInt64 = 0
+        fileprivate var mark: DurableMark? = nil
         package var isEmpty: Bool { ranges.isEmpty }
         package init() {}
 
         /// Adds another batch's ranges after this one's (a sync thread merges what waited).
-        package mutating func append(_ other: SyncBatch) { ranges += other.ranges }
+        package mutating func append(_ other: SyncBatch) {
+            ranges += other.ranges
+            through = max(through, other.through)
+            mark = mark ?? other.mark
+        }
 
-        /// msyncs every range, in order, and closes the segments that were full.
+        /// msyncs every range, in order, and closes the segments that were full; then records
+        /// in the durable mark that everything before `through` is durable.
         package func perform() throws(StorageError) {
             var failure: StorageError? = nil
             for range in ranges {
@@ -160,12 +184,15 @@ package final class LogWriter {
                 if range.close { range.file.close() }
             }
             if let failure { throw failure }
+            mark?.advance(to: through)
         }
     }
 
     /// The ranges to sync to make everything written so far durable (see `SyncBatch`).
     package func takeSyncBatch() -> SyncBatch {
         var batch = SyncBatch()
+        batch.through = nextSequence
+        batch.mark = durable
         for segment in sealed {
             batch.ranges.append((segment.file, segment.syncedOffset, segment.writeOffset - segment.syncedOffset, true))
         }
@@ -203,8 +230,8 @@ package final class LogWriter {
                 removed = true
             }
         }
-        for segment in sealed where segment.number < number { segment.file.close() }
-        sealed.removeAll { $0.number < number }
+        // Full segments waiting for a sync stay in `sealed`: the next sync batch (maybe on the
+        // sync thread) syncs and closes them; closing them here could unmap a file under it.
         if removed { try directory.sync() }
     }
 
@@ -216,12 +243,26 @@ package final class LogWriter {
 
     /// Flushes, syncs and closes the files. The spare segment stays for the next open.
     package func close() throws(StorageError) {
-        defer {
-            preparer.stop()
-            for segment in sealed { segment.file.close() }
-            active.file.close()
-        }
+        defer { abandon() }
         try flush()
         try sync()
+        // The close mark: an empty frame whose durable sequence covers everything, synced. After
+        // a clean close, damage to the last real frame is then told from a torn write.
+        encoder.encode(body: UnsafeRawBufferPointer(start: nil, count: 0), firstSequence: nextSequence, recordCount: 0,
+                       compress: false, durableSequence: durable.sequence)
+        if active.writeOffset + encoder.frame.count <= active.file.length {
+            try active.file.write(encoder.frame.bytes, at: active.writeOffset)
+            active.writeOffset += encoder.frame.count
+            try sync()
+        }
+    }
+
+    /// Closes the files without writing or syncing anything more (after a failure: nothing is
+    /// written after it, so the disk holds what was acknowledged and no guess about the rest).
+    package func abandon() {
+        preparer.stop()
+        for segment in sealed { segment.file.close() }
+        sealed.removeAll()
+        active.file.close()
     }
 }
