@@ -113,17 +113,22 @@ private final class ThreadBody: @unchecked Sendable {
     init(_ run: @escaping @Sendable () -> Void) { self.run = run }
 }
 
+/// Starts `body` on a new detached thread.
+func startDetachedThread(_ body: @escaping @Sendable () -> Void) {
+    let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+    var thread = pthread_t()
+    let result = pthread_create(&thread, nil, { raw in
+        Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue().run()
+        return nil
+    }, box)
+    precondition(result == 0, "cannot start a thread")
+    pthread_detach(thread)
+}
+
 /// Runs a blocking `body` on a new thread and waits for it without holding a pool thread.
 func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
     await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
-        let box = Unmanaged.passRetained(ThreadBody { continuation.resume(returning: body()) }).toOpaque()
-        var thread = pthread_t()
-        let result = pthread_create(&thread, nil, { raw in
-            Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue().run()
-            return nil
-        }, box)
-        precondition(result == 0, "cannot start a thread")
-        pthread_detach(thread)
+        startDetachedThread { continuation.resume(returning: body()) }
     }
 }
 
@@ -457,10 +462,11 @@ func files(in path: String) -> [String] {
 func frames(ofSegment bytes: [UInt8]) -> [(offset: Int, length: Int)] {
     var frames: [(Int, Int)] = []
     var offset = 64
-    while offset + 32 <= bytes.count, Array(bytes[offset ..< offset + 4]) == Array("HGLF".utf8) {
+    while offset + 8 <= bytes.count, Array(bytes[offset ..< offset + 4]) == Array("HGLF".utf8) {
+        let header = Int(bytes[offset + 6]) | Int(bytes[offset + 7]) << 8  // the header length field
         let stored = Int(bytes[offset + 8]) | Int(bytes[offset + 9]) << 8 | Int(bytes[offset + 10]) << 16 | Int(bytes[offset + 11]) << 24
-        frames.append((offset, 32 + stored))
-        offset += 32 + stored
+        frames.append((offset, header + stored))
+        offset += header + stored
     }
     return frames
 }
