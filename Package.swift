@@ -62,7 +62,7 @@ let package = Package(
         .executableTarget(
             name: "HourglassCLI",
             dependencies: [
-                "Hourglass",
+                "Hourglass", "HourglassStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -72,7 +72,7 @@ let package = Package(
         .executableTarget(
             name: "HourglassBench",
             dependencies: [
-                "Hourglass", "HourglassCore", "CBenchSupport",
+                "Hourglass", "HourglassCore", "HourglassStorage", "CBenchSupport",
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -105,7 +105,7 @@ let package = Package(
         .testTarget(
             name: "HourglassTests",
             dependencies: [
-                "Hourglass", "HourglassTestSupport",
+                "Hourglass", "HourglassCore", "HourglassTestSupport",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: internalChecks

@@ -1,4 +1,5 @@
 import Hourglass
+import HourglassStorage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -65,34 +66,7 @@ func makeDirectory(_ path: String) {
     mkdir(path, 0o755)
 }
 
-@discardableResult
-func removeTree(_ path: String) -> Bool {
-    var info = stat()
-    guard lstat(path, &info) == 0 else { return false }
-    if (info.st_mode & S_IFMT) == S_IFDIR {
-        if let handle = opendir(path) {
-            while let entry = readdir(handle) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                if name != "." && name != ".." { removeTree(path + "/" + name) }
-            }
-            closedir(handle)
-        }
-        return rmdir(path) == 0
-    }
-    return unlink(path) == 0
-}
 
-/// Names of the files in a directory.
-func listDirectory(_ path: String) -> [String] {
-    guard let handle = opendir(path) else { return [] }
-    defer { closedir(handle) }
-    var names: [String] = []
-    while let entry = readdir(handle) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        if name != "." && name != ".." { names.append(name) }
-    }
-    return names
-}
 
 /// Bytes of the checkpoint files in an engine's directory.
 func checkpointBytes(_ path: String) -> Int {

@@ -1,4 +1,5 @@
 import Hourglass
+import HourglassStorage
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,6 @@
 import CBenchSupport
 import Hourglass
+import HourglassStorage
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Hourglass
+import HourglassStorage
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -207,19 +208,3 @@ struct SplitMix: RandomNumberGenerator {
     }
 }
 
-@discardableResult
-func removeTree(_ path: String) -> Bool {
-    var info = stat()
-    guard lstat(path, &info) == 0 else { return false }
-    if (info.st_mode & S_IFMT) == S_IFDIR {
-        if let handle = opendir(path) {
-            while let entry = readdir(handle) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                if name != "." && name != ".." { removeTree(path + "/" + name) }
-            }
-            closedir(handle)
-        }
-        return rmdir(path) == 0
-    }
-    return unlink(path) == 0
-}

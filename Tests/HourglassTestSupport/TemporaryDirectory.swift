@@ -1,3 +1,4 @@
+import HourglassStorage
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -23,34 +24,9 @@ public struct TemporaryDirectory: Sendable {
     public func remove() { _ = removeTree(path) }
 
     /// Names of the files in the directory.
-    public func files() -> [String] {
-        guard let handle = opendir(path) else { return [] }
-        defer { closedir(handle) }
-        var names: [String] = []
-        while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names.sorted()
-    }
+    public func files() -> [String] { listDirectory(path).sorted() }
 }
 
-@discardableResult
-func removeTree(_ path: String) -> Bool {
-    var info = stat()
-    guard lstat(path, &info) == 0 else { return false }
-    if (info.st_mode & S_IFMT) == S_IFDIR {
-        if let handle = opendir(path) {
-            while let entry = readdir(handle) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                if name != "." && name != ".." { removeTree(path + "/" + name) }
-            }
-            closedir(handle)
-        }
-        return rmdir(path) == 0
-    }
-    return unlink(path) == 0
-}
 
 /// Reads a whole file.
 public func readFile(_ path: String) -> [UInt8] {

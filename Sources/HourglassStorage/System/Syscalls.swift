@@ -181,6 +181,19 @@ enum Posix {
         return .success(names)
     }
 
+    /// Removes `path` and, if it is a directory, everything below it (symbolic links are
+    /// removed, not followed). True when `path` itself was removed.
+    @discardableResult
+    static func removeTree(_ path: String) -> Bool {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return false }
+        if (info.st_mode & S_IFMT) == S_IFDIR {
+            for name in (try? listDirectory(path).get()) ?? [] { removeTree(path + "/" + name) }
+            return Glibc.rmdir(path) == 0
+        }
+        return Glibc.unlink(path) == 0
+    }
+
     /// The first offset at or after `offset` that holds data (not a hole or a never-written
     /// preallocated extent). The corresponding C function is `lseek` with `SEEK_DATA`.
     @inline(never)
@@ -192,3 +205,11 @@ enum Posix {
 
     static var pageSize: Int { Int(sysconf(Int32(_SC_PAGESIZE))) }
 }
+
+/// Removes `path` and everything below it, for tools and tests (benchmark directories, the
+/// demo's scratch directory); never used on an engine's directory. True when `path` went.
+@discardableResult
+package func removeTree(_ path: String) -> Bool { Posix.removeTree(path) }
+
+/// The names in a directory (without "." and ".."), or none if it cannot be read.
+package func listDirectory(_ path: String) -> [String] { (try? Posix.listDirectory(path).get()) ?? [] }
