@@ -58,6 +58,9 @@ extern "C" {
 #endif
 /// Names the calling thread (at most 15 bytes are kept), for `top -H` and debuggers.
 void hg_set_thread_name(const char *name);
+/// Lowers the calling thread's scheduling priority by `increment` nice levels (Linux: nice is
+/// per thread). Returns 0 or an errno.
+int hg_lower_thread_priority(int increment);
 #ifdef __cplusplus
 }
 #endif

@@ -654,13 +654,29 @@ public struct TimerWheel: ~Copyable {
         _checkInvariants()
     }
 
-    /// Starts loading a timer's entry and bytes into the cache (for a caller about to read many
-    /// timers in a known order). Harmless for a free handle.
+    /// Starts loading a timer's entry into the cache (for a caller about to read many timers in
+    /// a known order). Harmless for a free handle.
     @inline(__always)
     public func prefetch(_ handle: TimerHandle) {
         guard handle.rawValue < slab.highWater else { return }
         let entry = slab.ptr(handle.rawValue)
         hg_prefetch(entry)
+    }
+
+    /// The second stage of `prefetch`: reads the entry (loaded by then) and starts loading the
+    /// timer's id and payload bytes, up to 256 of them. Harmless for a free handle.
+    @inline(__always)
+    public func prefetchBytes(_ handle: TimerHandle) {
+        guard handle.rawValue < slab.highWater else { return }
+        let entry = slab.ptr(handle.rawValue)
+        guard entry.pointee.list != _ListID.free else { return }
+        let start = arena.pointer(entry.pointee.arenaOffset)
+        let length = min(256, Int(entry.pointee.idLength) + Int(entry.pointee.payloadLength))
+        var offset = 0
+        repeat {
+            hg_prefetch(start + offset)
+            offset += 64
+        } while offset < length
     }
 
     /// Takes a held timer off its slot or list, leaving it detached (as if it had just fired).

@@ -81,7 +81,7 @@ package final class CheckpointReader {
         let shared = _Unchecked(file)
         for part in 1 ..< parts {
             let range = (part * chunk) ..< min(offsets.count, (part + 1) * chunk)
-            _StorageThread {
+            _StorageThread(name: "hourglass-check") {
                 results.set(part, checkRange(shared.value, offsets, range, end: end))
                 done.signal()
             }.start()

@@ -34,9 +34,18 @@ package final class CheckpointWriter: @unchecked Sendable {
         case failed(StorageError)
     }
 
+    /// A record body on its way to the checkpoint thread. Buffers go back and forth: the engine
+    /// fills one while the thread compresses another, so no body is copied and no memory is
+    /// touched for the first time while the checkpoint runs.
+    package final class Body: @unchecked Sendable {
+        package var bytes = ByteWriter(capacity: 1 << 20)
+        package var records = 0
+        package init() {}
+    }
+
     private enum Job {
         case sort(keys: [UInt64], handles: [UInt32])
-        case body([UInt8], records: Int)
+        case body(Body)
         case finish(timers: Int)
     }
 
@@ -52,6 +61,7 @@ package final class CheckpointWriter: @unchecked Sendable {
     private var sorted: [UInt32]? = nil
     private var outcome: Outcome? = nil
     private var cancelled = false
+    private var spares: [Body] = []
 
     /// Starts the checkpoint thread; the temporary file is created on it.
     package init(directory: any StorageDirectory, startSequence: UInt64, clock: @escaping @Sendable () -> Int64, notify: @escaping @Sendable () -> Void) {
@@ -59,7 +69,7 @@ package final class CheckpointWriter: @unchecked Sendable {
         self.startSequence = startSequence
         self.clock = clock
         self.notify = notify
-        _StorageThread { [self] in run() }.start()
+        _StorageThread(name: "hourglass-ckpt", niceIncrement: 10) { [self] in run() }.start()
     }
 
     /// Sorts `handles` by `keys` (ascending) on the checkpoint thread; see `takeSorted`.
@@ -73,8 +83,14 @@ package final class CheckpointWriter: @unchecked Sendable {
         }
     }
 
-    /// Queues a record body (at most `LogFormat.maxRawFrameLength` bytes) to become a frame.
-    package func append(body: [UInt8], records: Int) { enqueue(.body(body, records: records), bytes: body.count) }
+    /// An empty body to fill (one the thread is done with, or a new one).
+    package func emptyBody() -> Body {
+        lock.withLock { spares.popLast() } ?? Body()
+    }
+
+    /// Queues a record body (at most `LogFormat.maxRawFrameLength` bytes) to become a frame; the
+    /// writer owns it from now on.
+    package func append(_ body: Body) { enqueue(.body(body), bytes: body.bytes.count) }
 
     /// Bytes of bodies queued and not yet written: the engine stops encoding above a bound.
     package var queuedBytes: Int { lock.withLock { queued } }
@@ -129,10 +145,11 @@ package final class CheckpointWriter: @unchecked Sendable {
                     radixSort(keys: &keys, values: &handles)
                     lock.withLock { sorted = handles }
                     notify()
-                case let .body(body, count):
-                    let header = body.withUnsafeBytes {
-                        encoder.encode(body: $0, firstSequence: UInt64(records) + 1, recordCount: count)
-                    }
+                case let .body(body):
+                    let count = body.records
+                    let length = body.bytes.count
+                    let header = encoder.encode(body: UnsafeRawBufferPointer(start: body.bytes.base, count: length),
+                                                firstSequence: UInt64(records) + 1, recordCount: count)
                     do throws(StorageError) {
                         try stream!.append(encoder.frame.bytes)
                     } catch {
@@ -141,7 +158,12 @@ package final class CheckpointWriter: @unchecked Sendable {
                     }
                     records += count
                     bytes += header.frameLength
-                    lock.withLock { queued -= body.count }
+                    body.bytes.removeAll()
+                    body.records = 0
+                    lock.withLock {
+                        queued -= length
+                        if spares.count < 32 { spares.append(body) }
+                    }
                     notify()
                 case let .finish(timers):
                     let trailer = CheckpointTrailer(

@@ -54,7 +54,7 @@ package final class SegmentPreparer: @unchecked Sendable {
             return false
         }
         guard start else { return }
-        let thread = _StorageThread { [self] in
+        let thread = _StorageThread(name: "hourglass-segs") { [self] in
             let result = Result { () throws(StorageError) in try prepare(number) }
             lock.withLock {
                 switch result {

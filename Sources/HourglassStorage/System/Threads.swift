@@ -1,3 +1,4 @@
+import CHourglass
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -40,14 +41,24 @@ final class _Semaphore: @unchecked Sendable {
 /// A detached thread running one closure.
 final class _StorageThread: @unchecked Sendable {
     private let body: @Sendable () -> Void
+    private let name: String
+    private let niceIncrement: Int32
 
-    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    /// `name` shows in `top -H` and debuggers; `niceIncrement` lowers the thread's priority, so
+    /// that background work yields the CPU to the engine thread and its callers.
+    init(name: String, niceIncrement: Int32 = 0, _ body: @escaping @Sendable () -> Void) {
+        self.name = name
+        self.niceIncrement = niceIncrement
+        self.body = body
+    }
 
     func start() {
         let box = Unmanaged.passRetained(self).toOpaque()
         var thread = pthread_t()
         let result = pthread_create(&thread, nil, { raw in
             let me = Unmanaged<_StorageThread>.fromOpaque(raw!).takeRetainedValue()
+            hg_set_thread_name(me.name)
+            if me.niceIncrement > 0 { _ = hg_lower_thread_priority(me.niceIncrement) }
             me.body()
             return nil
         }, box)
