@@ -28,7 +28,9 @@ func recoverScenario(_ ctx: Context) async throws -> [Measurement] {
     // Hourglass.
     do {
         let path = scenarioDirectory(base: ctx.base, name: "recover")
-        defer { removeTree(path) }
+        // HOURGLASS_BENCH_KEEP=1 keeps the directory, to reopen it again by hand (under a profiler):
+        // hourglass-bench --child recover-hourglass --child-dir PATH --timers N
+        defer { if getenv("HOURGLASS_BENCH_KEEP") == nil { removeTree(path) } else { writeStandardError("recover: kept \(path)\n") } }
         let memoryBefore = baselineAnonymousBytes()
         let engine = try await HourglassEngine.open(ctx.configuration(path), clock: ManualClock(now: builderNow))
         try await fill(engine, workload, label: "recover: hourglass setup (checkpointed part)", range: 0 ..< checkpointed)
@@ -52,12 +54,14 @@ func recoverScenario(_ ctx: Context) async throws -> [Measurement] {
             ("open_seconds", child["open_seconds"] ?? -1),
             ("first_delivery_seconds", child["first_delivery_seconds"] ?? -1),
             ("memory_before_restart_bytes_per_timer", Double(memoryHeld) / Double(n)),
+            ("replay_records_per_second", (child["log_records"] ?? 0) / max(child["log_replay_seconds"] ?? 0, 1e-9)),
         ]
         m.diskBytesPerTimer = Double(diskBytes) / Double(n)
         m.memoryBytesPerTimer = (child["memory_bytes"] ?? 0) / Double(max(held, 1))
         m.allocationsPerTimer = (child["allocations"] ?? 0) / Double(max(held, 1))
         m.peakResidentBytes = child["peak_resident_bytes"].map { Int($0) }
         m.notes.append("\(checkpointed) timers in the checkpoint, \(n - checkpointed) in the log after it (\(formatBytes(checkpointBytes(path) == 0 ? 0 : stats.logBytesSinceCheckpoint))); \(overdue) overdue at the restart")
+        m.notes.append("replay: the \(Int(child["log_records"] ?? 0)) log records after the checkpoint read and applied by open in \(format1((child["log_replay_seconds"] ?? 0) * 1000)) ms")
         m.notes.append("seconds: open until every timer is held (the checkpoint fully loaded); throughput: timers held / seconds; reopened in a fresh process, page cache warm")
         m.notes.append("memory: anonymous resident memory of the reopened process over its baseline, per timer held (\(held)); before the restart: the same measured while the builder held them")
         m.notes.append("engine's own accounting after recovery: \(format1((child["engine_memory_bytes"] ?? 0) / Double(max(held, 1)))) B/timer; \(Int(child["delivered"] ?? 0)) overdue delivered by then")
@@ -95,6 +99,7 @@ func recoverScenario(_ ctx: Context) async throws -> [Measurement] {
             ("open_seconds", child["open_seconds"] ?? -1),
             ("first_delivery_seconds", child["first_delivery_seconds"] ?? -1),
             ("memory_before_restart_bytes_per_timer", Double(memoryHeld) / Double(n)),
+            ("replay_records_per_second", (child["log_records"] ?? 0) / max(child["log_replay_seconds"] ?? 0, 1e-9)),
         ]
         m.diskBytesPerTimer = Double(diskBytes) / Double(n)
         m.memoryBytesPerTimer = (child["memory_bytes"] ?? 0) / Double(max(held, 1))
@@ -194,7 +199,8 @@ func recoverChildHourglass(path: String, durability: Configuration.Durability) a
     writeStandardOutput("{\"open_seconds\":\(start.seconds(to: opened)),\"first_delivery_seconds\":\(first),"
         + "\"loaded_seconds\":\(Double(loadedNanoseconds - start.nanoseconds) / 1e9),\"memory_bytes\":\(memory),"
         + "\"engine_memory_bytes\":\(stats.memoryBytes),\"allocations\":\(allocations),\"held\":\(held),"
-        + "\"delivered\":\(delivered.current),\"peak_resident_bytes\":\(peak)}")
+        + "\"delivered\":\(delivered.current),\"peak_resident_bytes\":\(peak),"
+        + "\"log_records\":\(engine.recoveryReport.applied),\"log_replay_seconds\":\(stats.logReplayMilliseconds / 1000)}")
 }
 
 /// The same for SQLite: open, then the poller's first query.

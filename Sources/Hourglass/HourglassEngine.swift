@@ -60,13 +60,16 @@ public final class HourglassEngine: Sendable {
         var journal: _WALJournal? = nil
         var loader: _CheckpointLoader? = nil
         var report = RecoveryReport()
+        var replayNanoseconds: UInt64 = 0
         if case let .directory(path) = configuration.storage {
-            (journal, loader) = try _recover(path: path, configuration: configuration, clock: clock, into: &wheel, report: &report)
+            (journal, loader) = try _recover(path: path, configuration: configuration, clock: clock, into: &wheel, report: &report,
+                                             replayNanoseconds: &replayNanoseconds)
         }
         let box = _IdentityBox()
         let engine = _Engine(
             wheel: wheel, journal: journal, loader: loader, clock: clock, configuration: configuration, deliveries: queue,
-            identity: ObjectIdentifier(box), checkpointNow: !report.dropped.isEmpty, openedNanoseconds: opened)
+            identity: ObjectIdentifier(box), checkpointNow: !report.dropped.isEmpty, openedNanoseconds: opened,
+            logReplayMilliseconds: Double(replayNanoseconds) / 1e6)
         let result = HourglassEngine(engine: engine, configuration: configuration, clock: clock, deliveries: queue, report: report)
         box.owner = result
         engine.start()

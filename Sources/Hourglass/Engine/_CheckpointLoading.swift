@@ -186,9 +186,9 @@ final class _CheckpointJob {
             while cursor < order.count && writer.queuedBytes < 16 << 20 {
                 let handle = TimerHandle(rawValue: order[cursor])
                 cursor += 1
-                // Deadline order is random memory order: load entries 16 ahead, their bytes 8 ahead.
-                if cursor + 16 < order.count { wheel.prefetch(TimerHandle(rawValue: order[cursor + 16])) }
-                if cursor + 8 < order.count { wheel.prefetchBytes(TimerHandle(rawValue: order[cursor + 8])) }
+                // Deadline order is random memory order: load entries 32 ahead, their bytes 16 ahead.
+                if cursor + 32 < order.count { wheel.prefetch(TimerHandle(rawValue: order[cursor + 32])) }
+                if cursor + 16 < order.count { wheel.prefetchBytes(TimerHandle(rawValue: order[cursor + 16])) }
                 guard wheel.isHeld(handle) else { continue }
                 wheel.withID(of: handle) { id in
                     wheel.withPayload(of: handle) { payload in

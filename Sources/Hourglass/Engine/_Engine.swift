@@ -64,7 +64,7 @@ final class _Engine: @unchecked Sendable {
 
     init(wheel: consuming TimerWheel, journal: _WALJournal?, loader: _CheckpointLoader?, clock: any HourglassClock,
          configuration: Configuration, deliveries: _DeliveryQueue, identity: ObjectIdentifier, checkpointNow: Bool,
-         openedNanoseconds: UInt64) {
+         openedNanoseconds: UInt64, logReplayMilliseconds: Double = 0) {
         self.openedNanoseconds = openedNanoseconds
         self.wheel = wheel
         self.journal = journal
@@ -85,6 +85,7 @@ final class _Engine: @unchecked Sendable {
             self.syncer = nil
         }
         if let loader, loader.isDone { self.loader = nil }
+        counters.logReplayMilliseconds = logReplayMilliseconds
     }
 
     // MARK: Callers' side

@@ -7,7 +7,7 @@ import Logging
 /// the loader for the rest of the checkpoint (see `Docs/CHECKPOINTS.md` and `Docs/RECOVERY.md`).
 func _recover(
     path: String, configuration: Configuration, clock: any HourglassClock,
-    into wheel: inout TimerWheel, report: inout RecoveryReport
+    into wheel: inout TimerWheel, report: inout RecoveryReport, replayNanoseconds: inout UInt64
 ) throws(HourglassError) -> (_WALJournal, _CheckpointLoader?) {
     let started = monotonicNanoseconds()
     let directory: any StorageDirectory
@@ -18,7 +18,8 @@ func _recover(
         throw HourglassError(error)
     }
     do throws(HourglassError) {
-        let (journal, loader) = try _recover(directory, configuration: configuration, clock: clock, into: &wheel, report: &report)
+        let (journal, loader) = try _recover(directory, configuration: configuration, clock: clock, into: &wheel, report: &report,
+                                              replayNanoseconds: &replayNanoseconds)
         configuration.logger.info("hourglass opened", metadata: [
             "directory": "\(path)", "timers": "\(wheel.count)", "in_flight": "\(wheel.inFlightCount)",
             "loading": "\(loader != nil)", "recovery": "\(report)",
@@ -36,7 +37,7 @@ func _recover(
 
 private func _recover(
     _ directory: any StorageDirectory, configuration: Configuration, clock: any HourglassClock,
-    into wheel: inout TimerWheel, report: inout RecoveryReport
+    into wheel: inout TimerWheel, report: inout RecoveryReport, replayNanoseconds: inout UInt64
 ) throws(HourglassError) -> (_WALJournal, _CheckpointLoader?) {
     // The checkpoint: the newest one that reads back whole.
     var loader: _CheckpointLoader? = nil
@@ -74,6 +75,8 @@ private func _recover(
     let tail: LogTail
     do throws(StorageError) {
         let recovery = LogRecovery(directory: directory, startSequence: startSequence, salvage: configuration.salvage)
+        let replayStarted = monotonicNanoseconds()
+        defer { replayNanoseconds = monotonicNanoseconds() - replayStarted }
         tail = try recovery.run(report: &report) { record, _ in
             guard failure == nil else { return }
             do throws(HourglassError) {

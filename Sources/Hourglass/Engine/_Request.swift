@@ -77,6 +77,9 @@ public struct EngineStats: Sendable, Equatable {
     /// How long after `open` began the checkpoint had fully loaded, in milliseconds (nil while
     /// it loads, or when there was nothing left to load in the background).
     public var fullyLoadedMilliseconds: Double? = nil
+    /// How long `open` spent reading the log after the checkpoint and applying its records
+    /// (`recoveryReport.applied` of them), in milliseconds; 0 without a directory.
+    public var logReplayMilliseconds: Double = 0
 
     public init() {}
 }
