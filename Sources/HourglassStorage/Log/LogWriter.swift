@@ -164,7 +164,16 @@ package final class LogWriter {
 
         /// Adds another batch's ranges after this one's (a sync thread merges what waited).
         package mutating func append(_ other: SyncBatch) {
-            ranges += other.ranges
+            for range in other.ranges {
+                // Adjacent ranges of one file become one msync: each msync is a journal commit
+                // and a cache flush of the disk, the dominant cost of a sync.
+                if let last = ranges.last, !last.close, (last.file as AnyObject) === (range.file as AnyObject),
+                   last.offset + last.length == range.offset {
+                    ranges[ranges.count - 1] = (last.file, last.offset, last.length + range.length, range.close)
+                } else {
+                    ranges.append(range)
+                }
+            }
             through = max(through, other.through)
             mark = mark ?? other.mark
         }
