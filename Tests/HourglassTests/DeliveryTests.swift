@@ -122,6 +122,33 @@ struct DeliveryTests {
         try await reopened.close()
     }
 
+    @Test("a timer in flight is not delivered again before its deadline when the clock went back across a restart")
+    func redeliveryWaitsForDeadline() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let clock = ManualClock(now: Self.start)
+        let configuration = Configuration.directory(directory.path, durability: .always)
+        let engine = try await HourglassEngine.open(configuration, clock: clock)
+        try await engine.schedule(id: "a", after: .seconds(1), payload: [1])
+        clock.advance(by: .seconds(1))
+        #expect(await drain(engine).map(\.attempt) == [1])
+        try await engine.close()
+        clock.set(to: Self.start - 10_000)  // the wall clock stepped back while the process was down
+        let reopened = try await HourglassEngine.open(configuration, clock: clock)
+        #expect(await drain(reopened).isEmpty, "its deadline is still 11 s ahead")
+        #expect(await reopened.stats().pending == 1)
+        clock.set(to: Self.start + 999)
+        #expect(await drain(reopened).isEmpty, "one millisecond before the deadline")
+        clock.set(to: Self.start + 1_000)
+        let again = try #require(await drain(reopened).first)
+        #expect(again.id == "a" && again.attempt == 2 && again.deadline.millisecondsSinceEpoch == Self.start + 1_000)
+        try await reopened.close()
+        // The wait was logged: a third opening, at the deadline, delivers attempt 3 of the same timer.
+        let third = try await HourglassEngine.open(configuration, clock: clock)
+        #expect(await drain(third).map(\.attempt) == [3])
+        try await third.close()
+    }
+
     @Test("cancelling a timer in flight ends it; scheduling its id again starts a new timer")
     func cancelAndReplaceInFlight() async throws {
         let (engine, clock) = try await open()

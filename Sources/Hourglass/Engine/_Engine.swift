@@ -411,6 +411,15 @@ final class _Engine: @unchecked Sendable {
                 counters.exhausted += 1
                 return
             }
+            let deadline = wheel.deadline(of: handle)
+            if deadline > now {
+                // Nothing is delivered before its deadline. An in-flight timer whose deadline is
+                // still ahead (the wall clock went back across a restart, or a salvage dropped
+                // the reschedule that came before its FIRE) waits for it: a retry at its deadline.
+                wheel.rearm(handle, deadline: deadline, attempt: attempt)
+                wheel.id(of: handle).withUnsafeBytes { journal?.retry(id: $0, deadline: deadline, attempt: attempt) }
+                return
+            }
             wheel.setAttempt(attempt, of: handle)
             counters.redelivered += 1
         }
