@@ -63,7 +63,12 @@ public struct Configuration: Sendable {
     /// Size of each log segment file (default 64 MiB).
     public var segmentBytes: Int = 64 << 20
     /// Write a checkpoint once the log since the last one passes this size (default 256 MiB).
+    /// The log a restart replayed counts: a service that restarts often still checkpoints.
     public var checkpointLogBytes: Int = 256 << 20
+    /// Also write a checkpoint once this much time has passed since the last one (or since
+    /// `open`) and the log has grown since: bounds recovery time and disk use when changes are
+    /// rare. Measured on the engine's clock. `nil` (the default): by size and on request only.
+    public var checkpointInterval: Duration? = nil
     /// On corruption in the middle of the log, open anyway, drop the damaged frames and report
     /// exactly what was dropped (`HourglassEngine.recoveryReport`). Off by default: opening fails
     /// with an error that names the file and the offset.
@@ -110,6 +115,9 @@ public struct Configuration: Sendable {
         try require(segmentBytes >= 1 << 20 && segmentBytes <= 1 << 30, "segmentBytes must be 1 MiB ... 1 GiB, not \(segmentBytes)")
         try require(segmentBytes >= 2 * maxPayloadBytes + (1 << 16), "segmentBytes must hold at least two of the largest records (raise it or lower maxPayloadBytes)")
         try require(checkpointLogBytes >= segmentBytes, "checkpointLogBytes must be at least segmentBytes")
+        if let checkpointInterval {
+            try require(checkpointInterval >= .milliseconds(1), "checkpointInterval must be at least 1 ms, not \(checkpointInterval)")
+        }
         if case let .directory(path) = storage { try require(!path.isEmpty, "the directory path is empty") }
     }
 }

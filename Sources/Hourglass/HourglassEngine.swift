@@ -69,7 +69,7 @@ public final class HourglassEngine: Sendable {
         let engine = _Engine(
             wheel: wheel, journal: journal, loader: loader, clock: clock, configuration: configuration, deliveries: queue,
             identity: ObjectIdentifier(box), checkpointNow: !report.dropped.isEmpty, openedNanoseconds: opened,
-            logReplayMilliseconds: Double(replayNanoseconds) / 1e6)
+            logReplayMilliseconds: Double(replayNanoseconds) / 1e6, replayedLogBytes: report.logBytes)
         let result = HourglassEngine(engine: engine, configuration: configuration, clock: clock, deliveries: queue, report: report)
         box.owner = result
         engine.start()

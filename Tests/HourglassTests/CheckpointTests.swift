@@ -142,6 +142,59 @@ struct CheckpointTests {
         try await reopened.close()
     }
 
+    @Test("checkpointInterval: a checkpoint starts once the interval has passed and the log has grown, not before")
+    func checkpointInterval() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let clock = ManualClock(now: Self.start)
+        var model = ReferenceWheel()
+        let configuration = configuration(directory) { $0.checkpointInterval = .seconds(60) }
+        let engine = try await HourglassEngine.open(configuration, clock: clock)
+        /// Checkpoints begun: done or being written.
+        func begun(_ stats: EngineStats) -> Int { stats.checkpoints + (stats.checkpointInProgress ? 1 : 0) }
+        clock.advance(by: .seconds(30))
+        try await fill(engine, count: 3, model: &model)
+        clock.advance(by: .seconds(29))
+        #expect(begun(await engine.stats()) == 0, "59 s after open")
+        clock.advance(by: .seconds(1))
+        var stats = await waitFor(engine) { $0.checkpoints == 1 && !$0.checkpointInProgress }
+        #expect(stats.checkpoints == 1, "60 s after open, with the log grown")
+        #expect(stats.checkpointSequence != nil && files(directory, "checkpoint-").count == 1)
+        clock.advance(by: .seconds(600))
+        #expect(begun(await engine.stats()) == 1, "nothing written since the last checkpoint: none needed")
+        try await fill(engine, count: 1, from: 3, model: &model)
+        stats = await waitFor(engine) { $0.checkpoints == 2 && !$0.checkpointInProgress }
+        #expect(stats.checkpoints == 2, "the log grew, and the interval had long passed")
+        try await fill(engine, count: 1, from: 4, model: &model)
+        clock.advance(by: .seconds(59))
+        #expect(begun(await engine.stats()) == 2, "the interval restarts at each checkpoint")
+        try await engine.close()
+        let reopened = try await HourglassEngine.open(configuration, clock: clock)
+        try await expectAllFire(reopened, clock: clock, model: &model)
+        try await reopened.close()
+    }
+
+    @Test("the log replayed at open counts toward checkpointLogBytes: restarting often does not keep the log growing")
+    func replayedLogCounts() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let clock = ManualClock(now: Self.start)
+        var model = ReferenceWheel()
+        let configuration = configuration(directory) { $0.checkpointLogBytes = 1 << 20 }
+        // Each run writes ~0.6 MiB of log (uncompressible payloads), less than checkpointLogBytes.
+        for run in 0 ..< 2 {
+            let engine = try await HourglassEngine.open(configuration, clock: clock)
+            try await fill(engine, count: 200, from: run * 200, model: &model)
+            let stats = await waitFor(engine) { run == 0 || ($0.checkpoints >= 1 && !$0.checkpointInProgress) }
+            #expect(stats.checkpoints == (run == 0 ? 0 : 1), "run \(run): \(stats.logBytesSinceCheckpoint) log bytes since the checkpoint")
+            try await engine.close()
+        }
+        #expect(files(directory, "checkpoint-").count == 1)
+        let reopened = try await HourglassEngine.open(configuration, clock: clock)
+        try await expectAllFire(reopened, clock: clock, model: &model)
+        try await reopened.close()
+    }
+
     @Test("row C1: a checkpoint interrupted before its rename is ignored and deleted")
     func interruptedCheckpoint() async throws {
         let directory = TemporaryDirectory()

@@ -52,7 +52,12 @@ final class _Engine: @unchecked Sendable {
     private var checkpointJob: _CheckpointJob?
     /// Callers of `checkpoint()`, with the sequence number the checkpoint must reach.
     private var checkpointWaiters: [(_Reply<Void>, UInt64)] = []
+    /// `journal.bytesWritten` when the last checkpoint began; negative at first, by the log
+    /// bytes recovery replayed (they are part of the log since the last checkpoint).
     private var logBytesAtLastCheckpoint = 0
+    /// When the last checkpoint began (or the engine opened), by the engine's clock.
+    private var lastCheckpointAt: Int64
+    private let checkpointIntervalMilliseconds: Int64?
     private var checkpointRequested = false
     private var metrics: _EngineMetrics
     /// When `open` began (for `fullyLoadedMilliseconds`).
@@ -64,8 +69,11 @@ final class _Engine: @unchecked Sendable {
 
     init(wheel: consuming TimerWheel, journal: _WALJournal?, loader: _CheckpointLoader?, clock: any HourglassClock,
          configuration: Configuration, deliveries: _DeliveryQueue, identity: ObjectIdentifier, checkpointNow: Bool,
-         openedNanoseconds: UInt64, logReplayMilliseconds: Double = 0) {
+         openedNanoseconds: UInt64, logReplayMilliseconds: Double = 0, replayedLogBytes: Int = 0) {
         self.openedNanoseconds = openedNanoseconds
+        self.logBytesAtLastCheckpoint = -replayedLogBytes
+        self.lastCheckpointAt = clock.now()
+        self.checkpointIntervalMilliseconds = configuration.checkpointInterval.map { max(1, $0.wholeMillisecondsRoundedUp) }
         self.wheel = wheel
         self.journal = journal
         self.loader = loader
@@ -232,6 +240,9 @@ final class _Engine: @unchecked Sendable {
             wait = due - now
         }
         if checkpointJob != nil { wait = min(wait, 50_000_000) }  // poll the checkpoint thread too
+        if stoppedReason == nil, !clock.isManual, let due = checkpointIntervalDueTime() {
+            wait = min(wait, nanosecondsUntil(due))
+        }
         guard stoppedReason == nil, let next = nextWorkTime() else { return wait }
         if clock.isManual {
             return next <= clock.now() ? 0 : wait
@@ -496,7 +507,20 @@ final class _Engine: @unchecked Sendable {
 
     private var checkpointDue: Bool {
         guard let journal, checkpointJob == nil, stoppedReason == nil, loader == nil else { return false }
-        return checkpointRequested || journal.bytesWritten - logBytesAtLastCheckpoint >= configuration.checkpointLogBytes
+        if checkpointRequested || journal.bytesWritten - logBytesAtLastCheckpoint >= configuration.checkpointLogBytes { return true }
+        guard let due = checkpointIntervalDueTime() else { return false }
+        return clock.now() >= due
+    }
+
+    /// When `checkpointInterval` asks for the next checkpoint, if it does: only once the log
+    /// has grown since the last one. A wall clock stepped back restarts the interval.
+    private func checkpointIntervalDueTime() -> Int64? {
+        guard let interval = checkpointIntervalMilliseconds, let journal,
+              journal.bytesWritten - logBytesAtLastCheckpoint > 0 else { return nil }
+        let now = clock.now()
+        if now < lastCheckpointAt { lastCheckpointAt = now }
+        let due = lastCheckpointAt.addingReportingOverflow(interval)
+        return due.overflow ? .max : due.partialValue
     }
 
     private func backgroundWork(budgetNanoseconds: UInt64) {
@@ -536,6 +560,7 @@ final class _Engine: @unchecked Sendable {
         do throws(HourglassError) {
             checkpointJob = try journal.beginCheckpoint(handleLimit: wheel.handleLimit, clock: clock) { [weak self] in self?.wake() }
             logBytesAtLastCheckpoint = journal.bytesWritten
+            lastCheckpointAt = clock.now()
         } catch {
             logger.error("hourglass could not start a checkpoint", metadata: ["error": "\(error)"])
             for (reply, _) in checkpointWaiters { reply.resume(returning: .failure(error)) }
