@@ -52,6 +52,9 @@ struct Measurement {
             ("timers", "\(timers)"), ("payload_bytes", "\(payloadBytes)"),
         ]
         if let unavailable {
+            // Every line carries every required field: null where the system cannot run it.
+            fields.append(("seconds", "null"))
+            fields.append(("throughput", "null"))
             fields.append(("available", "false"))
             fields.append(("reason", quoted(unavailable)))
         } else {

@@ -16,19 +16,20 @@ struct CLITestFailure: Error, CustomStringConvertible {
 
 // MARK: - The binary
 
-/// The `hourglass` built next to the test executable (`.build/<triple>/debug/hourglass`).
-func hourglassBinary() throws -> String {
+/// The `hourglass` built next to the test executable (`.build/<triple>/debug/hourglass`), or
+/// another product of the package (`hourglass-bench`).
+func hourglassBinary(_ name: String = "hourglass") throws -> String {
     var buffer = [CChar](repeating: 0, count: 4096)
     let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
     guard count > 0 else { throw CLITestFailure("cannot read /proc/self/exe to find the build directory") }
     let executable = String(decoding: buffer[0 ..< count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     let directory = executable.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-    let path = directory + "/hourglass"
+    let path = directory + "/" + name
     guard access(path, X_OK) == 0 else {
         throw CLITestFailure("""
-            the hourglass binary is missing: expected an executable at \(path) (next to the test \
+            the \(name) binary is missing: expected an executable at \(path) (next to the test \
             executable \(executable)); build it first with `swift build --build-tests` or \
-            `swift build --product hourglass`
+            `swift build --product \(name)`
             """)
     }
     return path
@@ -161,8 +162,8 @@ final class HourglassProcess: @unchecked Sendable {
     private static let pipe2: Pipe2? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "pipe2").map { unsafeBitCast($0, to: Pipe2.self) }
     private static let closeFrom: CloseFrom? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np").map { unsafeBitCast($0, to: CloseFrom.self) }
 
-    init(_ arguments: [String]) throws {
-        let binary = try hourglassBinary()
+    init(_ arguments: [String], binary name: String = "hourglass") throws {
+        let binary = try hourglassBinary(name)
         self.arguments = arguments
         // Writing to a child that died must be an error here, not a signal that ends the tests.
         Glibc.signal(SIGPIPE, SIG_IGN)
