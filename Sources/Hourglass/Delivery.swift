@@ -19,7 +19,10 @@ public struct Delivery: Sendable, CustomStringConvertible {
 
     let handle: UInt32
     let generation: UInt32
-    let engine: ObjectIdentifier
+    /// The serial of the engine that delivered it (`_EngineSerial`).
+    let engine: UInt64
+
+    var ref: _DeliveryRef { _DeliveryRef(id: id.bytes, handle: handle, generation: generation, attempt: attempt) }
 
     /// How late the delivery was, in milliseconds (fired-at minus deadline).
     public var latenessMilliseconds: Int64 { firedAt.millisecondsSinceEpoch - deadline.millisecondsSinceEpoch }
@@ -32,17 +35,64 @@ public struct Delivery: Sendable, CustomStringConvertible {
 
 /// The fired timers, as an `AsyncSequence`. Several tasks may iterate it at once: each
 /// delivery goes to one of them. The sequence ends when the engine closes.
+///
+/// A consumer that finds deliveries waiting takes them without suspending; one that finds none
+/// waits, and a batch of fired timers wakes only as many waiting consumers as it has timers.
+/// Under `DeliveryMode.atMostOnce` a delivery counts as delivered when a consumer takes it here.
 public struct Deliveries: AsyncSequence, Sendable {
     public typealias Element = Delivery
     let queue: _DeliveryQueue
+    let taker: _Taker?
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         let queue: _DeliveryQueue
-        public mutating func next() async -> Delivery? { await queue.next() }
-        public mutating func next(isolation actor: isolated (any Actor)?) async -> Delivery? { await queue.next() }
+        let taker: _Taker?
+
+        public mutating func next() async -> Delivery? { await next(isolation: #isolation) }
+
+        public mutating func next(isolation actor: isolated (any Actor)?) async -> Delivery? {
+            while let delivery = await queue.next() {
+                guard let taker else { return delivery }
+                if await taker.take(delivery) { return delivery }
+            }
+            return nil
+        }
     }
 
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(queue: queue) }
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(queue: queue, taker: taker) }
+
+    /// The deliveries in batches of up to `maxCount`: each batch is what was waiting when the
+    /// consumer asked (at least one; it waits for one when none is), for consumers that handle
+    /// and acknowledge many at once (`HourglassEngine.ack(contentsOf:)`).
+    public func batches(maxCount: Int) -> Batches { Batches(queue: queue, taker: taker, maxCount: Swift.max(1, maxCount)) }
+
+    /// Deliveries in batches (see `batches(maxCount:)`).
+    public struct Batches: AsyncSequence, Sendable {
+        public typealias Element = [Delivery]
+        let queue: _DeliveryQueue
+        let taker: _Taker?
+        let maxCount: Int
+
+        public struct AsyncIterator: AsyncIteratorProtocol {
+            let queue: _DeliveryQueue
+            let taker: _Taker?
+            let maxCount: Int
+
+            public mutating func next() async -> [Delivery]? { await next(isolation: #isolation) }
+
+            public mutating func next(isolation actor: isolated (any Actor)?) async -> [Delivery]? {
+                while let batch = await queue.next(maxCount: maxCount) {
+                    guard let taker else { return batch }
+                    var taken: [Delivery] = []
+                    for delivery in batch where await taker.take(delivery) { taken.append(delivery) }
+                    if !taken.isEmpty { return taken }
+                }
+                return nil
+            }
+        }
+
+        public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(queue: queue, taker: taker, maxCount: maxCount) }
+    }
 
     /// Deliveries buffered and not yet taken by a consumer.
     public var buffered: Int { queue.buffered }
@@ -93,13 +143,32 @@ final class _DeliveryQueue: Sendable {
         for waiter in waiters { waiter.continuation.resume(returning: nil) }
     }
 
+    nonisolated(nonsending)
     func next() async -> Delivery? {
         if let ready = state.withLock({ $0.buffer.popFirst() }) { return ready }
+        return await wait()?.first
+    }
+
+    /// Up to `maxCount` deliveries: those buffered, or, when none is, the next one to come.
+    nonisolated(nonsending)
+    func next(maxCount: Int) async -> [Delivery]? {
+        let ready = state.withLock { state -> [Delivery] in
+            let count = min(maxCount, state.buffer.count)
+            defer { state.buffer.removeFirst(count) }
+            return Array(state.buffer.prefix(count))
+        }
+        if !ready.isEmpty { return ready }
+        return await wait()
+    }
+
+    /// Waits for the next delivery (nil once finished).
+    nonisolated(nonsending)
+    private func wait() async -> [Delivery]? {
         let waiterID = state.withLock { state -> UInt64 in
             state.nextWaiterID += 1
             return state.nextWaiterID
         }
-        return await withTaskCancellationHandler {
+        let delivery = await withTaskCancellationHandler {
             await withUnsafeContinuation { (continuation: UnsafeContinuation<Delivery?, Never>) in
                 let immediate: Delivery?? = state.withLock { state in
                     if let ready = state.buffer.popFirst() { return .some(ready) }
@@ -116,5 +185,6 @@ final class _DeliveryQueue: Sendable {
             }
             waiter?.continuation.resume(returning: nil)
         }
+        return delivery.map { [$0] }
     }
 }

@@ -21,8 +21,11 @@ public typealias RecoveryReport = HourglassStorage.RecoveryReport
 /// ```
 ///
 /// One engine owns its directory (a second opener gets `HourglassError.directoryLocked`). All
-/// methods are safe to call from any task; the engine applies them in the order they arrive,
-/// on its own thread.
+/// methods are safe to call from any task, and run on the caller's executor
+/// (`nonisolated(nonsending)`): a call that finds the engine free does its work on the calling
+/// thread and returns without suspending (under `interval` and `none`); calls that arrive
+/// together are applied as one group, in the order they arrive. Dropping the last reference
+/// to an engine closes it, as `close()` would.
 public final class HourglassEngine: Sendable {
     let engine: _Engine
     public let configuration: Configuration
@@ -37,8 +40,14 @@ public final class HourglassEngine: Sendable {
         self.engine = engine
         self.configuration = configuration
         self.clock = clock
-        self.deliveries = Deliveries(queue: deliveries)
+        self.deliveries = Deliveries(queue: deliveries, taker: configuration.deliveryMode == .atMostOnce ? _Taker(engine) : nil)
         self.recoveryReport = report
+    }
+
+    /// An engine dropped without `close()` closes here: everything applied is written and
+    /// synced, and the directory is released, so that it can be opened again in this process.
+    deinit {
+        if !closed.exchange(true, ordering: .acquiringAndReleasing) { engine.closeAbandoned() }
     }
 
     /// Opens an engine: in memory, or over a directory (created if missing), recovering every
@@ -46,6 +55,7 @@ public final class HourglassEngine: Sendable {
     ///
     /// - Throws: `HourglassError.invalidConfiguration`, `.directoryLocked`, `.corruption` (with
     ///   the file and offset), `.io`, `.diskFull`.
+    nonisolated(nonsending)
     public static func open(
         _ configuration: Configuration = .memory, clock: any HourglassClock = SystemClock()
     ) async throws(HourglassError) -> HourglassEngine {
@@ -65,13 +75,11 @@ public final class HourglassEngine: Sendable {
             (journal, loader) = try _recover(path: path, configuration: configuration, clock: clock, into: &wheel, report: &report,
                                              replayNanoseconds: &replayNanoseconds)
         }
-        let box = _IdentityBox()
         let engine = _Engine(
             wheel: wheel, journal: journal, loader: loader, clock: clock, configuration: configuration, deliveries: queue,
-            identity: ObjectIdentifier(box), checkpointNow: !report.dropped.isEmpty, openedNanoseconds: opened,
+            serial: _EngineSerial.next(), checkpointNow: !report.dropped.isEmpty, openedNanoseconds: opened,
             logReplayMilliseconds: Double(replayNanoseconds) / 1e6, replayedLogBytes: report.logBytes)
         let result = HourglassEngine(engine: engine, configuration: configuration, clock: clock, deliveries: queue, report: report)
-        box.owner = result
         engine.start()
         if clock.isManual {
             clock.onChange { [weak engine] in engine?.wake() }
@@ -87,74 +95,68 @@ public final class HourglassEngine: Sendable {
     /// Returns once the schedule is durable under the configured policy.
     /// - Throws: `.emptyID`, `.idTooLong`, `.payloadTooLarge`, `.deadlineOutOfRange` (nothing
     ///   changed); `.closed`; `.stopped` after a storage failure.
+    /// - Complexity: O(1) on the wheel, plus one frame in the log (shared by calls made at once).
+    nonisolated(nonsending)
     public func schedule(id: TimerID, at deadline: Deadline, payload: [UInt8] = []) async throws(HourglassError) {
         let item = TimerRequest(id: id, deadline: deadline, payload: payload)
         try validate(item)
-        let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Void, HourglassError>, Never>) in
-            let reply = _Reply(continuation)
-            if !engine.submit(.schedule(item, reply)) { reply.resume(returning: .failure(.closed)) }
-        }
-        try result.get()
+        try await engine.perform({ $0.schedule(item) }, orQueue: { .schedule(item, $0) }).get()
     }
 
     /// Schedules a timer to fire `delay` from now (by the engine's clock).
+    nonisolated(nonsending)
     public func schedule(id: TimerID, after delay: Duration, payload: [UInt8] = []) async throws(HourglassError) {
-        let ms = delay.wholeMillisecondsRoundedUp
-        let (deadline, overflow) = clock.now().addingReportingOverflow(ms)
-        if overflow || delay < .zero { throw .deadlineOutOfRange(milliseconds: overflow ? .max : deadline) }
-        try await schedule(id: id, at: Deadline(millisecondsSinceEpoch: deadline), payload: payload)
+        try await schedule(id: id, at: Deadline(millisecondsSinceEpoch: try deadline(after: delay)), payload: payload)
     }
 
-    /// Schedules many timers as one request: one hand-off to the engine, one frame in the log.
-    /// Validates all of them first: if one is invalid, none is scheduled.
+    /// Schedules many timers as one request: one frame in the log. Validates all of them first:
+    /// if one is invalid, none is scheduled.
+    nonisolated(nonsending)
     public func schedule(_ timers: [TimerRequest]) async throws(HourglassError) {
         for timer in timers { try validate(timer) }
-        let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Void, HourglassError>, Never>) in
-            let reply = _Reply(continuation)
-            if !engine.submit(.scheduleBatch(timers, reply)) { reply.resume(returning: .failure(.closed)) }
-        }
-        try result.get()
+        try await engine.perform({ $0.schedule(timers) }, orQueue: { .scheduleBatch(timers, $0) }).get()
     }
 
     /// Cancels the timer with this id; returns whether there was one (pending or in flight).
+    nonisolated(nonsending)
     public func cancel(id: TimerID) async throws(HourglassError) -> Bool {
         try checkID(id)
-        let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Bool, HourglassError>, Never>) in
-            let reply = _Reply(continuation)
-            if !engine.submit(.cancel(id.bytes, reply)) { reply.resume(returning: .failure(.closed)) }
-        }
-        return try result.get()
+        return try await engine.cancelThroughDoor(id.bytes).get()
     }
 
     // MARK: Consuming
 
     /// Acknowledges a delivery: the timer is done and will not be delivered again. Returns false
     /// when the delivery is no longer in flight (acknowledged already, redelivered with a higher
-    /// attempt, replaced by a new schedule of its id, or cancelled).
+    /// attempt, replaced by a new schedule of its id, or cancelled), or came from another engine.
+    nonisolated(nonsending)
     public func ack(_ delivery: Delivery) async throws(HourglassError) -> Bool {
-        guard delivery.engine == identity else { return false }
-        let ref = _DeliveryRef(id: delivery.id.bytes, handle: delivery.handle, generation: delivery.generation, attempt: delivery.attempt)
-        let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Bool, HourglassError>, Never>) in
-            let reply = _Reply(continuation)
-            if !engine.submit(.ack(ref, reply)) { reply.resume(returning: .failure(.closed)) }
-        }
-        return try result.get()
+        guard delivery.engine == engine.serial else { return false }
+        let ref = delivery.ref
+        return try await engine.perform({ $0.ack(ref) }, orQueue: { .ack(ref, $0) }).get()
+    }
+
+    /// Acknowledges many deliveries at once (one frame in the log); returns how many took
+    /// effect (the others were no longer in flight, or came from another engine).
+    nonisolated(nonsending)
+    public func ack(contentsOf deliveries: some Sequence<Delivery>) async throws(HourglassError) -> Int {
+        let refs = deliveries.filter { $0.engine == engine.serial }.map(\.ref)
+        guard !refs.isEmpty else { return 0 }
+        return try await engine.perform({ $0.ack(refs) }, orQueue: { .ackBatch(refs, $0) }).get()
     }
 
     /// Asks for the timer to be delivered again after `delay`, with the next attempt number (the
     /// "ask again in a minute, at most three times" pattern). Returns false when the delivery is
     /// no longer in flight, or when `Configuration.maxAttempts` is reached: then the timer is
     /// dropped.
+    /// - Throws: `.deadlineOutOfRange` when `delay` is negative or ends after
+    ///   `Deadline.latest` (nothing changed), as `schedule(id:after:)` does.
+    nonisolated(nonsending)
     public func retry(_ delivery: Delivery, after delay: Duration) async throws(HourglassError) -> Bool {
-        guard delivery.engine == identity else { return false }
-        guard delay >= .zero else { throw .deadlineOutOfRange(milliseconds: delay.wholeMillisecondsRoundedUp) }
-        let ref = _DeliveryRef(id: delivery.id.bytes, handle: delivery.handle, generation: delivery.generation, attempt: delivery.attempt)
-        let ms = delay.wholeMillisecondsRoundedUp
-        let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Bool, HourglassError>, Never>) in
-            let reply = _Reply(continuation)
-            if !engine.submit(.retry(ref, delayMilliseconds: ms, reply)) { reply.resume(returning: .failure(.closed)) }
-        }
-        return try result.get()
+        let ms = try deadline(after: delay) - clock.now()
+        guard delivery.engine == engine.serial else { return false }
+        let ref = delivery.ref
+        return try await engine.perform({ $0.retry(ref, delayMilliseconds: ms) }, orQueue: { .retry(ref, delayMilliseconds: ms, $0) }).get()
     }
 
     // MARK: Housekeeping
@@ -162,19 +164,20 @@ public final class HourglassEngine: Sendable {
     /// Writes a checkpoint covering every change made before the call, then deletes the log
     /// segments and older checkpoints it makes unnecessary. Requests keep flowing meanwhile.
     /// In memory it does nothing.
+    nonisolated(nonsending)
     public func checkpoint() async throws(HourglassError) {
         let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Void, HourglassError>, Never>) in
-            let reply = _Reply(continuation)
-            if !engine.submit(.checkpoint(reply)) { reply.resume(returning: .failure(.closed)) }
+            engine.enter(.checkpoint(_Reply(continuation)))
         }
         try result.get()
     }
 
     /// Counters, answered after the engine has fired everything due at the clock's current time
     /// (so a test that moves a manual clock and then reads `stats()` sees the result).
+    nonisolated(nonsending)
     public func stats() async -> EngineStats {
         await withUnsafeContinuation { (reply: UnsafeContinuation<EngineStats, Never>) in
-            if !engine.submit(.stats(reply)) { _Engine.refuse(.stats(reply)) }
+            engine.enter(.stats(reply))
         }
     }
 
@@ -185,12 +188,13 @@ public final class HourglassEngine: Sendable {
     /// If a storage failure stopped the engine earlier, `close` releases the directory without
     /// writing anything more and throws that failure: what the failed batch held may not be
     /// durable (its callers were told), and the next open recovers everything acknowledged.
+    nonisolated(nonsending)
     public func close() async throws(HourglassError) {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Void, HourglassError>, Never>) in
-            let reply = _Reply(continuation)
-            if !engine.submit(.close(reply)) { reply.resume(returning: .success(())) }
+            engine.enter(.close(_Reply(continuation)))
         }
+        if case .failure(.closed) = result { return }
         try result.get()
     }
 
@@ -226,25 +230,30 @@ public final class HourglassEngine: Sendable {
                 }
             }
         }
-        if !engine.submit(contentsOf: requests) {
-            for request in requests { _Engine.refuse(request) }
-        }
+        engine.enter(contentsOf: requests)
     }
 
     /// Queues an acknowledgement now; `completion` gets whether it took effect.
     package func submitAck(_ delivery: Delivery, completion: @escaping @Sendable (Result<Bool, HourglassError>) -> Void) {
-        guard delivery.engine == identity else {
+        guard delivery.engine == engine.serial else {
             completion(.success(false))
             return
         }
-        let ref = _DeliveryRef(id: delivery.id.bytes, handle: delivery.handle, generation: delivery.generation, attempt: delivery.attempt)
-        let reply = _Reply<Bool>(callback: completion)
-        if !engine.submit(.ack(ref, reply)) { reply.resume(returning: .failure(.closed)) }
+        engine.enter(.ack(delivery.ref, _Reply<Bool>(callback: completion)))
     }
 
     // MARK: Validation
 
-    private var identity: ObjectIdentifier { engine.identity }
+    /// The deadline `delay` from now by the engine's clock; refused when `delay` is negative or
+    /// the deadline would pass `Deadline.latest`.
+    private func deadline(after delay: Duration) throws(HourglassError) -> Int64 {
+        let ms = delay.wholeMillisecondsRoundedUp
+        let (deadline, overflow) = clock.now().addingReportingOverflow(ms)
+        if overflow || delay < .zero || deadline > Deadline.latest.millisecondsSinceEpoch {
+            throw .deadlineOutOfRange(milliseconds: overflow ? .max : deadline)
+        }
+        return deadline
+    }
 
     private func checkID(_ id: TimerID) throws(HourglassError) {
         if id.bytes.isEmpty { throw .emptyID }
@@ -275,7 +284,24 @@ public struct TimerRequest: Sendable {
     }
 }
 
-/// Gives each engine an identity that deliveries carry, so that an ack cannot reach another engine.
-final class _IdentityBox: @unchecked Sendable {
-    weak var owner: HourglassEngine?
+/// Numbers the engines opened in this process: a delivery names its engine by this serial,
+/// which is never reused (an address would be, once the engine is freed).
+enum _EngineSerial {
+    private static let counter = Atomic<UInt64>(0)
+    static func next() -> UInt64 { counter.add(1, ordering: .relaxed).newValue }
+}
+
+/// At-most-once delivery: a consumer's take of a delivery is what counts as delivered.
+final class _Taker: Sendable {
+    let engine: _Engine
+    init(_ engine: _Engine) { self.engine = engine }
+
+    /// Whether the delivery is the consumer's (logged as done); false when it was cancelled or
+    /// replaced meanwhile, or the engine closed (then it is delivered again after a reopen).
+    nonisolated(nonsending)
+    func take(_ delivery: Delivery) async -> Bool {
+        let ref = delivery.ref
+        let result = await engine.perform({ $0.take(ref) }, orQueue: { .take(ref, $0) })
+        return (try? result.get()) ?? false
+    }
 }

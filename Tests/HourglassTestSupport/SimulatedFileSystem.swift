@@ -220,6 +220,19 @@ public final class SimulatedFileSystem: StorageFileSystem, @unchecked Sendable {
         holdCondition.wait(seconds: seconds) { heldCount > 0 }
     }
 
+    /// The same, without holding a thread of the concurrency pool while it waits: the held
+    /// sync may be a caller's own (under `always` a lone caller syncs on its own thread), and
+    /// the pool has as many threads as cores.
+    @discardableResult
+    public func waitForHeldSync(seconds: Double) async -> Bool {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            if holdCondition.withLock({ heldCount > 0 }) { return true }
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+        return holdCondition.withLock { heldCount > 0 }
+    }
+
     /// Lets the held syncs go on.
     public func releaseSyncs() {
         holdCondition.withLock { heldText = nil }

@@ -1409,7 +1409,7 @@ struct TargetedFaultTests {
                 return .failure(error)
             }
         }
-        #expect(fileSystem.waitForHeldSync(seconds: 10), "b's msync never started")
+        #expect(await fileSystem.waitForHeldSync(seconds: 10), "b's msync never started")
         let checkpoint = await awaitWithTimeout(seconds: 10) { () async -> Bool in (try? await engine.checkpoint()) != nil }
         fileSystem.releaseSyncs()
         #expect(checkpoint == true)

@@ -2,73 +2,101 @@ import CoreMetrics
 import HourglassCore
 import HourglassStorage
 import Logging
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import Synchronization
 
-/// The single owner of the wheel (and, for a directory, of the log): a dedicated thread that
-/// takes whatever requests are waiting, applies them, writes them as one frame, syncs per
-/// policy, answers every caller in the batch, then fires what is due. Between batches it
-/// gives slices of time to background work: loading the rest of a checkpoint after a restart,
-/// and writing a new checkpoint.
+/// What a thread arriving at the door becomes.
+enum _DoorRole { case refused, queued, leader }
+
+/// What the door guards: who leads, and what waits for the leader.
+struct _DoorState {
+    /// Someone holds the engine: a caller, or the clock thread.
+    var leading = false
+    /// False once the engine has closed: every request is refused.
+    var accepting = true
+    /// Requests left by callers that found the engine held, in arrival order.
+    var queue: [_Request] = []
+    /// The clock thread found the engine held: its leader does the housekeeping before leaving.
+    var housekeepingRequested = false
+    /// A leader that had led long enough handed the engine, held, to the clock thread.
+    var handedToClock = false
+}
+
+/// The single writer of the wheel and the log, without a thread of its own on the hot path.
 ///
-/// Only the engine thread touches the wheel and the journal. Callers touch `inbox`,
-/// `wakeRequested` and `accepting`, under `lock`.
+/// At most one thread at a time *leads*: it alone touches the wheel and the journal. A caller
+/// that finds the engine free takes it, does its own work, writes its frame and returns, on its
+/// own thread, without waiting for anyone (under `interval` and `none`: its record is in the
+/// log's mapping, which a process crash cannot lose). A caller that finds it held leaves its
+/// request in the door's queue and waits; the leader, before it lets go, applies everything
+/// queued as one group (one frame) and answers it. So callers that arrive together form write
+/// groups whose cost is shared (RocksDB's `WriteThread`, LevelDB's writer queue), and a lone
+/// caller pays for nothing but its own work. Under `always` every caller waits for a sync, and
+/// one sync covers every group written before it (see `_Syncer`).
+///
+/// The clock thread (`_Ticker`) leads only when the engine has work of its own: firing at a
+/// deadline while nobody calls, the interval sync, loading or writing a checkpoint.
 final class _Engine: @unchecked Sendable {
-    // MARK: Shared with callers (under `lock`)
+    private let door = Mutex(_DoorState())
 
-    let lock = _ConditionLock()
-    private var inbox: [_Request] = []
-    private var wakeRequested = false
-    private var accepting = true
+    // MARK: Leader only (whoever holds the door)
 
-    // MARK: Engine thread only
-
-    private var wheel: TimerWheel
+    var wheel: TimerWheel
     let clock: any HourglassClock
     let configuration: Configuration
     let deliveries: _DeliveryQueue
-    private var journal: _WALJournal?
-    private var stoppedReason: String?
+    var journal: _WALJournal?
+    var stoppedReason: String?
     /// The failure that stopped the engine: `close` reports it.
-    private var stoppedBy: HourglassError?
-    private var fired: [TimerHandle] = []
-    private var outgoing: [Delivery] = []
-    private var lastSyncNanoseconds: UInt64 = monotonicNanoseconds()
-    private var unsynced = false
-    private var counters = EngineStats()
-    let identity: ObjectIdentifier
-    private let redeliveryMilliseconds: Int64
-    private let logger: Logger
+    var stoppedBy: HourglassError?
+    var fired: [TimerHandle] = []
+    var outgoing: [Delivery] = []
+    var barriers: [UnsafeContinuation<EngineStats, Never>] = []
+    var lastSyncNanoseconds: UInt64 = monotonicNanoseconds()
+    var unsynced = false
+    /// A sync this leader claimed (under `always`), run once it lets go of the door.
+    var claimedSync: (batch: LogWriter.SyncBatch, replies: _Replies)?
+    var counters = EngineStats()
+    /// Distinguishes this engine from every other opened in the process (deliveries carry it).
+    let serial: UInt64
+    let redeliveryMilliseconds: Int64
+    let logger: Logger
+    /// Whether a call returns once its record is written (`interval`, `none`), not synced.
+    let returnsOnWrite: Bool
 
     /// The rest of the checkpoint still loading after a restart.
-    private var loader: _CheckpointLoader?
+    var loader: _CheckpointLoader?
     /// Cancels of ids not held while the checkpoint loads: answered when it is known whether
     /// the timer existed.
-    private var deferredCancels: [([UInt8], _Reply<Bool>)] = []
+    var deferredCancels: [([UInt8], _Reply<Bool>)] = []
     /// The checkpoint being written.
-    private var checkpointJob: _CheckpointJob?
+    var checkpointJob: _CheckpointJob?
     /// Callers of `checkpoint()`, with the sequence number the checkpoint must reach.
-    private var checkpointWaiters: [(_Reply<Void>, UInt64)] = []
+    var checkpointWaiters: [(_Reply<Void>, UInt64)] = []
     /// `journal.bytesWritten` when the last checkpoint began; negative at first, by the log
     /// bytes recovery replayed (they are part of the log since the last checkpoint).
-    private var logBytesAtLastCheckpoint = 0
+    var logBytesAtLastCheckpoint = 0
     /// When the last checkpoint began (or the engine opened), by the engine's clock.
-    private var lastCheckpointAt: Int64
-    private let checkpointIntervalMilliseconds: Int64?
-    private var checkpointRequested = false
-    private var metrics: _EngineMetrics
+    var lastCheckpointAt: Int64
+    let checkpointIntervalMilliseconds: Int64?
+    var checkpointRequested = false
+    var metrics: _EngineMetrics
+    var turnsSinceMetrics = 0
     /// When `open` began (for `fullyLoadedMilliseconds`).
-    private let openedNanoseconds: UInt64
+    let openedNanoseconds: UInt64
     /// Syncs the log and answers the callers waiting on it (directory engines only).
-    private let syncer: _Syncer?
-    private var scheduledTotal = 0
-    private var cancelledTotal = 0
+    let syncer: _Syncer?
+    let ticker = _Ticker()
+    /// The wall-clock time up to which the clock thread's plan holds: a deadline before it
+    /// moves the plan forward.
+    var plannedUntil: Int64 = .min
+    var planNeeded = true
+    /// The `close` request, once applied: nothing after it is.
+    var closeReply: _Reply<Void>?
+    var scheduledTotal = 0
+    var cancelledTotal = 0
 
     init(wheel: consuming TimerWheel, journal: _WALJournal?, loader: _CheckpointLoader?, clock: any HourglassClock,
-         configuration: Configuration, deliveries: _DeliveryQueue, identity: ObjectIdentifier, checkpointNow: Bool,
+         configuration: Configuration, deliveries: _DeliveryQueue, serial: UInt64, checkpointNow: Bool,
          openedNanoseconds: UInt64, logReplayMilliseconds: Double = 0, replayedLogBytes: Int = 0) {
         self.openedNanoseconds = openedNanoseconds
         self.logBytesAtLastCheckpoint = -replayedLogBytes
@@ -80,10 +108,11 @@ final class _Engine: @unchecked Sendable {
         self.clock = clock
         self.configuration = configuration
         self.deliveries = deliveries
-        self.identity = identity
+        self.serial = serial
         self.redeliveryMilliseconds = max(1, configuration.redeliveryTimeout.wholeMillisecondsRoundedUp)
         self.logger = configuration.logger
         self.checkpointRequested = checkpointNow
+        if case .always = configuration.durability { returnsOnWrite = false } else { returnsOnWrite = true }
         let metrics = _EngineMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory, dimensions: configuration.metricsDimensions)
         self.metrics = metrics
         if journal != nil {
@@ -96,127 +125,267 @@ final class _Engine: @unchecked Sendable {
         counters.logReplayMilliseconds = logReplayMilliseconds
     }
 
-    // MARK: Callers' side
-
-    /// Queues a request; false when the engine no longer accepts any (closed).
-    func submit(_ request: _Request) -> Bool {
-        lock.lock()
-        guard accepting else {
-            lock.unlock()
-            return false
-        }
-        inbox.append(request)
-        lock.signal()
-        lock.unlock()
-        return true
-    }
-
-    /// Queues several requests at once: the engine takes them in the same batch, so they are
-    /// all applied before it fires anything. False when the engine no longer accepts any.
-    func submit(contentsOf requests: [_Request]) -> Bool {
-        lock.lock()
-        guard accepting else {
-            lock.unlock()
-            return false
-        }
-        inbox.append(contentsOf: requests)
-        lock.signal()
-        lock.unlock()
-        return true
-    }
-
-    /// Asks the engine thread to look again (the clock moved, the checkpoint thread progressed).
-    func wake() {
-        lock.withLock {
-            wakeRequested = true
-            lock.signal()
-        }
-    }
-
     func start() {
-        _startThread(name: "hourglass") { [self] in run() }
+        ticker.start { [self] in clockTurn() }
+        ticker.wake()
     }
 
-    // MARK: The loop
+    /// Asks for a turn of the clock thread (the clock moved, the checkpoint thread progressed).
+    func wake() { ticker.wake() }
 
-    private func run() {
-        var batch: [_Request] = []
-        var closeReply: _Reply<Void>? = nil
-        while closeReply == nil {
-            lock.lock()
-            while inbox.isEmpty && !wakeRequested {
-                guard let wait = waitNanoseconds(), wait > 0 else { break }
-                lock.wait(nanoseconds: wait == .max ? nil : wait)
-            }
-            wakeRequested = false
-            swap(&batch, &inbox)
-            lock.unlock()
+    // MARK: Entering
 
-            let batchStarted = monotonicNanoseconds()
-            if stoppedReason == nil, let failure = syncer?.failed { stop(because: failure) }
-            var replies = _Replies()
-            var barriers: [UnsafeContinuation<EngineStats, Never>] = []
-            for (position, request) in batch.enumerated() {
-                // Start loading what a request a few places ahead will touch, so the cache
-                // misses of a large batch overlap.
-                if position + 8 < batch.count { prefetch(for: batch[position + 8]) }
-                switch request {
-                case let .schedule(item, reply):
-                    replies.append(reply, schedule(item))
-                case let .scheduleBatch(items, reply):
-                    replies.append(reply, schedule(items))
-                case let .cancel(id, reply):
-                    if let result = cancel(id) {
-                        replies.append(reply, result)
-                    } else {
-                        deferredCancels.append((id, reply))
-                    }
-                case let .ack(ref, reply):
-                    replies.append(reply, ack(ref))
-                case let .retry(ref, delay, reply):
-                    replies.append(reply, retry(ref, delayMilliseconds: delay))
-                case let .stats(reply):
-                    barriers.append(reply)
-                case let .checkpoint(reply):
-                    if let error = refuseIfStopped() {
-                        replies.append(reply, .failure(error))
-                    } else if let journal {
-                        checkpointWaiters.append((reply, journal.nextSequence))
-                        checkpointRequested = true
-                    } else {
-                        replies.append(reply, .success(()))  // in memory: nothing to write
-                    }
-                case let .close(reply):
-                    // Everything queued before `close` is applied; nothing after it.
-                    closeReply = reply
-                }
+    /// Runs `body` as leader when the engine is free and the policy lets a call return once
+    /// written; otherwise leaves `request(reply)` for the leader (or leads it, if the engine
+    /// was freed meanwhile) and waits for the answer.
+    @inline(__always)
+    nonisolated(nonsending)
+    func perform<T: Sendable>(
+        _ body: (_Engine) -> Result<T, HourglassError>, orQueue request: (_Reply<T>) -> _Request
+    ) async -> Result<T, HourglassError> {
+        if returnsOnWrite && tryLead() {
+            noteSyncFailure()
+            let result = body(self)
+            if let failure = leave() { return .failure(failure) }
+            return result
+        }
+        return await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<T, HourglassError>, Never>) in
+            enter(request(_Reply(continuation)))
+        }
+    }
+
+    /// `cancel` through the door. While a checkpoint loads after a restart, a cancel of an id
+    /// not loaded yet is answered once the load tells whether the timer existed.
+    nonisolated(nonsending)
+    func cancelThroughDoor(_ id: [UInt8]) async -> Result<Bool, HourglassError> {
+        if returnsOnWrite && tryLead() {
+            noteSyncFailure()
+            if let result = cancel(id) {
+                if let failure = leave() { return .failure(failure) }
+                return result
             }
-            let hadRequests = !batch.isEmpty
-            batch.removeAll(keepingCapacity: true)
-            if closeReply == nil { fireDue() }
-            commit(&replies, force: closeReply != nil)
-            replies.resumeAll()
-            if !outgoing.isEmpty {
-                deliveries.push(outgoing)
-                outgoing.removeAll(keepingCapacity: true)
-            }
-            if closeReply == nil {
-                // Background work gets at most as much time as requests just had (so requests
-                // keep at least half the thread), and 5 ms slices when there are none.
-                let spent = monotonicNanoseconds() - batchStarted
-                backgroundWork(budgetNanoseconds: hadRequests ? max(20_000, spent) : 5_000_000)
-            }
-            var light = counters
-            light.pending = wheel.count - wheel.inFlightCount
-            light.inFlight = wheel.inFlightCount
-            light.logBytesWritten = journal?.bytesWritten ?? 0
-            metrics.update(light, scheduled: scheduledTotal, cancelled: cancelledTotal)
-            if !barriers.isEmpty {
-                let snapshot = stats()
-                for barrier in barriers { barrier.resume(returning: snapshot) }
+            return await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Bool, HourglassError>, Never>) in
+                deferredCancels.append((id, _Reply(continuation)))
+                leave()
             }
         }
-        finish(closeReply!)
+        return await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Bool, HourglassError>, Never>) in
+            enter(.cancel(id, _Reply(continuation)))
+        }
+    }
+
+    /// Takes the door if it is free.
+    @inline(__always)
+    func tryLead() -> Bool {
+        door.withLock { state in
+            guard !state.leading && state.accepting else { return false }
+            state.leading = true
+            return true
+        }
+    }
+
+    /// Leaves `request` for the leader, or leads it when the engine is free. Refused once closed.
+    func enter(_ request: _Request) {
+        enter(contentsOf: CollectionOfOne(request))
+    }
+
+    /// Leaves several requests at once, in order: they are applied in one group, before anything
+    /// fires (so a cancel right after the schedule of a timer already due still wins).
+    func enter(contentsOf requests: some Collection<_Request>) {
+        let role = door.withLock { state -> _DoorRole in
+            guard state.accepting else { return .refused }
+            if state.leading {
+                state.queue.append(contentsOf: requests)
+                return .queued
+            }
+            state.leading = true
+            return .leader
+        }
+        switch role {
+        case .refused:
+            for request in requests { Self.refuse(request) }
+        case .queued:
+            break
+        case .leader:
+            var replies = _Replies()
+            apply(Array(requests), into: &replies)
+            _ = leave(replies)
+        }
+    }
+
+    // MARK: Leading
+
+    /// Ends a turn of leadership: fires what is due, writes the group's frame, answers it, then
+    /// takes what callers queued meanwhile as the next group, until none is left. A leader that
+    /// has led many groups hands the engine, still held, to the clock thread, so that its own
+    /// caller is not kept. Returns the failure that stopped the engine while writing the first
+    /// group (the leader's own work is not durable then).
+    @discardableResult
+    func leave(_ replies: consuming _Replies = _Replies()) -> HourglassError? {
+        var replies = replies
+        var firstFailure: HourglassError? = nil
+        var groups = 0
+        while true {
+            let started = monotonicNanoseconds()
+            let failure = endGroup(&replies)
+            if groups == 0 { firstFailure = failure }
+            groups += 1
+            if closeReply != nil {
+                finish()
+                return firstFailure
+            }
+            let sync = claimedSync
+            claimedSync = nil
+            enum Next { case group([_Request]), housekeeping, done }
+            let next = door.withLock { state -> Next in
+                if state.housekeepingRequested {
+                    state.housekeepingRequested = false
+                    return .housekeeping
+                }
+                if state.queue.isEmpty {
+                    state.leading = false
+                    return .done
+                }
+                if groups >= 16 {
+                    state.handedToClock = true
+                    return .done
+                }
+                var batch: [_Request] = []
+                swap(&batch, &state.queue)
+                return .group(batch)
+            }
+            // The sync this group claimed runs outside the door, so the next group forms meanwhile.
+            if let sync { syncer?.perform(sync.batch, sync.replies) }
+            switch next {
+            case .done:
+                if groups >= 16 { ticker.wake() }
+                return firstFailure
+            case .housekeeping:
+                housekeeping(budgetNanoseconds: max(20_000, monotonicNanoseconds() - started))
+            case let .group(batch):
+                apply(batch, into: &replies)
+            }
+        }
+    }
+
+    /// The end of a group: fire what is due, write and answer the group, hand over deliveries,
+    /// answer `stats()` barriers, replan the clock thread if needed. Returns the commit's failure.
+    private func endGroup(_ replies: inout _Replies) -> HourglassError? {
+        if closeReply == nil { fireDue() }
+        let failure = commit(&replies)
+        replies.resumeAll()
+        replies = _Replies()
+        if !outgoing.isEmpty {
+            deliveries.push(outgoing)
+            outgoing.removeAll(keepingCapacity: true)
+        }
+        turnsSinceMetrics += 1
+        if turnsSinceMetrics >= 256 || !barriers.isEmpty { publishMetrics() }
+        if !barriers.isEmpty {
+            let snapshot = stats()
+            for barrier in barriers { barrier.resume(returning: snapshot) }
+            barriers.removeAll()
+        }
+        if planNeeded && closeReply == nil { planClock() }
+        return failure
+    }
+
+    /// A turn of the clock thread: lead if the engine is free (or was handed over), else ask
+    /// its leader to do the housekeeping before it leaves.
+    private func clockTurn() {
+        let leads = door.withLock { state -> Bool in
+            if state.handedToClock {
+                state.handedToClock = false
+                return true
+            }
+            guard state.accepting else { return false }
+            if state.leading {
+                state.housekeepingRequested = true
+                return false
+            }
+            state.leading = true
+            return true
+        }
+        guard leads else { return }
+        housekeeping(budgetNanoseconds: 5_000_000)
+        leave()
+    }
+
+    /// The engine's own work, done by whoever leads when it is asked for: background slices
+    /// (checkpoint loading and writing), then a new plan for the clock thread. Firing and the
+    /// interval sync follow in `endGroup`.
+    func housekeeping(budgetNanoseconds: UInt64) {
+        if stoppedReason == nil, let failure = syncer?.failed { stop(because: failure) }
+        if closeReply == nil { backgroundWork(budgetNanoseconds: budgetNanoseconds) }
+        planNeeded = true
+    }
+
+    /// A sync that failed since the last group stops the engine before the next one applies.
+    @inline(__always)
+    func noteSyncFailure() {
+        if stoppedReason == nil, let failure = syncer?.failed { stop(because: failure) }
+    }
+
+    func publishMetrics() {
+        turnsSinceMetrics = 0
+        var light = counters
+        light.pending = wheel.count - wheel.inFlightCount
+        light.inFlight = wheel.inFlightCount
+        light.logBytesWritten = journal?.bytesWritten ?? 0
+        metrics.update(light, scheduled: scheduledTotal, cancelled: cancelledTotal)
+    }
+
+    // MARK: Applying a group
+
+    func apply(_ batch: [_Request], into replies: inout _Replies) {
+        noteSyncFailure()
+        for (position, request) in batch.enumerated() {
+            if closeReply != nil {
+                Self.refuse(request)  // nothing after `close` is applied
+                continue
+            }
+            // Start loading what a request a few places ahead will touch, so the cache misses
+            // of a large group overlap.
+            if position + 8 < batch.count { prefetch(for: batch[position + 8]) }
+            apply(request, into: &replies)
+        }
+    }
+
+    private func apply(_ request: _Request, into replies: inout _Replies) {
+        switch request {
+        case let .schedule(item, reply):
+            replies.append(reply, schedule(item))
+        case let .scheduleBatch(items, reply):
+            replies.append(reply, schedule(items))
+        case let .cancel(id, reply):
+            if let result = cancel(id) {
+                replies.append(reply, result)
+            } else {
+                deferredCancels.append((id, reply))
+            }
+        case let .ack(ref, reply):
+            replies.append(reply, ack(ref))
+        case let .ackBatch(refs, reply):
+            replies.append(reply, ack(refs))
+        case let .take(ref, reply):
+            replies.append(reply, take(ref))
+        case let .retry(ref, delay, reply):
+            replies.append(reply, retry(ref, delayMilliseconds: delay))
+        case let .stats(reply):
+            barriers.append(reply)
+        case let .checkpoint(reply):
+            if let error = refuseIfStopped() {
+                replies.append(reply, .failure(error))
+            } else if let journal {
+                checkpointWaiters.append((reply, journal.nextSequence))
+                checkpointRequested = true
+                planNeeded = true
+            } else {
+                replies.append(reply, .success(()))  // in memory: nothing to write
+            }
+        case let .close(reply):
+            closeReply = reply
+        }
     }
 
     @inline(__always)
@@ -224,276 +393,60 @@ final class _Engine: @unchecked Sendable {
         switch request {
         case let .schedule(item, _): item.id.bytes.withUnsafeBytes { wheel.prefetchIndex(id: $0) }
         case let .cancel(id, _): id.withUnsafeBytes { wheel.prefetchIndex(id: $0) }
-        case let .ack(ref, _), let .retry(ref, _, _): wheel.prefetch(TimerHandle(rawValue: ref.handle))
+        case let .ack(ref, _), let .retry(ref, _, _), let .take(ref, _): wheel.prefetch(TimerHandle(rawValue: ref.handle))
         default: break
-        }
-    }
-
-    /// How long the thread may sleep: 0 when there is work now, `.max` for no limit.
-    private func waitNanoseconds() -> UInt64? {
-        if stoppedReason == nil && (loader != nil || checkpointJob?.isRunnable == true || checkpointDue) { return 0 }
-        var wait = UInt64.max
-        if unsynced, case let .interval(ms) = configuration.durability {
-            let due = lastSyncNanoseconds &+ UInt64(ms) * 1_000_000
-            let now = monotonicNanoseconds()
-            if due <= now { return 0 }
-            wait = due - now
-        }
-        if checkpointJob != nil { wait = min(wait, 50_000_000) }  // poll the checkpoint thread too
-        if stoppedReason == nil, !clock.isManual, let due = checkpointIntervalDueTime() {
-            wait = min(wait, nanosecondsUntil(due))
-        }
-        guard stoppedReason == nil, let next = nextWorkTime() else { return wait }
-        if clock.isManual {
-            return next <= clock.now() ? 0 : wait
-        }
-        let untilNext = nanosecondsUntil(next)
-        if untilNext == 0 { return 0 }
-        // Look at the wall clock at least every 100 ms, so that a step forward fires what became
-        // due without waiting for the old deadline.
-        return min(wait, untilNext, 100_000_000)
-    }
-
-    /// The earliest time at which firing has work: the next deadline (when the in-flight window
-    /// has room) or the next redelivery.
-    private func nextWorkTime() -> Int64? {
-        guard configuration.deliversTimers else { return nil }
-        var next = wheel.nextRedelivery()
-        if roomToFire() > 0, let deadline = wheel.nextDeadline() {
-            next = min(next ?? deadline, deadline)
-        }
-        return next
-    }
-
-    private func nanosecondsUntil(_ milliseconds: Int64) -> UInt64 {
-        if clock is SystemClock {
-            var ts = timespec()
-            clock_gettime(CLOCK_REALTIME, &ts)
-            let now = Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
-            let target = milliseconds.multipliedReportingOverflow(by: 1_000_000)
-            if target.overflow { return .max }
-            return target.partialValue <= now ? 0 : UInt64(target.partialValue - now)
-        }
-        let now = clock.now()
-        return milliseconds <= now ? 0 : UInt64(min(milliseconds - now, Int64.max / 1_000_000)) * 1_000_000
-    }
-
-    // MARK: Requests
-
-    private func refuseIfStopped() -> HourglassError? {
-        stoppedReason.map { HourglassError.stopped(reason: $0) }
-    }
-
-    private func schedule(_ item: TimerRequest) -> Result<Void, HourglassError> {
-        if let error = refuseIfStopped() { return .failure(error) }
-        return apply(item)
-    }
-
-    private func schedule(_ items: [TimerRequest]) -> Result<Void, HourglassError> {
-        if let error = refuseIfStopped() { return .failure(error) }
-        // A software pipeline: start loading the index slots of ids a few items ahead, so the
-        // cache misses of a large batch overlap.
-        let lookahead = 8
-        for i in 0 ..< items.count {
-            if i + lookahead < items.count {
-                items[i + lookahead].id.bytes.withUnsafeBytes { wheel.prefetchIndex(id: $0) }
-            }
-            if case let .failure(error) = apply(items[i]) { return .failure(error) }
-        }
-        return .success(())
-    }
-
-    private func apply(_ item: TimerRequest) -> Result<Void, HourglassError> {
-        let deadline = item.deadline.millisecondsSinceEpoch
-        let result = item.id.bytes.withUnsafeBytes { id in
-            item.payload.withUnsafeBytes { payload in
-                Result { () throws(TimerWheel.CapacityError) in
-                    _ = try wheel.schedule(id: id, deadline: deadline, payload: payload, attempt: 1)
-                    journal?.schedule(id: id, deadline: deadline, attempt: 1, payload: payload)
-                    scheduledTotal += 1
-                }
-            }
-        }
-        switch result {
-        case .success: return .success(())
-        case .failure(.tooManyTimers): return .failure(.capacityExceeded("the engine holds 2^32 - 1 timers"))
-        case .failure(.arenaFull): return .failure(.capacityExceeded("ids and payloads held in memory would pass 32 GiB"))
-        }
-    }
-
-    /// nil: the answer waits until the checkpoint has loaded (the timer may be in the rest).
-    private func cancel(_ id: [UInt8]) -> Result<Bool, HourglassError>? {
-        if let error = refuseIfStopped() { return .failure(error) }
-        return id.withUnsafeBytes { id -> Result<Bool, HourglassError>? in
-            let found = wheel.cancel(id: id)
-            if found { cancelledTotal += 1 }
-            guard let loader else {
-                if found { journal?.cancel(id: id) }
-                return .success(found)
-            }
-            // While the checkpoint loads, the cancel must win over a copy not loaded yet.
-            loader.tombstones.insert(id)
-            journal?.cancel(id: id)
-            return found ? .success(true) : nil
-        }
-    }
-
-    /// Removes a held timer for good (ack, last attempt, at-most-once delivery), logging it.
-    private func removeForGood(_ handle: TimerHandle) {
-        wheel.withID(of: handle) { id in
-            journal?.ack(id: id)
-            loader?.tombstones.insert(id)
-        }
-        wheel.remove(handle)
-    }
-
-    /// The timer a delivery refers to, if it is still that delivery in flight.
-    private func inFlightTimer(_ ref: _DeliveryRef) -> TimerHandle? {
-        let handle = TimerHandle(rawValue: ref.handle)
-        guard wheel.isHeld(handle), wheel.isInFlight(handle),
-              wheel.generation(of: handle) == ref.generation,
-              Int(wheel.attempt(of: handle)) == ref.attempt
-        else { return nil }
-        return handle
-    }
-
-    private func ack(_ ref: _DeliveryRef) -> Result<Bool, HourglassError> {
-        if let error = refuseIfStopped() { return .failure(error) }
-        guard let handle = inFlightTimer(ref) else { return .success(false) }
-        removeForGood(handle)
-        counters.acknowledged += 1
-        return .success(true)
-    }
-
-    private func retry(_ ref: _DeliveryRef, delayMilliseconds: Int64) -> Result<Bool, HourglassError> {
-        if let error = refuseIfStopped() { return .failure(error) }
-        guard let handle = inFlightTimer(ref) else { return .success(false) }
-        let attempt = Int(wheel.attempt(of: handle)) + 1
-        if let maxAttempts = configuration.maxAttempts, attempt > maxAttempts {
-            removeForGood(handle)  // out of attempts: the timer is done
-            counters.exhausted += 1
-            return .success(false)
-        }
-        let deadline = min(max(clock.now().addingReportingOverflow(delayMilliseconds).partialValue, 0), TimerWheel.maxDeadline)
-        wheel.rearm(handle, deadline: deadline, attempt: UInt32(attempt))
-        ref.id.withUnsafeBytes { journal?.retry(id: $0, deadline: deadline, attempt: UInt32(attempt)) }
-        counters.retried += 1
-        return .success(true)
-    }
-
-    // MARK: Firing
-
-    private func roomToFire() -> Int {
-        switch configuration.deliveryMode {
-        case .atLeastOnce: return configuration.maxInFlight - wheel.inFlightCount
-        case .atMostOnce: return configuration.maxInFlight - deliveries.buffered
-        }
-    }
-
-    /// Fires what is due at the clock's time: redeliveries first (they are older), then due
-    /// timers in deadline order while the in-flight window has room. While a checkpoint is still
-    /// loading, only timers due before the first one not yet loaded fire.
-    private func fireDue() {
-        guard stoppedReason == nil, configuration.deliversTimers else { return }
-        let now = clock.now()
-        if configuration.deliveryMode == .atLeastOnce {
-            fired.removeAll(keepingCapacity: true)
-            _ = wheel.takeRedeliveries(through: now, limit: .max, into: &fired)
-            for handle in fired { deliver(handle, now: now, redelivery: true) }
-        }
-        let horizon = loader.map { min(now, $0.loadedDeadline - 1) } ?? now
-        while true {
-            let room = roomToFire()
-            guard room > 0 else { break }
-            let limit = min(room, 4096)
-            fired.removeAll(keepingCapacity: true)
-            let count = wheel.advance(to: horizon, limit: limit, into: &fired)
-            for handle in fired { deliver(handle, now: now, redelivery: false) }
-            if count < limit { break }
-        }
-    }
-
-    private func deliver(_ handle: TimerHandle, now: Int64, redelivery: Bool) {
-        var attempt = wheel.attempt(of: handle)
-        if redelivery {
-            attempt += 1
-            if let maxAttempts = configuration.maxAttempts, Int(attempt) > maxAttempts {
-                removeForGood(handle)
-                counters.exhausted += 1
-                return
-            }
-            let deadline = wheel.deadline(of: handle)
-            if deadline > now {
-                // Nothing is delivered before its deadline. An in-flight timer whose deadline is
-                // still ahead (the wall clock went back across a restart, or a salvage dropped
-                // the reschedule that came before its FIRE) waits for it: a retry at its deadline.
-                wheel.rearm(handle, deadline: deadline, attempt: attempt)
-                wheel.id(of: handle).withUnsafeBytes { journal?.retry(id: $0, deadline: deadline, attempt: attempt) }
-                return
-            }
-            wheel.setAttempt(attempt, of: handle)
-            counters.redelivered += 1
-        }
-        let id = wheel.id(of: handle)
-        outgoing.append(Delivery(
-            id: TimerID(bytes: id),
-            deadline: Deadline(millisecondsSinceEpoch: wheel.deadline(of: handle)),
-            payload: wheel.payload(of: handle),
-            attempt: Int(attempt),
-            firedAt: Deadline(millisecondsSinceEpoch: now),
-            handle: handle.rawValue,
-            generation: wheel.generation(of: handle),
-            engine: identity))
-        counters.delivered += 1
-        metrics.lateness.recordMilliseconds(max(0, now - wheel.deadline(of: handle)))
-        switch configuration.deliveryMode {
-        case .atLeastOnce:
-            let redeliverAt = min(now.addingReportingOverflow(redeliveryMilliseconds).partialValue, TimerWheel.maxDeadline)
-            wheel.markInFlight(handle, redeliverAt: redeliverAt)
-            id.withUnsafeBytes { journal?.fire(id: $0, attempt: attempt) }
-        case .atMostOnce:
-            removeForGood(handle)
         }
     }
 
     // MARK: Durability
 
-    /// Writes the batch's records as one frame, then hands the sync to the sync thread as the
-    /// policy asks: with `always`, together with the batch's replies, which are answered once
-    /// the sync covering them is done (group commit); otherwise the replies are answered at
-    /// once and the log is synced every interval (or, with `none`, only at close). A failure
-    /// stops the engine: every reply of the batch becomes the error.
-    private func commit(_ replies: inout _Replies, force: Bool) {
-        guard let journal, let syncer, stoppedReason == nil else { return }
+    /// Writes the group's records as one frame, then answers or syncs as the policy asks: under
+    /// `always` the group waits for a sync that covers it (claimed here, in log order); otherwise
+    /// it is answered at once and the log is synced every interval by the sync thread (or, with
+    /// `none`, only at close). A failure stops the engine: every reply of the group gets it.
+    private func commit(_ replies: inout _Replies) -> HourglassError? {
+        guard let journal, let syncer, stoppedReason == nil else { return refuseIfStopped() }
+        let grownBefore = journal.bytesWritten - logBytesAtLastCheckpoint
         do throws(HourglassError) {
-            if try journal.commit() { unsynced = true }
+            if try journal.commit() {
+                if !unsynced { planNeeded = true }  // the clock thread syncs an interval from now
+                unsynced = true
+                let grown = journal.bytesWritten - logBytesAtLastCheckpoint
+                if checkpointJob == nil && (grown >= configuration.checkpointLogBytes || (grownBefore <= 0 && checkpointIntervalMilliseconds != nil)) {
+                    planNeeded = true  // a checkpoint is due, or the interval now runs: the clock thread knows when
+                }
+            }
         } catch {
             stop(because: error)
             replies.failAll(with: error)
-            return
+            return error
         }
-        let syncNow: Bool
         switch configuration.durability {
         case .always:
-            if unsynced || !replies.isEmpty {
-                syncer.submit(unsynced ? journal.takeSyncBatch() : LogWriter.SyncBatch(), replies)
-                replies = _Replies()
+            guard unsynced || !replies.isEmpty else { break }
+            let batch = unsynced ? journal.takeSyncBatch() : LogWriter.SyncBatch()
+            unsynced = false
+            if var claimed = claimedSync {
+                claimed.batch.append(batch)
+                claimed.replies.append(contentsOf: replies)
+                claimedSync = claimed
+            } else if syncer.claim(batch, replies) {
+                claimedSync = (batch, replies)
             }
-            syncNow = false
-            unsynced = false
+            replies = _Replies()
         case let .interval(ms):
-            syncNow = unsynced && (force || monotonicNanoseconds() - lastSyncNanoseconds >= UInt64(ms) * 1_000_000)
+            if unsynced && monotonicNanoseconds() - lastSyncNanoseconds >= UInt64(ms) * 1_000_000 {
+                syncer.handToThread(journal.takeSyncBatch(), _Replies())
+                unsynced = false
+                lastSyncNanoseconds = monotonicNanoseconds()
+            }
         case .none:
-            syncNow = unsynced && force
+            break
         }
-        if syncNow {
-            syncer.submit(journal.takeSyncBatch(), _Replies())
-            unsynced = false
-            lastSyncNanoseconds = monotonicNanoseconds()
-        }
+        return nil
     }
 
-    private func stop(because error: HourglassError) {
+    func stop(because error: HourglassError) {
         stoppedReason = error.description
         stoppedBy = error
         logger.error("hourglass stopped accepting changes", metadata: ["error": "\(error)"])
@@ -503,121 +456,24 @@ final class _Engine: @unchecked Sendable {
         checkpointWaiters.removeAll()
     }
 
-    // MARK: Background work: loading and writing checkpoints
-
-    private var checkpointDue: Bool {
-        guard let journal, checkpointJob == nil, stoppedReason == nil, loader == nil else { return false }
-        if checkpointRequested || journal.bytesWritten - logBytesAtLastCheckpoint >= configuration.checkpointLogBytes { return true }
-        guard let due = checkpointIntervalDueTime() else { return false }
-        return clock.now() >= due
-    }
-
-    /// When `checkpointInterval` asks for the next checkpoint, if it does: only once the log
-    /// has grown since the last one. A wall clock stepped back restarts the interval.
-    private func checkpointIntervalDueTime() -> Int64? {
-        guard let interval = checkpointIntervalMilliseconds, let journal,
-              journal.bytesWritten - logBytesAtLastCheckpoint > 0 else { return nil }
-        let now = clock.now()
-        if now < lastCheckpointAt { lastCheckpointAt = now }
-        let due = lastCheckpointAt.addingReportingOverflow(interval)
-        return due.overflow ? .max : due.partialValue
-    }
-
-    private func backgroundWork(budgetNanoseconds: UInt64) {
-        guard stoppedReason == nil else { return }
-        let deadline = monotonicNanoseconds() + budgetNanoseconds
-        if let loader {
-            do throws(HourglassError) {
-                try loader.loadSlice(into: &wheel, until: deadline)
-            } catch {
-                stop(because: error)
-                return
-            }
-            if loader.isDone { finishLoading() }
-            return
-        }
-        if checkpointDue { beginCheckpoint() }
-        if let job = checkpointJob, let outcome = job.advance(wheel: &wheel, until: deadline) {
-            endCheckpoint(job, outcome)
-        }
-    }
-
-    private func finishLoading() {
-        guard let loader else { return }
-        self.loader = nil
-        counters.fullyLoadedMilliseconds = Double(monotonicNanoseconds() - openedNanoseconds) / 1e6
-        for (id, reply) in deferredCancels {
-            let existed = id.withUnsafeBytes { loader.tombstones.isMarked($0) }
-            reply.resume(returning: .success(existed))
-        }
-        deferredCancels.removeAll()
-        logger.info("hourglass finished loading the checkpoint", metadata: ["timers": "\(loader.timersLoaded)"])
-    }
-
-    private func beginCheckpoint() {
-        guard let journal else { return }
-        checkpointRequested = false
-        do throws(HourglassError) {
-            checkpointJob = try journal.beginCheckpoint(handleLimit: wheel.handleLimit, clock: clock) { [weak self] in self?.wake() }
-            logBytesAtLastCheckpoint = journal.bytesWritten
-            lastCheckpointAt = clock.now()
-        } catch {
-            logger.error("hourglass could not start a checkpoint", metadata: ["error": "\(error)"])
-            for (reply, _) in checkpointWaiters { reply.resume(returning: .failure(error)) }
-            checkpointWaiters.removeAll()
-        }
-    }
-
-    private func endCheckpoint(_ job: _CheckpointJob, _ outcome: CheckpointWriter.Outcome) {
-        checkpointJob = nil
-        guard let journal else { return }
-        var result: Result<Void, HourglassError> = .success(())
-        switch outcome {
-        case let .done(trailer, bytes):
-            do throws(HourglassError) {
-                try journal.completeCheckpoint(job)
-                counters.checkpoints += 1
-                counters.checkpointSequence = trailer.startSequence
-                counters.lastCheckpointMilliseconds = Double(monotonicNanoseconds() - job.startedNanoseconds) / 1e6
-                metrics.checkpointDuration.recordNanoseconds(Int64(monotonicNanoseconds() - job.startedNanoseconds))
-                logger.info("hourglass wrote a checkpoint", metadata: [
-                    "sequence": "\(trailer.startSequence)", "timers": "\(trailer.timers)", "bytes": "\(bytes)",
-                    "milliseconds": "\(counters.lastCheckpointMilliseconds ?? 0)",
-                ])
-            } catch {
-                result = .failure(error)
-            }
-        case let .failed(error):
-            result = .failure(HourglassError(error))
-            logger.error("hourglass checkpoint failed", metadata: ["error": "\(error)"])
-        }
-        // Answer the callers whose changes this checkpoint covers; start another for the rest.
-        var remaining: [(_Reply<Void>, UInt64)] = []
-        for (reply, sequence) in checkpointWaiters {
-            if case .failure = result {
-                reply.resume(returning: result)
-            } else if sequence <= job.startSequence {
-                reply.resume(returning: result)
-            } else {
-                remaining.append((reply, sequence))
-            }
-        }
-        checkpointWaiters = remaining
-        if !remaining.isEmpty { checkpointRequested = true }
+    func refuseIfStopped() -> HourglassError? {
+        stoppedReason.map { HourglassError.stopped(reason: $0) }
     }
 
     // MARK: Closing
 
-    private func finish(_ reply: _Reply<Void>) {
-        let leftovers = lock.withLock { () -> [_Request] in
-            accepting = false
-            defer { inbox.removeAll() }
-            return inbox
+    /// Applies `close`: refuses what came after, finishes loading (deferred cancels need their
+    /// answer), waits for the syncs, closes the journal and releases the directory. The door
+    /// stays held: nobody leads a closed engine.
+    private func finish() {
+        let leftovers = door.withLock { state -> [_Request] in
+            state.accepting = false
+            defer { state.queue.removeAll() }
+            return state.queue
         }
         for request in leftovers { Self.refuse(request) }
         var result: Result<Void, HourglassError> = .success(())
         if let loader, stoppedReason == nil {
-            // Deferred cancels need an answer: finish loading first.
             do throws(HourglassError) {
                 try loader.loadAll(into: &wheel)
             } catch {
@@ -631,6 +487,12 @@ final class _Engine: @unchecked Sendable {
         checkpointJob = nil
         for (waiter, _) in checkpointWaiters { waiter.resume(returning: .failure(.closed)) }
         checkpointWaiters.removeAll()
+        for barrier in barriers { barrier.resume(returning: stats()) }
+        barriers.removeAll()
+        if let claimed = claimedSync {
+            claimedSync = nil
+            syncer?.perform(claimed.batch, claimed.replies)
+        }
         syncer?.waitIdle()
         syncer?.stop()
         if let failure = stoppedBy ?? syncer?.failed, case .success = result { result = .failure(failure) }
@@ -646,22 +508,35 @@ final class _Engine: @unchecked Sendable {
             }
         }
         journal = nil
+        ticker.stop(fromTurn: true)
         deliveries.finish()
-        reply.resume(returning: result)
+        closeReply?.resume(returning: result)
+        closeReply = nil
+    }
+
+    /// Closes an engine nobody holds any more (`HourglassEngine.deinit`): as `close()`, waiting
+    /// here until the directory is released.
+    func closeAbandoned() {
+        let done = _Latch()
+        enter(.close(_Reply(callback: { _ in done.open() })))
+        done.wait()
+        ticker.stop()
     }
 
     static func refuse(_ request: _Request) {
         switch request {
         case let .schedule(_, reply), let .scheduleBatch(_, reply), let .checkpoint(reply), let .close(reply):
             reply.resume(returning: .failure(.closed))
-        case let .cancel(_, reply), let .ack(_, reply), let .retry(_, _, reply):
+        case let .cancel(_, reply), let .ack(_, reply), let .retry(_, _, reply), let .take(_, reply):
+            reply.resume(returning: .failure(.closed))
+        case let .ackBatch(_, reply):
             reply.resume(returning: .failure(.closed))
         case let .stats(reply):
             reply.resume(returning: EngineStats())
         }
     }
 
-    private func stats() -> EngineStats {
+    func stats() -> EngineStats {
         var snapshot = counters
         snapshot.inFlight = wheel.inFlightCount
         snapshot.pending = wheel.count - wheel.inFlightCount
@@ -681,35 +556,21 @@ final class _Engine: @unchecked Sendable {
     }
 }
 
-/// Replies held back until the batch is durable, answered in the order the requests came.
-struct _Replies {
-    private enum Entry {
-        case void(_Reply<Void>, Result<Void, HourglassError>)
-        case bool(_Reply<Bool>, Result<Bool, HourglassError>)
-    }
+/// A one-shot gate a thread can wait on.
+final class _Latch: @unchecked Sendable {
+    private let lock = _ConditionLock()
+    private var isOpen = false
 
-    private var entries: [Entry] = []
-
-    var isEmpty: Bool { entries.isEmpty }
-
-    mutating func append(_ reply: _Reply<Void>, _ result: Result<Void, HourglassError>) { entries.append(.void(reply, result)) }
-    mutating func append(_ reply: _Reply<Bool>, _ result: Result<Bool, HourglassError>) { entries.append(.bool(reply, result)) }
-
-    mutating func failAll(with error: HourglassError) {
-        entries = entries.map { entry in
-            switch entry {
-            case let .void(reply, _): return .void(reply, .failure(error))
-            case let .bool(reply, _): return .bool(reply, .failure(error))
-            }
+    func open() {
+        lock.withLock {
+            isOpen = true
+            lock.broadcast()
         }
     }
 
-    func resumeAll() {
-        for entry in entries {
-            switch entry {
-            case let .void(reply, result): reply.resume(returning: result)
-            case let .bool(reply, result): reply.resume(returning: result)
-            }
+    func wait() {
+        lock.withLock {
+            while !isOpen { lock.wait(nanoseconds: nil) }
         }
     }
 }

@@ -20,12 +20,16 @@ struct _Reply<T: Sendable>: Sendable {
     func resume(returning result: Result<T, HourglassError>) { body(result) }
 }
 
-/// Work handed to the engine thread.
+/// Work left for the engine's leader by a caller that found it busy (see `_Engine`).
 enum _Request: Sendable {
     case schedule(TimerRequest, _Reply<Void>)
     case scheduleBatch([TimerRequest], _Reply<Void>)
     case cancel([UInt8], _Reply<Bool>)
     case ack(_DeliveryRef, _Reply<Bool>)
+    /// Acknowledges many deliveries; answers how many took effect.
+    case ackBatch([_DeliveryRef], _Reply<Int>)
+    /// At-most-once: a consumer takes a delivery, which counts as delivered from now on.
+    case take(_DeliveryRef, _Reply<Bool>)
     case retry(_DeliveryRef, delayMilliseconds: Int64, _Reply<Bool>)
     /// Answered after the engine has fired what is due at the clock's current time.
     case stats(UnsafeContinuation<EngineStats, Never>)
@@ -33,53 +37,41 @@ enum _Request: Sendable {
     case close(_Reply<Void>)
 }
 
-/// A snapshot of the engine's counters.
-public struct EngineStats: Sendable, Equatable {
-    /// Timers waiting for their deadline (those loaded so far, while a checkpoint loads).
-    public var pending = 0
-    /// Timers delivered and not yet acknowledged.
-    public var inFlight = 0
-    /// Deliveries made so far (first deliveries and redeliveries).
-    public var delivered = 0
-    /// Of those, redeliveries after a timeout or a restart.
-    public var redelivered = 0
-    public var acknowledged = 0
-    public var retried = 0
-    /// Timers dropped after `Configuration.maxAttempts` deliveries.
-    public var exhausted = 0
-    /// Deliveries waiting for a consumer to take them.
-    public var buffered = 0
-    /// The earliest deadline among pending timers (or cascade point before it).
-    public var nextDeadline: Deadline? = nil
-    /// Bytes of memory allocated for the timers (address space reserved for entries, index,
-    /// arena and slots; what is resident is usually less, since the tables grow by doubling).
-    public var memoryBytes = 0
-    /// Log bytes written since the engine opened (0 in memory).
-    public var logBytesWritten = 0
-    /// The same records before compression (frame bodies), for the compression ratio.
-    public var logRawBytesWritten = 0
-    /// Frames (group commits) written since the engine opened.
-    public var framesWritten = 0
-    /// Syncs (fsync, msync) since the engine opened.
-    public var syncs = 0
-    /// Log bytes written since the last checkpoint began.
-    public var logBytesSinceCheckpoint = 0
-    /// Checkpoints written since the engine opened.
-    public var checkpoints = 0
-    /// The start sequence of the newest checkpoint written since the engine opened.
-    public var checkpointSequence: UInt64? = nil
-    /// How long the last checkpoint took, in milliseconds.
-    public var lastCheckpointMilliseconds: Double? = nil
-    /// Whether a checkpoint is being written.
-    public var checkpointInProgress = false
-    /// Whether the rest of a checkpoint is still loading after a restart.
-    public var loading = false
-    /// How long after `open` began the checkpoint had fully loaded, in milliseconds (nil while
-    /// it loads, or when there was nothing left to load in the background).
-    public var fullyLoadedMilliseconds: Double? = nil
-    /// How long `open` spent reading the log after the checkpoint and applying its records
-    /// (`recoveryReport.applied` of them), in milliseconds; 0 without a directory.
-    public var logReplayMilliseconds: Double = 0
+/// Replies held back until the group is written (or durable), answered in the order the
+/// requests came.
+struct _Replies {
+    private enum Entry {
+        case void(_Reply<Void>, Result<Void, HourglassError>)
+        case bool(_Reply<Bool>, Result<Bool, HourglassError>)
+        case int(_Reply<Int>, Result<Int, HourglassError>)
+    }
 
-    public init() {}
+    private var entries: [Entry] = []
+
+    var isEmpty: Bool { entries.isEmpty }
+
+    mutating func append(_ reply: _Reply<Void>, _ result: Result<Void, HourglassError>) { entries.append(.void(reply, result)) }
+    mutating func append(_ reply: _Reply<Bool>, _ result: Result<Bool, HourglassError>) { entries.append(.bool(reply, result)) }
+    mutating func append(_ reply: _Reply<Int>, _ result: Result<Int, HourglassError>) { entries.append(.int(reply, result)) }
+    mutating func append(contentsOf other: _Replies) { entries.append(contentsOf: other.entries) }
+
+    mutating func failAll(with error: HourglassError) {
+        entries = entries.map { entry in
+            switch entry {
+            case let .void(reply, _): return .void(reply, .failure(error))
+            case let .bool(reply, _): return .bool(reply, .failure(error))
+            case let .int(reply, _): return .int(reply, .failure(error))
+            }
+        }
+    }
+
+    func resumeAll() {
+        for entry in entries {
+            switch entry {
+            case let .void(reply, result): reply.resume(returning: result)
+            case let .bool(reply, result): reply.resume(returning: result)
+            case let .int(reply, result): reply.resume(returning: result)
+            }
+        }
+    }
 }

@@ -1,0 +1,50 @@
+/// A snapshot of the engine's counters.
+public struct EngineStats: Sendable, Equatable {
+    /// Timers waiting for their deadline (those loaded so far, while a checkpoint loads).
+    public var pending = 0
+    /// Timers delivered and not yet acknowledged.
+    public var inFlight = 0
+    /// Deliveries made so far (first deliveries and redeliveries).
+    public var delivered = 0
+    /// Of those, redeliveries after a timeout or a restart.
+    public var redelivered = 0
+    public var acknowledged = 0
+    public var retried = 0
+    /// Timers dropped after `Configuration.maxAttempts` deliveries.
+    public var exhausted = 0
+    /// Deliveries waiting for a consumer to take them.
+    public var buffered = 0
+    /// The earliest deadline among pending timers (or cascade point before it).
+    public var nextDeadline: Deadline? = nil
+    /// Bytes of memory allocated for the timers (address space reserved for entries, index,
+    /// arena and slots; what is resident is usually less, since the tables grow by doubling).
+    public var memoryBytes = 0
+    /// Log bytes written since the engine opened (0 in memory).
+    public var logBytesWritten = 0
+    /// The same records before compression (frame bodies), for the compression ratio.
+    public var logRawBytesWritten = 0
+    /// Frames (group commits) written since the engine opened.
+    public var framesWritten = 0
+    /// Syncs (fsync, msync) since the engine opened.
+    public var syncs = 0
+    /// Log bytes written since the last checkpoint began.
+    public var logBytesSinceCheckpoint = 0
+    /// Checkpoints written since the engine opened.
+    public var checkpoints = 0
+    /// The start sequence of the newest checkpoint written since the engine opened.
+    public var checkpointSequence: UInt64? = nil
+    /// How long the last checkpoint took, in milliseconds.
+    public var lastCheckpointMilliseconds: Double? = nil
+    /// Whether a checkpoint is being written.
+    public var checkpointInProgress = false
+    /// Whether the rest of a checkpoint is still loading after a restart.
+    public var loading = false
+    /// How long after `open` began the checkpoint had fully loaded, in milliseconds (nil while
+    /// it loads, or when there was nothing left to load in the background).
+    public var fullyLoadedMilliseconds: Double? = nil
+    /// How long `open` spent reading the log after the checkpoint and applying its records
+    /// (`recoveryReport.applied` of them), in milliseconds; 0 without a directory.
+    public var logReplayMilliseconds: Double = 0
+
+    public init() {}
+}
