@@ -2,8 +2,10 @@ import CHourglass
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
+#else
+// Linux only: these wrappers call glibc by name (`Glibc.open`, `Glibc.fdatasync`) and rely on
+// `fallocate` and `SEEK_DATA`. A port would start here and in CHourglass/fileops.c.
+#error("Hourglass builds on Linux (glibc) only; see README.md, Sharp edges")
 #endif
 
 /// The system calls the storage layer makes, wrapped once, in the style of swift-system: each
