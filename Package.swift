@@ -7,9 +7,10 @@ let internalChecks: [SwiftSetting] = [
     .define("HOURGLASS_INTERNAL_CHECKS", .when(configuration: .debug)),
 ]
 
+// Linux (glibc) only: the storage layer calls fallocate, fdatasync and SEEK_DATA through
+// Glibc, so no `platforms:` entry claims anything else (see README.md, Sharp edges).
 let package = Package(
     name: "Hourglass",
-    platforms: [.macOS(.v15)],
     products: [
         .library(name: "Hourglass", targets: ["Hourglass"]),
         .executable(name: "hourglass", targets: ["HourglassCLI"]),

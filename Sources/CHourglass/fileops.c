@@ -1,6 +1,10 @@
 #define _GNU_SOURCE
 #include "CHourglass.h"
 
+#ifndef __linux__
+#error "Hourglass builds on Linux (glibc) only: it calls fallocate(2); see README.md, Sharp edges"
+#endif
+
 #include <errno.h>
 #include <fcntl.h>
 

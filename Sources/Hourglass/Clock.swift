@@ -56,10 +56,13 @@ public final class ManualClock: HourglassClock {
         state.withLock { $0.handlers.append(handler) }
     }
 
-    /// Moves the clock by `duration` (which may be negative).
+    /// Moves the clock by `duration` (which may be negative), rounded up to whole milliseconds
+    /// as `Deadline + Duration` rounds: toward the future (1.5 ms moves it 2 ms forward, -1.5 ms
+    /// 1 ms back), so a clock advanced by a timer's delay has reached its deadline.
+    ///
+    /// Saturates: the clock stops at `Int64.max` (or `Int64.min`) instead of trapping or wrapping.
     public func advance(by duration: Duration) {
-        let ms = duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
-        move { $0 += ms }
+        move { $0 = (Deadline(millisecondsSinceEpoch: $0) + duration).millisecondsSinceEpoch }
     }
 
     /// Sets the clock to `milliseconds` since the epoch.

@@ -54,7 +54,8 @@ public struct Configuration: Sendable {
     /// The longest payload accepted, in bytes (at most 16 MiB - 1).
     public var maxPayloadBytes: Int = 1 << 20
     public var deliveryMode: DeliveryMode = .atLeastOnce
-    /// How long a delivered timer may stay unacknowledged before it is delivered again.
+    /// How long a delivered timer may stay unacknowledged before it is delivered again
+    /// (positive, at most `Configuration.longestDuration`).
     public var redeliveryTimeout: Duration = .seconds(30)
     /// Most timers delivered and not yet acknowledged; due timers beyond it wait, in order.
     public var maxInFlight: Int = 10_000
@@ -68,6 +69,7 @@ public struct Configuration: Sendable {
     /// Also write a checkpoint once this much time has passed since the last one (or since
     /// `open`) and the log has grown since: bounds recovery time and disk use when changes are
     /// rare. Measured on the engine's clock. `nil` (the default): by size and on request only.
+    /// At least 1 ms, at most `Configuration.longestDuration`.
     public var checkpointInterval: Duration? = nil
     /// On corruption in the middle of the log, open anyway, drop the damaged frames and report
     /// exactly what was dropped (`HourglassEngine.recoveryReport`). Off by default: opening fails
@@ -101,6 +103,12 @@ public struct Configuration: Sendable {
     /// An in-memory engine.
     public static var memory: Configuration { Configuration(storage: .memory) }
 
+    /// The longest `redeliveryTimeout`, `checkpointInterval` and `.interval` sync period
+    /// accepted: 100 years of 365.25 days. `open` refuses a longer one with
+    /// `invalidConfiguration` rather than let the engine's `now + timeout` overflow; any clock
+    /// reading up to `Deadline.latest` plus this still fits in an Int64 many times over.
+    public static let longestDuration: Duration = .seconds(100 * 31_557_600)
+
     func validate() throws(HourglassError) {
         func require(_ condition: Bool, _ message: String) throws(HourglassError) {
             if !condition { throw .invalidConfiguration(message) }
@@ -108,15 +116,20 @@ public struct Configuration: Sendable {
         try require(tickMilliseconds >= 1 && tickMilliseconds <= 60_000, "tickMilliseconds must be 1 ... 60000, not \(tickMilliseconds)")
         try require(maxIDBytes >= 1 && maxIDBytes <= 1024, "maxIDBytes must be 1 ... 1024, not \(maxIDBytes)")
         try require(maxPayloadBytes >= 0 && maxPayloadBytes <= (1 << 24) - 1, "maxPayloadBytes must be 0 ... 16777215, not \(maxPayloadBytes)")
-        try require(redeliveryTimeout > .zero, "redeliveryTimeout must be positive")
+        try require(redeliveryTimeout > .zero, "redeliveryTimeout must be positive, not \(redeliveryTimeout)")
+        try require(redeliveryTimeout <= Self.longestDuration, "redeliveryTimeout must be at most 100 years (Configuration.longestDuration), not \(redeliveryTimeout)")
         try require(maxInFlight >= 1, "maxInFlight must be at least 1, not \(maxInFlight)")
         if let maxAttempts { try require(maxAttempts >= 1, "maxAttempts must be at least 1, not \(maxAttempts)") }
-        if case let .interval(ms) = durability { try require(ms >= 1, "the sync interval must be at least 1 ms, not \(ms)") }
+        if case let .interval(ms) = durability {
+            try require(ms >= 1, "the sync interval (durability .interval) must be at least 1 ms, not \(ms)")
+            try require(Duration.milliseconds(ms) <= Self.longestDuration, "the sync interval (durability .interval) must be at most 100 years (Configuration.longestDuration), not \(ms) ms")
+        }
         try require(segmentBytes >= 1 << 20 && segmentBytes <= 1 << 30, "segmentBytes must be 1 MiB ... 1 GiB, not \(segmentBytes)")
         try require(segmentBytes >= 2 * maxPayloadBytes + (1 << 16), "segmentBytes must hold at least two of the largest records (raise it or lower maxPayloadBytes)")
         try require(checkpointLogBytes >= segmentBytes, "checkpointLogBytes must be at least segmentBytes")
         if let checkpointInterval {
             try require(checkpointInterval >= .milliseconds(1), "checkpointInterval must be at least 1 ms, not \(checkpointInterval)")
+            try require(checkpointInterval <= Self.longestDuration, "checkpointInterval must be at most 100 years (Configuration.longestDuration), not \(checkpointInterval)")
         }
         if case let .directory(path) = storage { try require(!path.isEmpty, "the directory path is empty") }
     }

@@ -33,23 +33,37 @@ public struct Deadline: Hashable, Comparable, Sendable, CustomStringConvertible 
 
     public static func < (a: Deadline, b: Deadline) -> Bool { a.millisecondsSinceEpoch < b.millisecondsSinceEpoch }
 
-    /// The deadline `duration` after this one (saturating; rounded up to whole milliseconds, so a
-    /// timer never fires before the time asked for).
+    /// The deadline `duration` after this one (before it when `duration` is negative), rounded
+    /// up to whole milliseconds so that a timer never fires before the time asked for.
+    ///
+    /// Saturates: a sum past the Int64 bounds is `Int64.max` (or `Int64.min`), never a wrapped
+    /// value on the other side of the epoch. Such a deadline is outside `validRange`, so
+    /// `schedule(id:at:)` refuses it with `deadlineOutOfRange` rather than firing it at once.
     public static func + (deadline: Deadline, duration: Duration) -> Deadline {
-        Deadline(millisecondsSinceEpoch: deadline.millisecondsSinceEpoch.addingReportingOverflow(duration.wholeMillisecondsRoundedUp).partialValue)
+        let milliseconds = duration.wholeMillisecondsRoundedUp
+        return Deadline(millisecondsSinceEpoch: sumClampedToInt64Bounds(deadline.millisecondsSinceEpoch, milliseconds))
     }
 
     public var description: String { "\(millisecondsSinceEpoch) ms" }
 }
 
 extension Duration {
-    /// Whole milliseconds, rounded up (saturating at Int64 bounds).
+    /// Whole milliseconds, rounded up: toward the future, for negative durations too (1.5 ms is
+    /// 2 ms, -1.5 ms is -1 ms). Saturates at the Int64 bounds.
     var wholeMillisecondsRoundedUp: Int64 {
+        // `components` divides toward zero: `attoseconds` has the sign of the whole duration, so
+        // dropping a negative remainder already rounds up.
         let (seconds, attoseconds) = components
         let (ms, overflow) = seconds.multipliedReportingOverflow(by: 1000)
         if overflow { return seconds < 0 ? .min : .max }
         let fraction = attoseconds / 1_000_000_000_000_000 + (attoseconds % 1_000_000_000_000_000 > 0 ? 1 : 0)
-        let (total, overflow2) = ms.addingReportingOverflow(fraction)
-        return overflow2 ? .max : total
+        return sumClampedToInt64Bounds(ms, fraction)
     }
+}
+
+/// `a + b`, or the Int64 bound the sum passed.
+private func sumClampedToInt64Bounds(_ a: Int64, _ b: Int64) -> Int64 {
+    let (sum, overflow) = a.addingReportingOverflow(b)
+    if !overflow { return sum }
+    return b < 0 ? .min : .max
 }

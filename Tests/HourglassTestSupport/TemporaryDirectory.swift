@@ -27,6 +27,9 @@ public struct TemporaryDirectory: Sendable {
     public func files() -> [String] { listDirectory(path).sorted() }
 }
 
+/// Names of the files in the directory at `path`, sorted (none if it cannot be read).
+public func fileNames(in path: String) -> [String] { listDirectory(path).sorted() }
+
 
 /// Reads a whole file.
 public func readFile(_ path: String) -> [UInt8] {

@@ -6,11 +6,22 @@ import Darwin
 #endif
 
 /// The real file system: files mapped with `mmap(MAP_SHARED)`, allocated with `fallocate`.
+///
+/// What it creates only its owner can read: payloads carry order and customer data. A
+/// directory it creates is `0700`; every file (segments and their `.tmp` names, `LOCK`,
+/// checkpoints and their `.tmp` names) is `0600`. The umask can only take bits away from
+/// these. An existing directory keeps its mode, so an operator may loosen it deliberately
+/// (Docs/OPERATIONS.md, "File permissions").
 package struct PosixFileSystem: StorageFileSystem {
+    /// The mode of a directory `openDirectory` creates.
+    package static let directoryMode: mode_t = 0o700
+    /// The mode of every file a directory creates.
+    package static let fileMode: mode_t = 0o600
+
     package init() {}
 
     package func openDirectory(_ path: String) throws(StorageError) -> any StorageDirectory {
-        switch Posix.makeDirectory(path) {
+        switch Posix.makeDirectory(path, mode: Self.directoryMode) {
         case .success, .failure(.fileExists): break
         case let .failure(error): throw .from(error, "mkdir", path)
         }
@@ -41,7 +52,7 @@ package final class PosixDirectory: StorageDirectory {
     package func lock() throws(StorageError) {
         let lockPath = full("LOCK")
         let fd: Int32
-        switch Posix.open(lockPath, O_RDWR | O_CREAT) {
+        switch Posix.open(lockPath, O_RDWR | O_CREAT, mode: PosixFileSystem.fileMode) {
         case let .success(opened): fd = opened
         case let .failure(error): throw .from(error, "open", lockPath)
         }
@@ -74,7 +85,7 @@ package final class PosixDirectory: StorageDirectory {
     package func createFile(_ name: String, length: Int) throws(StorageError) -> any StorageFile {
         let filePath = full(name)
         let fd: Int32
-        switch Posix.open(filePath, O_RDWR | O_CREAT | O_TRUNC) {
+        switch Posix.open(filePath, O_RDWR | O_CREAT | O_TRUNC, mode: PosixFileSystem.fileMode) {
         case let .success(opened): fd = opened
         case let .failure(error): throw .from(error, "open", filePath)
         }
@@ -105,7 +116,7 @@ package final class PosixDirectory: StorageDirectory {
 
     package func createStream(_ name: String) throws(StorageError) -> any StorageStream {
         let filePath = full(name)
-        switch Posix.open(filePath, O_WRONLY | O_CREAT | O_TRUNC) {
+        switch Posix.open(filePath, O_WRONLY | O_CREAT | O_TRUNC, mode: PosixFileSystem.fileMode) {
         case let .success(fd): return PosixStream(path: filePath, fd: fd)
         case let .failure(error): throw .from(error, "open", filePath)
         }

@@ -2,8 +2,10 @@ import CHourglass
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
+#else
+// Linux only: these wrappers call glibc by name (`Glibc.open`, `Glibc.fdatasync`) and rely on
+// `fallocate` and `SEEK_DATA`. A port would start here and in CHourglass/fileops.c.
+#error("Hourglass builds on Linux (glibc) only; see README.md, Sharp edges")
 #endif
 
 /// The system calls the storage layer makes, wrapped once, in the style of swift-system: each
@@ -27,10 +29,12 @@ enum Posix {
         }
     }
 
-    /// The corresponding C function is `open`.
+    /// Opens `path`; with `O_CREAT`, `mode` is the new file's mode (less the umask) and must
+    /// be given. The corresponding C function is `open`.
     @inline(never)
-    static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0o644) -> Result<Int32, Errno> {
-        retrying("open") { Glibc.open(path, flags | O_CLOEXEC, mode) }
+    static func open(_ path: String, _ flags: Int32, mode: mode_t = 0) -> Result<Int32, Errno> {
+        precondition(flags & O_CREAT == 0 || mode != 0, "Hourglass: open with O_CREAT and no mode for \(path)")
+        return retrying("open") { Glibc.open(path, flags | O_CLOEXEC, mode) }
     }
 
     /// The corresponding C function is `close`. EINTR is not retried (the descriptor is gone).
@@ -159,10 +163,10 @@ enum Posix {
         retrying("unlink") { Glibc.unlink(path) }.map { _ in }
     }
 
-    /// The corresponding C function is `mkdir`.
+    /// Creates a directory with `mode` (less the umask). The corresponding C function is `mkdir`.
     @inline(never)
-    static func makeDirectory(_ path: String) -> Result<Void, Errno> {
-        retrying("mkdir") { mkdir(path, 0o755) }.map { _ in }
+    static func makeDirectory(_ path: String, mode: mode_t) -> Result<Void, Errno> {
+        retrying("mkdir") { mkdir(path, mode) }.map { _ in }
     }
 
     /// Names in a directory (without "." and ".."). The corresponding C functions are
