@@ -43,7 +43,7 @@ private func encodeFrame(_ body: [UInt8], firstSequence: UInt64, recordCount: In
 /// Decodes `frame`; on success the header and a copy of the raw body.
 private func decodeFrame(_ frame: [UInt8], decoder: inout FrameDecoder) -> Result<(FrameHeader, [UInt8]), FrameFailure> {
     frame.withUnsafeBytes { raw in
-        decoder.decode(raw).map { ($0.header, Array($0.body)) }
+        decoder.decode(raw, context: .checkpoint).map { ($0.header, Array($0.body)) }
     }
 }
 
@@ -345,8 +345,41 @@ struct FormatTests {
 
     // MARK: Frames
 
-    @Test("FORMAT.md's worked example, byte for byte")
+    @Test("FORMAT.md's worked example, byte for byte: a compact version 2 frame")
     func workedExample() throws {
+        var records = RecordEncoder()
+        bytes("order-1").withUnsafeBytes { id in
+            bytes(#"{"a":1}"#).withUnsafeBytes { payload in
+                records.schedule(id: id, deadline: 1_763_791_200_000, attempt: 1, payload: payload)
+            }
+        }
+        bytes("order-2").withUnsafeBytes { records.cancel(id: $0) }
+        let body = Array(records.buffer.bytes)
+        #expect(body.count == 33)
+        let context = FrameContext(version: 2, baseSequence: 1, baseDurable: 1)
+        var encoder = SegmentFrameEncoder()
+        let header = body.withUnsafeBytes { encoder.encode(body: $0, firstSequence: 1, recordCount: 2, durableSequence: 1, context: context) }
+        let frame = Array(encoder.frame.bytes)
+        let documentedHeader: [UInt8] = [0x68, 0x00, 0x02, 0x21, 0x10, 0x02, 0x00, 0x00, 0x01, 0x00, 0x00]
+        #expect(frame.count == 15 + 33)
+        #expect(Array(frame[0 ..< 11]) == documentedHeader)
+        #expect(Array(frame[15...]) == body)
+        let expectedChecksum = crc(body, continuing: crc(documentedHeader))
+        #expect(expectedChecksum == 0x9E87_3DDF, "FORMAT.md prints it: df 3d 87 9e")
+        #expect(Array(frame[11 ..< 15]) == [0xDF, 0x3D, 0x87, 0x9E])
+        #expect(header == FrameHeader(version: 2, isCompact: true, flags: 0, storedLength: 33, rawLength: 33, firstSequence: 1,
+                                      recordCount: 2, durableSequence: 1, checksum: expectedChecksum))
+        var decoder = FrameDecoder()
+        let decoded = try frame.withUnsafeBytes { raw in try decoder.decode(raw, context: context).map { ($0.header, Array($0.body)) }.get() }
+        #expect(decoded.0 == header && decoded.1 == body)
+        // The close mark that follows it in the worked example: an empty chained frame.
+        let mark = encoder.encode(body: UnsafeRawBufferPointer(start: nil, count: 0), firstSequence: 3, recordCount: 0, durableSequence: 3, context: context)
+        #expect(Array(encoder.frame.bytes[0 ..< 11]) == [0x68, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00])
+        #expect(mark.isChained && mark.durableSequence == 3 && mark.frameLength == 15)
+    }
+
+    @Test("a version 1 long frame (checkpoint files, version 1 segments), byte for byte")
+    func version1LongFrame() throws {
         var records = RecordEncoder()
         bytes("order-1").withUnsafeBytes { id in
             bytes(#"{"a":1}"#).withUnsafeBytes { payload in
@@ -567,7 +600,7 @@ struct FormatTests {
         var raw = [UInt8](repeating: 0xEE, count: 64)
         raw.withUnsafeMutableBytes { header.write(to: $0.baseAddress!) }
         #expect(Array(raw[0 ..< 8]) == bytes("HGWALSEG"))
-        #expect(raw[8] == 1 && raw[9] == 0 && raw[10] == 64 && raw[11] == 0)
+        #expect(raw[8] == 2 && raw[9] == 0 && raw[10] == 64 && raw[11] == 0)
         #expect(raw[12 ..< 16].allSatisfy { $0 == 0 } && raw[56 ..< 60].allSatisfy { $0 == 0 })
         #expect(Array(raw[48 ..< 56]) == [0x39, 0x30, 0, 0, 0, 0, 0, 0], "durable sequence: the first sequence unless told otherwise")
         #expect(crc(Array(raw[0 ..< 60])) == UInt32(raw[60]) | UInt32(raw[61]) << 8 | UInt32(raw[62]) << 16 | UInt32(raw[63]) << 24)

@@ -21,19 +21,21 @@ public struct SegmentFrameEncoder: ~Copyable {
     /// `recordCount` records from `firstSequence` on, in the segment `context` describes (its
     /// header's first and durable sequence numbers); returns its header. The frame's bytes are
     /// `frame.bytes` until the next call. `durableSequence` says up to where the records before
-    /// were durable when it was written (clamped to `firstSequence`).
+    /// were durable when it was written (clamped to `firstSequence`). Without `mayChain`, the
+    /// frame starts a new chain whatever its size (tests pin unchained behaviour with it).
     ///
     /// - Complexity: O(`body.count`); one `memcpy` of the body into the chain's history when it
     ///   is chained.
     @discardableResult
     public mutating func encode(
-        body: UnsafeRawBufferPointer, firstSequence: UInt64, recordCount: Int, durableSequence: UInt64, context: FrameContext
+        body: UnsafeRawBufferPointer, firstSequence: UInt64, recordCount: Int, durableSequence: UInt64, context: FrameContext,
+        mayChain: Bool = true
     ) -> FrameHeader {
         let count = body.count
         precondition(count <= LogFormat.maxRawFrameLength, "frame body of \(count) bytes")
         precondition(firstSequence >= context.baseSequence, "a frame before its segment's first sequence")
         let durable = max(1, min(durableSequence, firstSequence))
-        let chained = chainRawBytes.map { count <= LogFormat.maxChainedRawLength && $0 + count <= LogFormat.chainRestartRawBytes } ?? false
+        let chained = mayChain && chainRawBytes.map { count <= LogFormat.maxChainedRawLength && $0 + count <= LogFormat.chainRestartRawBytes } ?? false
         // A compact header needs the lengths, the count and the sequence to fit its fields, and a
         // durable lag it can say (or a segment header that proves as much).
         let lag = firstSequence - durable

@@ -40,6 +40,10 @@ package final class LogWriter {
     private let preparer: SegmentPreparer
     private let clock: @Sendable () -> Int64
 
+    /// Whether small frames continue the segment's LZ4 chain (the format's rule); tests turn it
+    /// off to build logs of unchained version 2 frames only.
+    package var chainsFrames = true
+
     package private(set) var bytesWritten = 0
     package private(set) var rawBytesWritten = 0
     package private(set) var framesWritten = 0
@@ -134,7 +138,7 @@ package final class LogWriter {
         let raw = records.byteCount
         let durableSequence = durable.sequence
         encoder.encode(body: records.buffer.bytes, firstSequence: nextSequence, recordCount: count, durableSequence: durableSequence,
-                       context: active.context)
+                       context: active.context, mayChain: chainsFrames)
         // The active segment may predate this writer's segment size (a directory written with
         // other settings): its own file length is what counts.
         if active.writeOffset + encoder.frame.count > active.file.length {
@@ -142,7 +146,7 @@ package final class LogWriter {
             // the first frame of the next one.
             try rollOver()
             encoder.encode(body: records.buffer.bytes, firstSequence: nextSequence, recordCount: count, durableSequence: durableSequence,
-                           context: active.context)
+                           context: active.context, mayChain: chainsFrames)
         }
         let frameLength = encoder.frame.count
         do throws(StorageError) {
