@@ -592,6 +592,96 @@ struct FormatTests {
         #expect(try decodeBody(try decodeFrame(packed).get().1) == records)
     }
 
+    // MARK: Version 2: compact headers and chains
+
+    @Test("chained frames round-trip in order over many frames, chain restarts and history wraps; out of order they fail as a broken chain")
+    func chainRoundTrip() throws {
+        var random = SeededRandom(seed: 17)
+        let context = FrameContext(version: 2, baseSequence: 1000, baseDurable: 900)
+        var encoder = SegmentFrameEncoder()
+        var frames: [([UInt8], [UInt8], FrameHeader)] = []
+        var sequence: UInt64 = 1000
+        var n = 0
+        // ~3 MiB raw: the encoder's and decoder's 1 MiB histories wrap, the chain restarts.
+        while frames.reduce(0, { $0 + $1.1.count }) < 3 << 20 {
+            let count = [1, 1, 1, 3, 40, 700][Int(random.next() % 6)]
+            let records = compressibleRecords(count + n).suffix(count)
+            n += count
+            let body = encodeBody(Array(records))
+            let header = body.withUnsafeBytes {
+                encoder.encode(body: $0, firstSequence: sequence, recordCount: count, durableSequence: sequence - random.next() % 5, context: context)
+            }
+            frames.append((Array(encoder.frame.bytes), body, header))
+            sequence += UInt64(count)
+        }
+        #expect(frames[0].2.isChained == false, "a new encoder starts a chain")
+        #expect(frames.contains { $0.2.isChained && $0.2.isCompact } && frames.contains { !$0.2.isCompact })
+        #expect(frames.dropFirst().contains { !$0.2.isChained && $0.1.count <= LogFormat.maxChainedRawLength }, "the chain restarted past 1 MiB")
+        var decoder = FrameDecoder()
+        for (index, (frame, body, header)) in frames.enumerated() {
+            let decoded = try frame.withUnsafeBytes { raw in try decoder.decode(raw, context: context).map { ($0.header, Array($0.body)) }.get() }
+            #expect(decoded.0 == header, "frame \(index)")
+            #expect(decoded.1 == body, "frame \(index)")
+        }
+        // A chained frame without its predecessors: its checksum holds, it does not decode.
+        let chained = try #require(frames.last { $0.2.isChained })
+        var fresh = FrameDecoder()
+        #expect(chained.0.withUnsafeBytes { FrameDecoder.check($0, context: context) } == .success(chained.2))
+        #expect(chained.0.withUnsafeBytes { fresh.decode($0, context: context) }.failed == .brokenChain)
+    }
+
+    @Test("compact headers: the first sequence comes back from its low 24 bits and the segment's; a lag past 0xFFFF says the segment's durable sequence")
+    func compactHeaderFields() throws {
+        let base: UInt64 = (1 << 24) * 3 - 5  // the low bits wrap inside the segment
+        let context = FrameContext(version: 2, baseSequence: base, baseDurable: base - 100)
+        var encoder = SegmentFrameEncoder()
+        let body = encodeBody(compressibleRecords(2))
+        for (first, durable) in [(base, base), (base + 7, base + 2), (base + (1 << 24) - 1, base + (1 << 24) - 70_000), (base + 9, base - 50)] as [(UInt64, UInt64)] {
+            let header = body.withUnsafeBytes { encoder.encode(body: $0, firstSequence: first, recordCount: 2, durableSequence: durable, context: context) }
+            #expect(header.isCompact)
+            let lag = first - durable
+            #expect(header.durableSequence == (lag >= LogFormat.maxDurableLag ? base - 100 : durable), "never more than was durable")
+            #expect(header.durableSequence <= durable)
+            let checked = Array(encoder.frame.bytes).withUnsafeBytes { FrameDecoder.check($0, context: context) }
+            #expect(checked == .success(header), "first \(first)")
+        }
+        // Past 2^24 records after the segment's first, or past 255 records: a long header.
+        let far = body.withUnsafeBytes { encoder.encode(body: $0, firstSequence: base + (1 << 24), recordCount: 2, durableSequence: base, context: context) }
+        #expect(!far.isCompact && far.firstSequence == base + (1 << 24))
+        let many = encodeBody(compressibleRecords(300).filter { if case .cancel = $0 { true } else { false } })
+        let manyHeader = many.withUnsafeBytes { encoder.encode(body: $0, firstSequence: base, recordCount: 60, durableSequence: base, context: context) }
+        #expect(manyHeader.rawLength <= LogFormat.maxCompactLength && manyHeader.isCompact)
+    }
+
+    @Test("a flipped bit anywhere in a compact frame is rejected")
+    func compactFrameBitFlips() {
+        let context = FrameContext(version: 2, baseSequence: 1, baseDurable: 1)
+        var encoder = SegmentFrameEncoder()
+        let bodies = [encodeBody(compressibleRecords(1)), encodeBody(compressibleRecords(12))]
+        for body in bodies {
+            body.withUnsafeBytes { _ = encoder.encode(body: $0, firstSequence: 5, recordCount: body == bodies[0] ? 1 : 12, durableSequence: 3, context: context, mayChain: false) }
+            let frame = Array(encoder.frame.bytes)
+            #expect(frame[0] == LogFormat.compactFrameMagic)
+            var decoder = FrameDecoder()
+            #expect(!isFailure(frame.withUnsafeBytes { decoder.decode($0, context: context) }))
+            for byte in 0 ..< frame.count {
+                for bit in 0 ..< 8 {
+                    var damaged = frame
+                    damaged[byte] ^= 1 << UInt8(bit)
+                    let result = damaged.withUnsafeBytes { decoder.decode($0, context: context) }
+                    #expect(isFailure(result), "byte \(byte) bit \(bit) accepted")
+                }
+            }
+            // Cut at every length: truncated.
+            for length in 0 ..< frame.count {
+                #expect(isFailure(Array(frame[0 ..< length]).withUnsafeBytes { decoder.decode($0, context: context) }))
+            }
+        }
+        // Version 1 files know no compact frames, and no chained flag.
+        let v1 = FrameContext.checkpoint
+        #expect(isFailure(Array(encoder.frame.bytes).withUnsafeBytes { FrameDecoder.check($0, context: v1) }))
+    }
+
     // MARK: Segment headers
 
     @Test("segment headers round-trip; blank and damaged ones are told apart")
