@@ -12,7 +12,7 @@ struct HourglassBench: AsyncParsableCommand {
             polled by due time). See Docs/BENCHMARKS.md.
             """)
 
-    static let scenarios = ["schedule", "fire", "cancel", "mixed", "lateness", "recover", "checkpoint", "wheel"]
+    static let scenarios = ["schedule", "fire", "cancel", "mixed", "lateness", "recover", "checkpoint", "wheel", "log"]
 
     @Option(help: "Scenario: schedule, fire, cancel, mixed, lateness, recover, checkpoint, wheel, or all.")
     var scenario: String = "all"
@@ -125,6 +125,7 @@ struct HourglassBench: AsyncParsableCommand {
             case "recover": results = try await recoverScenario(ctx)
             case "checkpoint": results = try await checkpointScenario(ctx)
             case "wheel": results = wheelMeasurements(ctx)
+            case "log": results = try logScenario(ctx)
             default: throw ValidationError("unknown scenario \(name)")
             }
             status("")

@@ -108,8 +108,7 @@ struct DirectoryEndToEndTests {
             let list = frames(ofSegment: bytes)
             if list.count >= 2 {
                 let frame = list[0]
-                let header = Int(bytes[frame.offset + 6]) | Int(bytes[frame.offset + 7]) << 8
-                target = (name, frame.offset, frame.offset + header + (frame.length - header) / 2)
+                target = (name, frame.offset, frame.offset + frame.header + (frame.length - frame.header) / 2)
                 break
             }
         }

@@ -460,14 +460,23 @@ func files(in path: String) -> [String] {
 
 /// The frames of a log segment, as (offset, total length), walking from the 64-byte header
 /// (FORMAT.md: a 32-byte header with the magic "HGLF" and the stored body length at 8).
-func frames(ofSegment bytes: [UInt8]) -> [(offset: Int, length: Int)] {
-    var frames: [(Int, Int)] = []
+func frames(ofSegment bytes: [UInt8]) -> [(offset: Int, length: Int, header: Int)] {
+    // Docs/FORMAT.md: a compact header (0x68, 15 bytes, 12-bit stored length at byte 3) or a
+    // long one ("HGLF", 40 bytes, u32 stored length at byte 8).
+    var frames: [(Int, Int, Int)] = []
     var offset = 64
-    while offset + 8 <= bytes.count, Array(bytes[offset ..< offset + 4]) == Array("HGLF".utf8) {
-        let header = Int(bytes[offset + 6]) | Int(bytes[offset + 7]) << 8  // the header length field
-        let stored = Int(bytes[offset + 8]) | Int(bytes[offset + 9]) << 8 | Int(bytes[offset + 10]) << 16 | Int(bytes[offset + 11]) << 24
-        frames.append((offset, header + stored))
-        offset += header + stored
+    while offset + 15 <= bytes.count {
+        if bytes[offset] == 0x68 {
+            let stored = (Int(bytes[offset + 3]) | Int(bytes[offset + 4]) << 8) & 0xFFF
+            frames.append((offset, 15 + stored, 15))
+            offset += 15 + stored
+        } else if offset + 40 <= bytes.count, Array(bytes[offset ..< offset + 4]) == Array("HGLF".utf8) {
+            let stored = Int(bytes[offset + 8]) | Int(bytes[offset + 9]) << 8 | Int(bytes[offset + 10]) << 16 | Int(bytes[offset + 11]) << 24
+            frames.append((offset, 40 + stored, 40))
+            offset += 40 + stored
+        } else {
+            break
+        }
     }
     return frames
 }

@@ -43,7 +43,7 @@ private func encodeFrame(_ body: [UInt8], firstSequence: UInt64, recordCount: In
 /// Decodes `frame`; on success the header and a copy of the raw body.
 private func decodeFrame(_ frame: [UInt8], decoder: inout FrameDecoder) -> Result<(FrameHeader, [UInt8]), FrameFailure> {
     frame.withUnsafeBytes { raw in
-        decoder.decode(raw).map { ($0.header, Array($0.body)) }
+        decoder.decode(raw, context: .checkpoint).map { ($0.header, Array($0.body)) }
     }
 }
 
@@ -345,8 +345,41 @@ struct FormatTests {
 
     // MARK: Frames
 
-    @Test("FORMAT.md's worked example, byte for byte")
+    @Test("FORMAT.md's worked example, byte for byte: a compact version 2 frame")
     func workedExample() throws {
+        var records = RecordEncoder()
+        bytes("order-1").withUnsafeBytes { id in
+            bytes(#"{"a":1}"#).withUnsafeBytes { payload in
+                records.schedule(id: id, deadline: 1_763_791_200_000, attempt: 1, payload: payload)
+            }
+        }
+        bytes("order-2").withUnsafeBytes { records.cancel(id: $0) }
+        let body = Array(records.buffer.bytes)
+        #expect(body.count == 33)
+        let context = FrameContext(version: 2, baseSequence: 1, baseDurable: 1)
+        var encoder = SegmentFrameEncoder()
+        let header = body.withUnsafeBytes { encoder.encode(body: $0, firstSequence: 1, recordCount: 2, durableSequence: 1, context: context) }
+        let frame = Array(encoder.frame.bytes)
+        let documentedHeader: [UInt8] = [0x68, 0x00, 0x02, 0x21, 0x10, 0x02, 0x00, 0x00, 0x01, 0x00, 0x00]
+        #expect(frame.count == 15 + 33)
+        #expect(Array(frame[0 ..< 11]) == documentedHeader)
+        #expect(Array(frame[15...]) == body)
+        let expectedChecksum = crc(body, continuing: crc(documentedHeader))
+        #expect(expectedChecksum == 0x9E87_3DDF, "FORMAT.md prints it: df 3d 87 9e")
+        #expect(Array(frame[11 ..< 15]) == [0xDF, 0x3D, 0x87, 0x9E])
+        #expect(header == FrameHeader(version: 2, isCompact: true, flags: 0, storedLength: 33, rawLength: 33, firstSequence: 1,
+                                      recordCount: 2, durableSequence: 1, checksum: expectedChecksum))
+        var decoder = FrameDecoder()
+        let decoded = try frame.withUnsafeBytes { raw in try decoder.decode(raw, context: context).map { ($0.header, Array($0.body)) }.get() }
+        #expect(decoded.0 == header && decoded.1 == body)
+        // The close mark that follows it in the worked example: an empty chained frame.
+        let mark = encoder.encode(body: UnsafeRawBufferPointer(start: nil, count: 0), firstSequence: 3, recordCount: 0, durableSequence: 3, context: context)
+        #expect(Array(encoder.frame.bytes[0 ..< 11]) == [0x68, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00])
+        #expect(mark.isChained && mark.durableSequence == 3 && mark.frameLength == 15)
+    }
+
+    @Test("a version 1 long frame (checkpoint files, version 1 segments), byte for byte")
+    func version1LongFrame() throws {
         var records = RecordEncoder()
         bytes("order-1").withUnsafeBytes { id in
             bytes(#"{"a":1}"#).withUnsafeBytes { payload in
@@ -559,6 +592,96 @@ struct FormatTests {
         #expect(try decodeBody(try decodeFrame(packed).get().1) == records)
     }
 
+    // MARK: Version 2: compact headers and chains
+
+    @Test("chained frames round-trip in order over many frames, chain restarts and history wraps; out of order they fail as a broken chain")
+    func chainRoundTrip() throws {
+        var random = SeededRandom(seed: 17)
+        let context = FrameContext(version: 2, baseSequence: 1000, baseDurable: 900)
+        var encoder = SegmentFrameEncoder()
+        var frames: [([UInt8], [UInt8], FrameHeader)] = []
+        var sequence: UInt64 = 1000
+        var n = 0
+        // ~3 MiB raw: the encoder's and decoder's 1 MiB histories wrap, the chain restarts.
+        while frames.reduce(0, { $0 + $1.1.count }) < 3 << 20 {
+            let count = [1, 1, 1, 3, 40, 700][Int(random.next() % 6)]
+            let records = compressibleRecords(count + n).suffix(count)
+            n += count
+            let body = encodeBody(Array(records))
+            let header = body.withUnsafeBytes {
+                encoder.encode(body: $0, firstSequence: sequence, recordCount: count, durableSequence: sequence - random.next() % 5, context: context)
+            }
+            frames.append((Array(encoder.frame.bytes), body, header))
+            sequence += UInt64(count)
+        }
+        #expect(frames[0].2.isChained == false, "a new encoder starts a chain")
+        #expect(frames.contains { $0.2.isChained && $0.2.isCompact } && frames.contains { !$0.2.isCompact })
+        #expect(frames.dropFirst().contains { !$0.2.isChained && $0.1.count <= LogFormat.maxChainedRawLength }, "the chain restarted past 1 MiB")
+        var decoder = FrameDecoder()
+        for (index, (frame, body, header)) in frames.enumerated() {
+            let decoded = try frame.withUnsafeBytes { raw in try decoder.decode(raw, context: context).map { ($0.header, Array($0.body)) }.get() }
+            #expect(decoded.0 == header, "frame \(index)")
+            #expect(decoded.1 == body, "frame \(index)")
+        }
+        // A chained frame without its predecessors: its checksum holds, it does not decode.
+        let chained = try #require(frames.last { $0.2.isChained })
+        var fresh = FrameDecoder()
+        #expect(chained.0.withUnsafeBytes { FrameDecoder.check($0, context: context) } == .success(chained.2))
+        #expect(chained.0.withUnsafeBytes { fresh.decode($0, context: context) }.failed == .brokenChain)
+    }
+
+    @Test("compact headers: the first sequence comes back from its low 24 bits and the segment's; a lag past 0xFFFF says the segment's durable sequence")
+    func compactHeaderFields() throws {
+        let base: UInt64 = (1 << 24) * 3 - 5  // the low bits wrap inside the segment
+        let context = FrameContext(version: 2, baseSequence: base, baseDurable: base - 100)
+        var encoder = SegmentFrameEncoder()
+        let body = encodeBody(compressibleRecords(2))
+        for (first, durable) in [(base, base), (base + 7, base + 2), (base + (1 << 24) - 1, base + (1 << 24) - 70_000), (base + 9, base - 50)] as [(UInt64, UInt64)] {
+            let header = body.withUnsafeBytes { encoder.encode(body: $0, firstSequence: first, recordCount: 2, durableSequence: durable, context: context) }
+            #expect(header.isCompact)
+            let lag = first - durable
+            #expect(header.durableSequence == (lag >= LogFormat.maxDurableLag ? base - 100 : durable), "never more than was durable")
+            #expect(header.durableSequence <= durable)
+            let checked = Array(encoder.frame.bytes).withUnsafeBytes { FrameDecoder.check($0, context: context) }
+            #expect(checked == .success(header), "first \(first)")
+        }
+        // Past 2^24 records after the segment's first, or past 255 records: a long header.
+        let far = body.withUnsafeBytes { encoder.encode(body: $0, firstSequence: base + (1 << 24), recordCount: 2, durableSequence: base, context: context) }
+        #expect(!far.isCompact && far.firstSequence == base + (1 << 24))
+        let many = encodeBody(compressibleRecords(300).filter { if case .cancel = $0 { true } else { false } })
+        let manyHeader = many.withUnsafeBytes { encoder.encode(body: $0, firstSequence: base, recordCount: 60, durableSequence: base, context: context) }
+        #expect(manyHeader.rawLength <= LogFormat.maxCompactLength && manyHeader.isCompact)
+    }
+
+    @Test("a flipped bit anywhere in a compact frame is rejected")
+    func compactFrameBitFlips() {
+        let context = FrameContext(version: 2, baseSequence: 1, baseDurable: 1)
+        var encoder = SegmentFrameEncoder()
+        let bodies = [encodeBody(compressibleRecords(1)), encodeBody(compressibleRecords(12))]
+        for body in bodies {
+            body.withUnsafeBytes { _ = encoder.encode(body: $0, firstSequence: 5, recordCount: body == bodies[0] ? 1 : 12, durableSequence: 3, context: context, mayChain: false) }
+            let frame = Array(encoder.frame.bytes)
+            #expect(frame[0] == LogFormat.compactFrameMagic)
+            var decoder = FrameDecoder()
+            #expect(!isFailure(frame.withUnsafeBytes { decoder.decode($0, context: context) }))
+            for byte in 0 ..< frame.count {
+                for bit in 0 ..< 8 {
+                    var damaged = frame
+                    damaged[byte] ^= 1 << UInt8(bit)
+                    let result = damaged.withUnsafeBytes { decoder.decode($0, context: context) }
+                    #expect(isFailure(result), "byte \(byte) bit \(bit) accepted")
+                }
+            }
+            // Cut at every length: truncated.
+            for length in 0 ..< frame.count {
+                #expect(isFailure(Array(frame[0 ..< length]).withUnsafeBytes { decoder.decode($0, context: context) }))
+            }
+        }
+        // Version 1 files know no compact frames, and no chained flag.
+        let v1 = FrameContext.checkpoint
+        #expect(isFailure(Array(encoder.frame.bytes).withUnsafeBytes { FrameDecoder.check($0, context: v1) }))
+    }
+
     // MARK: Segment headers
 
     @Test("segment headers round-trip; blank and damaged ones are told apart")
@@ -567,7 +690,7 @@ struct FormatTests {
         var raw = [UInt8](repeating: 0xEE, count: 64)
         raw.withUnsafeMutableBytes { header.write(to: $0.baseAddress!) }
         #expect(Array(raw[0 ..< 8]) == bytes("HGWALSEG"))
-        #expect(raw[8] == 1 && raw[9] == 0 && raw[10] == 64 && raw[11] == 0)
+        #expect(raw[8] == 2 && raw[9] == 0 && raw[10] == 64 && raw[11] == 0)
         #expect(raw[12 ..< 16].allSatisfy { $0 == 0 } && raw[56 ..< 60].allSatisfy { $0 == 0 })
         #expect(Array(raw[48 ..< 56]) == [0x39, 0x30, 0, 0, 0, 0, 0, 0], "durable sequence: the first sequence unless told otherwise")
         #expect(crc(Array(raw[0 ..< 60])) == UInt32(raw[60]) | UInt32(raw[61]) << 8 | UInt32(raw[62]) << 16 | UInt32(raw[63]) << 24)

@@ -772,14 +772,13 @@ final class CrashIteration {
             b.withUnsafeBytes { if case let .valid(header) = SegmentHeader.parse($0) { header } else { nil } }
         }
         /// The intact frames of each segment, in order, up to the first that is not.
-        let frames: [[(offset: Int, length: Int, header: FrameHeader)]] = bytes.map { b in
+        let frames: [[(offset: Int, length: Int, header: FrameHeader)]] = zip(bytes, headers).map { b, segmentHeader in
             b.withUnsafeBytes { raw in
                 var found: [(offset: Int, length: Int, header: FrameHeader)] = []
                 var offset = LogFormat.segmentHeaderLength
-                while offset + LogFormat.frameHeaderLength <= raw.count,
-                      case let .success(header) = FrameHeader.parse(UnsafeRawBufferPointer(rebasing: raw[offset...])),
-                      offset + header.frameLength <= raw.count,
-                      FrameEncoder.checksum(frame: UnsafeRawBufferPointer(rebasing: raw[offset ..< offset + header.frameLength])) == header.checksum {
+                let context = segmentHeader.map { FrameContext.segment($0) } ?? FrameContext(version: nil, baseSequence: 1)
+                while offset + LogFormat.minFrameHeaderLength <= raw.count,
+                      case let .success(header) = FrameDecoder.check(UnsafeRawBufferPointer(rebasing: raw[offset...]), context: context) {
                     found.append((offset, header.frameLength, header))
                     offset += header.frameLength
                 }

@@ -8,8 +8,48 @@ public func crc32c(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) 
     return hg_crc32c(crc, base, bytes.count)
 }
 
-/// The fixed header of a frame (see `Docs/FORMAT.md`).
+/// What a reader must know about the file a frame sits in: the format version, and for compact
+/// frames the sequence numbers their short fields are relative to (the segment header's).
+public struct FrameContext: Equatable, Sendable {
+    /// The file's frame version; nil when it is unknown (a damaged segment header): every
+    /// readable version is accepted.
+    public var version: UInt8?
+    /// A compact frame's first sequence number is the smallest one at or after this whose low
+    /// `LogFormat.compactSequenceBits` bits are the header's.
+    public var baseSequence: UInt64
+    /// What a compact frame whose durable lag is saturated proves: the durable sequence of the
+    /// segment header (never more than was durable when the frame was written).
+    public var baseDurable: UInt64
+
+    public init(version: UInt8?, baseSequence: UInt64, baseDurable: UInt64 = 1) {
+        self.version = version
+        self.baseSequence = max(1, baseSequence)
+        self.baseDurable = max(1, min(baseDurable, self.baseSequence))
+    }
+
+    /// Checkpoint files: version 1 long frames.
+    public static let checkpoint = FrameContext(version: LogFormat.checkpointFrameVersion, baseSequence: 1)
+
+    /// The frames of the segment that `header` starts.
+    public static func segment(_ header: SegmentHeader) -> FrameContext {
+        FrameContext(version: header.version, baseSequence: header.firstSequence, baseDurable: header.durableSequence)
+    }
+
+    func allows(_ frameVersion: UInt8) -> Bool {
+        version.map { $0 == frameVersion } ?? LogFormat.readableVersions.contains(frameVersion)
+    }
+
+    /// Whether a compact header can say `firstSequence`.
+    public func compactReaches(_ firstSequence: UInt64) -> Bool {
+        firstSequence >= baseSequence && firstSequence - baseSequence < LogFormat.compactSequenceSpan
+    }
+}
+
+/// The header of a frame (see `Docs/FORMAT.md`): a long one (40 bytes, versions 1 and 2) or a
+/// compact one (15 bytes, version 2).
 public struct FrameHeader: Equatable, Sendable {
+    public var version: UInt8
+    public var isCompact: Bool
     public var flags: UInt8
     public var storedLength: Int
     public var rawLength: Int
@@ -20,20 +60,43 @@ public struct FrameHeader: Equatable, Sendable {
     public var durableSequence: UInt64
     public var checksum: UInt32
 
-    public var frameLength: Int { LogFormat.frameHeaderLength + storedLength }
+    public init(version: UInt8 = LogFormat.checkpointFrameVersion, isCompact: Bool = false, flags: UInt8, storedLength: Int, rawLength: Int,
+                firstSequence: UInt64, recordCount: Int, durableSequence: UInt64, checksum: UInt32) {
+        self.version = version
+        self.isCompact = isCompact
+        self.flags = flags
+        self.storedLength = storedLength
+        self.rawLength = rawLength
+        self.firstSequence = firstSequence
+        self.recordCount = recordCount
+        self.durableSequence = durableSequence
+        self.checksum = checksum
+    }
+
+    public var headerLength: Int { isCompact ? LogFormat.compactFrameHeaderLength : LogFormat.frameHeaderLength }
+    public var checksumOffset: Int { isCompact ? LogFormat.compactFrameChecksumOffset : LogFormat.frameChecksumOffset }
+    public var frameLength: Int { headerLength + storedLength }
     public var isCompressed: Bool { flags & LogFormat.flagCompressed != 0 }
+    /// The body continues the segment's LZ4 chain: it decodes only after the frames before it.
+    public var isChained: Bool { flags & LogFormat.flagChained != 0 }
     /// The sequence number after the frame's last record.
     public var nextSequence: UInt64 { firstSequence &+ UInt64(recordCount) }
 
     /// Reads a header; fails when it cannot be one (wrong magic, version, lengths, flags).
-    public static func parse(_ bytes: UnsafeRawBufferPointer) -> Result<FrameHeader, FrameFailure> {
-        guard bytes.count >= LogFormat.frameHeaderLength else { return .failure(.truncated(needed: LogFormat.frameHeaderLength, available: bytes.count)) }
+    public static func parse(_ bytes: UnsafeRawBufferPointer, context: FrameContext) -> Result<FrameHeader, FrameFailure> {
+        if bytes.count >= 1 && bytes[0] == LogFormat.compactFrameMagic && context.allows(2) {
+            return parseCompact(bytes, context: context)
+        }
+        guard bytes.count >= LogFormat.frameHeaderLength else {
+            let needed = bytes.isEmpty && context.allows(2) ? LogFormat.minFrameHeaderLength : LogFormat.frameHeaderLength
+            return .failure(.truncated(needed: needed, available: bytes.count))
+        }
         let magic = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
         guard magic == LogFormat.frameMagic else { return .failure(.badMagic(magic)) }
         let version = bytes[4]
-        guard version == LogFormat.version else { return .failure(.unsupportedVersion(version)) }
+        guard context.allows(version) else { return .failure(.unsupportedVersion(version)) }
         let flags = bytes[5]
-        guard flags & ~LogFormat.knownFlags == 0 else { return .failure(.unknownFlags(flags)) }
+        guard flags & ~LogFormat.knownFlags(version: version) == 0 else { return .failure(.unknownFlags(flags)) }
         let headerLength = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
         guard headerLength == UInt16(LogFormat.frameHeaderLength) else { return .failure(.badLength("header length \(headerLength)")) }
         let stored = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
@@ -42,26 +105,76 @@ public struct FrameHeader: Equatable, Sendable {
         let count = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 24, as: UInt32.self)))
         let durable = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: LogFormat.frameDurableOffset, as: UInt64.self))
         let checksum = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: LogFormat.frameChecksumOffset, as: UInt32.self))
-        let compressed = flags & LogFormat.flagCompressed != 0
         guard raw <= LogFormat.maxRawFrameLength else { return .failure(.badLength("raw length \(raw) over \(LogFormat.maxRawFrameLength)")) }
-        if compressed {
-            guard stored <= Int(LZ4_compressBound(Int32(raw))), stored > 0 || raw == 0 else {
-                return .failure(.badLength("stored length \(stored) for raw length \(raw)"))
-            }
-        } else {
-            guard stored == raw else { return .failure(.badLength("stored length \(stored) != raw length \(raw) in an uncompressed frame")) }
-        }
+        if let problem = lengthProblem(flags: flags, stored: stored, raw: raw, count: count) { return .failure(.badLength(problem)) }
         guard first >= 1 else { return .failure(.badLength("first sequence number 0")) }
-        guard count <= raw else { return .failure(.badLength("\(count) records in \(raw) bytes")) }
         guard durable >= 1 && durable <= first else { return .failure(.badLength("durable sequence \(durable) after the first sequence \(first)")) }
-        return .success(FrameHeader(flags: flags, storedLength: stored, rawLength: raw, firstSequence: first, recordCount: count,
-                                    durableSequence: durable, checksum: checksum))
+        return .success(FrameHeader(version: version, flags: flags, storedLength: stored, rawLength: raw, firstSequence: first,
+                                    recordCount: count, durableSequence: durable, checksum: checksum))
     }
 
-    /// Writes the header (with `checksum`) at `destination`.
+    private static func parseCompact(_ bytes: UnsafeRawBufferPointer, context: FrameContext) -> Result<FrameHeader, FrameFailure> {
+        guard bytes.count >= LogFormat.compactFrameHeaderLength else {
+            return .failure(.truncated(needed: LogFormat.compactFrameHeaderLength, available: bytes.count))
+        }
+        let flags = bytes[1]
+        guard flags & ~LogFormat.knownFlags(version: 2) == 0 else { return .failure(.unknownFlags(flags)) }
+        let count = Int(bytes[2])
+        let lengths = Int(bytes[3]) | Int(bytes[4]) << 8 | Int(bytes[5]) << 16
+        let stored = lengths & LogFormat.maxCompactLength
+        let raw = lengths >> LogFormat.compactLengthBits
+        let lag = UInt64(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 6, as: UInt16.self)))
+        let low = UInt64(bytes[8]) | UInt64(bytes[9]) << 8 | UInt64(bytes[10]) << 16
+        let checksum = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: LogFormat.compactFrameChecksumOffset, as: UInt32.self))
+        if let problem = lengthProblem(flags: flags, stored: stored, raw: raw, count: count) { return .failure(.badLength(problem)) }
+        let mask = LogFormat.compactSequenceSpan - 1
+        let first = context.baseSequence &+ ((low &- context.baseSequence) & mask)
+        let durable: UInt64
+        if lag == LogFormat.maxDurableLag {
+            durable = min(context.baseDurable, first)
+        } else {
+            guard lag < first else { return .failure(.badLength("durable lag \(lag) before sequence 1 (first sequence \(first))")) }
+            durable = first - lag
+        }
+        return .success(FrameHeader(version: 2, isCompact: true, flags: flags, storedLength: stored, rawLength: raw, firstSequence: first,
+                                    recordCount: count, durableSequence: durable, checksum: checksum))
+    }
+
+    private static func lengthProblem(flags: UInt8, stored: Int, raw: Int, count: Int) -> String? {
+        if flags & LogFormat.flagCompressed != 0 {
+            guard stored <= Int(LZ4_compressBound(Int32(raw))), stored > 0 || raw == 0 else { return "stored length \(stored) for raw length \(raw)" }
+        } else {
+            guard stored == raw else { return "stored length \(stored) != raw length \(raw) in an uncompressed frame" }
+        }
+        guard count <= raw else { return "\(count) records in \(raw) bytes" }
+        if flags & LogFormat.flagChained != 0 && raw > LogFormat.maxChainedRawLength {
+            return "a chained frame of \(raw) raw bytes (at most \(LogFormat.maxChainedRawLength))"
+        }
+        return nil
+    }
+
+    /// Writes the header (with `checksum`) at `destination`: `headerLength` bytes. A compact
+    /// header stores `firstSequence`'s low bits and the durable sequence as a lag (saturated:
+    /// see `FrameContext.baseDurable`); the encoder makes sure it can.
     public func write(to destination: UnsafeMutableRawPointer) {
+        if isCompact {
+            destination.storeBytes(of: LogFormat.compactFrameMagic, toByteOffset: 0, as: UInt8.self)
+            destination.storeBytes(of: flags, toByteOffset: 1, as: UInt8.self)
+            destination.storeBytes(of: UInt8(recordCount), toByteOffset: 2, as: UInt8.self)
+            let lengths = UInt32(storedLength) | UInt32(rawLength) << UInt32(LogFormat.compactLengthBits)
+            destination.storeBytes(of: UInt8(truncatingIfNeeded: lengths), toByteOffset: 3, as: UInt8.self)
+            destination.storeBytes(of: UInt8(truncatingIfNeeded: lengths >> 8), toByteOffset: 4, as: UInt8.self)
+            destination.storeBytes(of: UInt8(truncatingIfNeeded: lengths >> 16), toByteOffset: 5, as: UInt8.self)
+            let lag = UInt16(min(firstSequence - durableSequence, LogFormat.maxDurableLag))
+            destination.storeBytes(of: lag.littleEndian, toByteOffset: 6, as: UInt16.self)
+            destination.storeBytes(of: UInt8(truncatingIfNeeded: firstSequence), toByteOffset: 8, as: UInt8.self)
+            destination.storeBytes(of: UInt8(truncatingIfNeeded: firstSequence >> 8), toByteOffset: 9, as: UInt8.self)
+            destination.storeBytes(of: UInt8(truncatingIfNeeded: firstSequence >> 16), toByteOffset: 10, as: UInt8.self)
+            destination.storeBytes(of: checksum.littleEndian, toByteOffset: LogFormat.compactFrameChecksumOffset, as: UInt32.self)
+            return
+        }
         destination.storeBytes(of: LogFormat.frameMagic.littleEndian, toByteOffset: 0, as: UInt32.self)
-        destination.storeBytes(of: LogFormat.version, toByteOffset: 4, as: UInt8.self)
+        destination.storeBytes(of: version, toByteOffset: 4, as: UInt8.self)
         destination.storeBytes(of: flags, toByteOffset: 5, as: UInt8.self)
         destination.storeBytes(of: UInt16(LogFormat.frameHeaderLength).littleEndian, toByteOffset: 6, as: UInt16.self)
         destination.storeBytes(of: UInt32(storedLength).littleEndian, toByteOffset: 8, as: UInt32.self)
@@ -81,6 +194,9 @@ public enum FrameFailure: Error, Equatable, Sendable, CustomStringConvertible {
     case unknownFlags(UInt8)
     case badLength(String)
     case checksumMismatch(stored: UInt32, computed: UInt32)
+    /// A chained frame whose chain was not decoded: the frames before it are damaged or missing
+    /// (or it is the first frame of a segment).
+    case brokenChain
     case decompression(String)
     case records(offset: Int, reason: String)
     case recordCountMismatch(header: Int, found: Int)
@@ -89,10 +205,11 @@ public enum FrameFailure: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case let .truncated(needed, available): return "frame truncated: needs \(needed) bytes, \(available) left in the file"
         case let .badMagic(magic): return "no frame here (magic 0x\(String(magic, radix: 16)))"
-        case let .unsupportedVersion(version): return "frame version \(version) is not supported (this build reads version \(LogFormat.version))"
+        case let .unsupportedVersion(version): return "frame version \(version) is not supported here (this build reads versions \(LogFormat.readableVersions.lowerBound) ... \(LogFormat.readableVersions.upperBound), each in its own files)"
         case let .unknownFlags(flags): return "unknown frame flags 0x\(String(flags, radix: 16))"
         case let .badLength(what): return "impossible frame length: \(what)"
         case let .checksumMismatch(stored, computed): return "checksum mismatch: stored 0x\(String(stored, radix: 16)), computed 0x\(String(computed, radix: 16))"
+        case .brokenChain: return "a chained frame whose chain could not be decoded (an earlier frame of its chain is damaged or missing)"
         case let .decompression(what): return "LZ4 decompression failed: \(what)"
         case let .records(offset, reason): return "bad record at body offset \(offset): \(reason)"
         case let .recordCountMismatch(header, found): return "header says \(header) records, body holds \(found)"
@@ -100,8 +217,9 @@ public enum FrameFailure: Error, Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Builds frames: compresses a record body with LZ4 when that pays, adds the header and the
-/// checksum. Keeps its buffers between frames.
+/// Builds long frames, each compressed on its own (checkpoint files, and version 1 segments in
+/// tests): compresses a record body with LZ4 when that pays, adds the header and the checksum.
+/// Keeps its buffers between frames. Log segments use `SegmentFrameEncoder`.
 public struct FrameEncoder: ~Copyable {
     /// The last frame built: header then stored body.
     public private(set) var frame = ByteWriter(capacity: 64 << 10)
@@ -115,10 +233,11 @@ public struct FrameEncoder: ~Copyable {
     @discardableResult
     public mutating func encode(
         body: UnsafeRawBufferPointer, firstSequence: UInt64, recordCount: Int, compress: Bool = true,
-        durableSequence: UInt64? = nil
+        durableSequence: UInt64? = nil, version: UInt8 = LogFormat.checkpointFrameVersion
     ) -> FrameHeader {
         let durable = min(durableSequence ?? firstSequence, firstSequence)
         precondition(body.count <= LogFormat.maxRawFrameLength, "frame body of \(body.count) bytes")
+        precondition(LogFormat.readableVersions.contains(version), "frame version \(version)")
         frame.removeAll()
         let bound = Int(LZ4_compressBound(Int32(body.count)))
         let start = frame.extend(by: LogFormat.frameHeaderLength + max(bound, body.count))
@@ -140,7 +259,7 @@ public struct FrameEncoder: ~Copyable {
             stored = body.count
         }
         frame.count = LogFormat.frameHeaderLength + stored
-        var header = FrameHeader(flags: flags, storedLength: stored, rawLength: body.count, firstSequence: firstSequence,
+        var header = FrameHeader(version: version, flags: flags, storedLength: stored, rawLength: body.count, firstSequence: firstSequence,
                                  recordCount: recordCount, durableSequence: max(durable, 1), checksum: 0)
         header.write(to: start)
         header.checksum = FrameEncoder.checksum(frame: UnsafeRawBufferPointer(start: start, count: frame.count))
@@ -148,17 +267,25 @@ public struct FrameEncoder: ~Copyable {
         return header
     }
 
-    /// The checksum of a frame: its header up to the checksum field, then its stored body.
+    /// The checksum of a long frame: its header up to the checksum field, then its stored body.
     public static func checksum(frame: UnsafeRawBufferPointer) -> UInt32 {
-        let head = crc32c(UnsafeRawBufferPointer(rebasing: frame[0 ..< LogFormat.frameChecksumOffset]))
-        return crc32c(UnsafeRawBufferPointer(rebasing: frame[LogFormat.frameHeaderLength...]), continuing: head)
+        checksum(frame: frame, headerLength: LogFormat.frameHeaderLength)
+    }
+
+    /// The checksum of a frame whose header is `headerLength` bytes (ending with the checksum).
+    @inline(__always)
+    public static func checksum(frame: UnsafeRawBufferPointer, headerLength: Int) -> UInt32 {
+        let head = crc32c(UnsafeRawBufferPointer(rebasing: frame[0 ..< headerLength - 4]))
+        return crc32c(UnsafeRawBufferPointer(rebasing: frame[headerLength...]), continuing: head)
     }
 }
 
-/// Checks and opens frames: header, checksum, decompression, records. Keeps its buffer
-/// between frames.
+/// Checks and opens frames: header, checksum, decompression (continuing the segment's LZ4
+/// chain for chained frames), records. Keeps its buffers, and the chain, between frames: a
+/// segment's frames are decoded in order with one decoder.
 public struct FrameDecoder: ~Copyable {
     private var scratch = ByteWriter(capacity: 64 << 10)
+    private var chain = _LZ4DecompressionChain()
 
     public init() {}
 
@@ -168,36 +295,74 @@ public struct FrameDecoder: ~Copyable {
         public var body: UnsafeRawBufferPointer
     }
 
-    /// Decodes the frame at the start of `bytes` (which may run on past it). Fails unless the
-    /// header is sound, the whole frame is present, the checksum holds, the body decompresses to
-    /// its stated length and holds exactly the stated number of well-formed records.
-    public mutating func decode(_ bytes: UnsafeRawBufferPointer) -> Result<Frame, FrameFailure> {
+    /// Forgets the chain: the next chained frame fails with `.brokenChain` (a new segment, or
+    /// a jump past damage).
+    public mutating func breakChain() { chain.forget() }
+
+    /// Checks the frame at the start of `bytes` without decoding its body: the header is sound,
+    /// the whole frame is present, the checksum holds. A chained frame can be checked so even
+    /// when its chain cannot be decoded.
+    public static func check(_ bytes: UnsafeRawBufferPointer, context: FrameContext) -> Result<FrameHeader, FrameFailure> {
         let header: FrameHeader
-        switch FrameHeader.parse(bytes) {
+        switch FrameHeader.parse(bytes, context: context) {
         case let .success(parsed): header = parsed
         case let .failure(failure): return .failure(failure)
         }
         guard header.frameLength <= bytes.count else {
             return .failure(.truncated(needed: header.frameLength, available: bytes.count))
         }
-        let frameBytes = UnsafeRawBufferPointer(rebasing: bytes[0 ..< header.frameLength])
-        let computed = FrameEncoder.checksum(frame: frameBytes)
+        let computed = FrameEncoder.checksum(frame: UnsafeRawBufferPointer(rebasing: bytes[0 ..< header.frameLength]), headerLength: header.headerLength)
         guard computed == header.checksum else { return .failure(.checksumMismatch(stored: header.checksum, computed: computed)) }
-        let stored = UnsafeRawBufferPointer(rebasing: frameBytes[LogFormat.frameHeaderLength...])
+        return .success(header)
+    }
+
+    /// Decodes the frame at the start of `bytes` (which may run on past it). Fails unless the
+    /// header is sound, the whole frame is present, the checksum holds, the body decompresses to
+    /// its stated length (a chained one continuing the frames decoded before it) and holds
+    /// exactly the stated number of well-formed records. Any failure breaks the chain.
+    public mutating func decode(_ bytes: UnsafeRawBufferPointer, context: FrameContext) -> Result<Frame, FrameFailure> {
+        let result = decodeFrame(bytes, context: context)
+        if case .failure = result { chain.forget() }
+        return result
+    }
+
+    private mutating func decodeFrame(_ bytes: UnsafeRawBufferPointer, context: FrameContext) -> Result<Frame, FrameFailure> {
+        let header: FrameHeader
+        switch FrameDecoder.check(bytes, context: context) {
+        case let .success(checked): header = checked
+        case let .failure(failure): return .failure(failure)
+        }
+        let stored = UnsafeRawBufferPointer(rebasing: bytes[header.headerLength ..< header.frameLength])
         let body: UnsafeRawBufferPointer
-        if header.isCompressed {
-            scratch.removeAll()
-            let destination = scratch.extend(by: max(header.rawLength, 1))
-            let produced = LZ4_decompress_safe(
-                stored.baseAddress!.assumingMemoryBound(to: CChar.self),
-                destination.assumingMemoryBound(to: CChar.self),
-                Int32(stored.count), Int32(header.rawLength))
-            guard produced == Int32(header.rawLength) else {
-                return .failure(.decompression(produced < 0 ? "malformed block (error \(produced))" : "\(produced) bytes instead of \(header.rawLength)"))
+        if header.isChained {
+            guard chain.isOpen else { return .failure(.brokenChain) }
+            switch chain.decodeNext(stored, rawLength: header.rawLength, compressed: header.isCompressed) {
+            case let .success(decoded): body = decoded
+            case let .failure(failure): return .failure(failure)
             }
-            body = UnsafeRawBufferPointer(start: destination, count: header.rawLength)
+        } else if header.isCompressed {
+            if header.rawLength <= _LZ4DecompressionChain.capacity {
+                // Small enough to decode straight into the history of the chain it starts.
+                switch chain.decodeFirst(stored, rawLength: header.rawLength) {
+                case let .success(decoded): body = decoded
+                case let .failure(failure): return .failure(failure)
+                }
+            } else {
+                scratch.removeAll()
+                let destination = scratch.extend(by: max(header.rawLength, 1))
+                let produced = LZ4_decompress_safe(
+                    stored.baseAddress!.assumingMemoryBound(to: CChar.self),
+                    destination.assumingMemoryBound(to: CChar.self),
+                    Int32(stored.count), Int32(header.rawLength))
+                guard produced == Int32(header.rawLength) else {
+                    return .failure(.decompression(produced < 0 ? "malformed block (error \(produced))" : "\(produced) bytes instead of \(header.rawLength)"))
+                }
+                body = UnsafeRawBufferPointer(start: destination, count: header.rawLength)
+                chain.start(after: body)
+            }
         } else {
             body = stored
+            chain.start(after: body)
         }
         do {
             let found = try RecordDecoder.forEach(in: body) { _ in }
@@ -220,8 +385,13 @@ public struct SegmentHeader: Equatable, Sendable {
     /// Every record before this sequence number was durable when the segment was started (as a
     /// frame's durable sequence: evidence that damage before it is corruption, not a lost write).
     public var durableSequence: UInt64
+    /// The format of the segment's frames: 2 (written by this build) or 1 (read only).
+    public var version: UInt8
 
-    public init(segmentNumber: UInt64, firstSequence: UInt64, segmentLength: UInt64, createdMilliseconds: Int64, durableSequence: UInt64? = nil) {
+    public init(segmentNumber: UInt64, firstSequence: UInt64, segmentLength: UInt64, createdMilliseconds: Int64, durableSequence: UInt64? = nil,
+                version: UInt8 = LogFormat.version) {
+        precondition(LogFormat.readableVersions.contains(version), "segment version \(version)")
+        self.version = version
         self.segmentNumber = segmentNumber
         self.firstSequence = firstSequence
         self.segmentLength = segmentLength
@@ -246,7 +416,9 @@ public struct SegmentHeader: Equatable, Sendable {
         let computed = crc32c(UnsafeRawBufferPointer(rebasing: header[0 ..< LogFormat.segmentHeaderChecksumOffset]))
         guard stored == computed else { return .invalid("segment header checksum mismatch: stored 0x\(String(stored, radix: 16)), computed 0x\(String(computed, radix: 16))") }
         let version = UInt16(littleEndian: header.loadUnaligned(fromByteOffset: 8, as: UInt16.self))
-        guard version == UInt16(LogFormat.version) else { return .invalid("segment version \(version) is not supported") }
+        guard version >= UInt16(LogFormat.readableVersions.lowerBound) && version <= UInt16(LogFormat.readableVersions.upperBound) else {
+            return .invalid("segment version \(version) is not supported (this build reads versions \(LogFormat.readableVersions.lowerBound) ... \(LogFormat.readableVersions.upperBound))")
+        }
         let headerLength = UInt16(littleEndian: header.loadUnaligned(fromByteOffset: 10, as: UInt16.self))
         guard headerLength == UInt16(LogFormat.segmentHeaderLength) else { return .invalid("segment header length \(headerLength)") }
         let first = UInt64(littleEndian: header.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
@@ -257,14 +429,14 @@ public struct SegmentHeader: Equatable, Sendable {
             firstSequence: first,
             segmentLength: UInt64(littleEndian: header.loadUnaligned(fromByteOffset: 32, as: UInt64.self)),
             createdMilliseconds: Int64(littleEndian: header.loadUnaligned(fromByteOffset: 40, as: Int64.self)),
-            durableSequence: durable))
+            durableSequence: durable, version: UInt8(version)))
     }
 
     /// Writes the 64-byte header, checksum included.
     public func write(to destination: UnsafeMutableRawPointer) {
         destination.initializeMemory(as: UInt8.self, repeating: 0, count: LogFormat.segmentHeaderLength)
         destination.storeBytes(of: LogFormat.segmentMagic.littleEndian, toByteOffset: 0, as: UInt64.self)
-        destination.storeBytes(of: UInt16(LogFormat.version).littleEndian, toByteOffset: 8, as: UInt16.self)
+        destination.storeBytes(of: UInt16(version).littleEndian, toByteOffset: 8, as: UInt16.self)
         destination.storeBytes(of: UInt16(LogFormat.segmentHeaderLength).littleEndian, toByteOffset: 10, as: UInt16.self)
         destination.storeBytes(of: segmentNumber.littleEndian, toByteOffset: 16, as: UInt64.self)
         destination.storeBytes(of: firstSequence.littleEndian, toByteOffset: 24, as: UInt64.self)
@@ -309,7 +481,7 @@ public struct CheckpointTrailer: Equatable, Sendable {
         let computed = crc32c(UnsafeRawBufferPointer(rebasing: trailer[0 ..< LogFormat.checkpointTrailerChecksumOffset]))
         guard stored == computed else { return .failure("checkpoint trailer checksum mismatch: stored 0x\(String(stored, radix: 16)), computed 0x\(String(computed, radix: 16))") }
         let version = UInt16(littleEndian: trailer.loadUnaligned(fromByteOffset: 8, as: UInt16.self))
-        guard version == UInt16(LogFormat.version) else { return .failure("checkpoint version \(version) is not supported") }
+        guard version == LogFormat.checkpointVersion else { return .failure("checkpoint version \(version) is not supported (this build reads version \(LogFormat.checkpointVersion))") }
         let length = UInt16(littleEndian: trailer.loadUnaligned(fromByteOffset: 10, as: UInt16.self))
         guard length == UInt16(LogFormat.checkpointTrailerLength) else { return .failure("checkpoint trailer length \(length)") }
         let parsed = CheckpointTrailer(
@@ -330,7 +502,7 @@ public struct CheckpointTrailer: Equatable, Sendable {
         bytes.withUnsafeMutableBytes { raw in
             let p = raw.baseAddress!
             p.storeBytes(of: LogFormat.checkpointMagic.littleEndian, toByteOffset: 0, as: UInt64.self)
-            p.storeBytes(of: UInt16(LogFormat.version).littleEndian, toByteOffset: 8, as: UInt16.self)
+            p.storeBytes(of: LogFormat.checkpointVersion.littleEndian, toByteOffset: 8, as: UInt16.self)
             p.storeBytes(of: UInt16(LogFormat.checkpointTrailerLength).littleEndian, toByteOffset: 10, as: UInt16.self)
             p.storeBytes(of: startSequence.littleEndian, toByteOffset: 16, as: UInt64.self)
             p.storeBytes(of: records.littleEndian, toByteOffset: 24, as: UInt64.self)

@@ -1,8 +1,16 @@
 import CLZ4
 
-/// The on-disk format, version 1: every constant of `Docs/FORMAT.md`, in one place.
+/// The on-disk format, version 2: every constant of `Docs/FORMAT.md`, in one place.
 public enum LogFormat {
-    public static let version: UInt8 = 1
+    /// The version this build writes into new segments.
+    public static let version: UInt8 = 2
+    /// The segment (and frame) versions this build reads: version 1 segments are read, never
+    /// appended to.
+    public static let readableVersions: ClosedRange<UInt8> = 1 ... 2
+    /// Checkpoint files keep the version 1 frame format (long headers, never chained).
+    public static let checkpointFrameVersion: UInt8 = 1
+    /// The checkpoint file format (its trailer's version): unchanged by log format 2.
+    public static let checkpointVersion: UInt16 = 1
 
     // MARK: Segments
 
@@ -19,10 +27,11 @@ public enum LogFormat {
     public static let checkpointTrailerLength = 64
     public static let checkpointTrailerChecksumOffset = 60
 
-    // MARK: Frames
+    // MARK: Long frames (version 1 and 2)
 
     /// The bytes "HGLF" read as a little-endian u32.
     public static let frameMagic: UInt32 = 0x464C_4748
+    /// The long header: big frames, frames the compact header cannot describe, checkpoints.
     public static let frameHeaderLength = 40
     /// Offset of the durable sequence number: every record before it was durable (synced) when
     /// the frame was written.
@@ -32,7 +41,41 @@ public enum LogFormat {
     /// The largest raw (uncompressed) body of one frame.
     public static let maxRawFrameLength = 32 << 20
     public static let flagCompressed: UInt8 = 1 << 0
-    public static let knownFlags: UInt8 = flagCompressed
+    /// Version 2: the body continues the segment's LZ4 chain (see `Docs/FORMAT.md`).
+    public static let flagChained: UInt8 = 1 << 1
+    /// The flags each frame version knows.
+    public static func knownFlags(version: UInt8) -> UInt8 { version >= 2 ? flagCompressed | flagChained : flagCompressed }
+
+    // MARK: Compact frames (version 2)
+
+    /// The first byte of a compact frame header ("h"; a long header starts with "H").
+    public static let compactFrameMagic: UInt8 = 0x68
+    public static let compactFrameHeaderLength = 15
+    /// Offset of the compact header's CRC-32C (covering the header bytes before it, then the body).
+    public static let compactFrameChecksumOffset = 11
+    /// Stored and raw lengths are 12 bits each in a compact header.
+    public static let compactLengthBits = 12
+    public static let maxCompactLength = (1 << compactLengthBits) - 1
+    public static let maxCompactRecords = 255
+    /// A compact header keeps the low 24 bits of the first sequence number; the rest comes from
+    /// the segment header's first sequence (a compact frame starts less than 2^24 records after it).
+    public static let compactSequenceBits = 24
+    public static let compactSequenceSpan: UInt64 = 1 << 24
+    /// `first - durable` is stored saturated at this value (a durable sequence lower than the
+    /// truth: less evidence, never false evidence).
+    public static let maxDurableLag: UInt64 = 0xFFFF
+    /// The smallest frame header.
+    public static let minFrameHeaderLength = compactFrameHeaderLength
+
+    // MARK: Chains (version 2)
+
+    /// LZ4's window: the decoder keeps this much of the chain's decoded output as dictionary.
+    public static let chainDictionaryLength = 64 << 10
+    /// The largest raw body of a chained frame; bigger frames start a new chain.
+    public static let maxChainedRawLength = 64 << 10
+    /// The writer starts a new chain once the chain holds this many raw bytes: what one damaged
+    /// frame can make salvage drop is bounded by it.
+    public static let chainRestartRawBytes = 1 << 20
 
     // MARK: Records
 
@@ -60,6 +103,21 @@ public enum LogFormat {
         precondition(Int(LZ4_compressBound(Int32(maxRawFrameLength))) <= Int(Int32.max), "a frame's compressed bound must fit LZ4's int")
         precondition(frameChecksumOffset + 4 == frameHeaderLength, "the frame checksum ends the header")
         precondition(frameDurableOffset + 8 == frameChecksumOffset, "the durable sequence precedes the checksum")
+        precondition(compactFrameChecksumOffset + 4 == compactFrameHeaderLength, "the compact frame checksum ends its header")
+        precondition(1 + 1 + 1 + (2 * compactLengthBits) / 8 + 2 + compactSequenceBits / 8 == compactFrameChecksumOffset,
+                     "magic, flags, count, lengths, durable lag and sequence fill the compact header before its checksum")
+        precondition(compactSequenceSpan == 1 << UInt64(compactSequenceBits), "the sequence span matches its bits")
+        precondition(maxDurableLag == UInt64(UInt16.max), "the durable lag is a u16")
+        precondition(maxCompactRecords == Int(UInt8.max), "the compact record count is a u8")
+        precondition(compactFrameHeaderLength < frameHeaderLength && minFrameHeaderLength == compactFrameHeaderLength,
+                     "the compact header is the smaller one")
+        precondition(UInt8(truncatingIfNeeded: frameMagic) != compactFrameMagic && compactFrameMagic != 0,
+                     "the first byte tells a compact header from a long one and from zeros")
+        precondition(maxCompactLength < maxChainedRawLength, "every compact frame may be chained")
+        precondition(maxChainedRawLength <= chainRestartRawBytes && chainDictionaryLength <= maxChainedRawLength,
+                     "a chain holds at least one chained frame and LZ4's window")
+        precondition(readableVersions.contains(version) && readableVersions.contains(checkpointFrameVersion), "this build reads what it writes")
+        precondition(knownFlags(version: 1) & flagChained == 0, "version 1 frames are never chained")
         precondition(segmentHeaderChecksumOffset + 4 == segmentHeaderLength, "the segment checksum ends the header")
         precondition(checkpointTrailerChecksumOffset + 4 == checkpointTrailerLength, "the checkpoint checksum ends the trailer")
         precondition(maxIDLength == TimerWheel.maxIDLength && maxPayloadLength == TimerWheel.maxPayloadLength,

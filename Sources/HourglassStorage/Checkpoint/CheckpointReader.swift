@@ -37,7 +37,7 @@ package final class CheckpointReader {
             var offset = 0
             let end = Int(trailer.framesBytes)
             while offset < end {
-                switch FrameHeader.parse(UnsafeRawBufferPointer(rebasing: bytes[offset ..< end])) {
+                switch FrameHeader.parse(UnsafeRawBufferPointer(rebasing: bytes[offset ..< end]), context: .checkpoint) {
                 case let .success(header):
                     guard header.firstSequence == expected else {
                         problem = (offset, "frame starts at record \(header.firstSequence), expected \(expected)")
@@ -116,7 +116,7 @@ package final class CheckpointReader {
     package func nextFrame(_ body: (FrameDecoder.Frame) throws -> Void) throws(StorageError) -> Bool {
         guard next < offsets.count else { return false }
         let offset = offsets[next]
-        let result = file.withBytes { decoder.decode(UnsafeRawBufferPointer(rebasing: $0[offset ..< Int(trailer.framesBytes)])) }
+        let result = file.withBytes { decoder.decode(UnsafeRawBufferPointer(rebasing: $0[offset ..< Int(trailer.framesBytes)]), context: .checkpoint) }
         switch result {
         case let .success(frame):
             next += 1

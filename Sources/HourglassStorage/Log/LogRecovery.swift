@@ -62,7 +62,8 @@ public struct RecoveryReport: Sendable, Equatable, CustomStringConvertible {
 /// Where the writer continues after recovery.
 package struct LogTail {
     /// The newest segment with a valid header, opened for writing, and the end of its frames.
-    package var segment: (number: UInt64, file: any StorageFile, writeOffset: Int)?
+    /// Its header is nil when it is damaged (salvage read past it): the writer starts a new segment.
+    package var segment: (number: UInt64, file: any StorageFile, writeOffset: Int, header: SegmentHeader?)?
     /// Spare segments (prepared, never written) after it, by number.
     package var spares: [UInt64]
     package var nextSequence: UInt64
@@ -97,6 +98,13 @@ package struct LogRecovery {
         var file: any StorageFile
         var header: SegmentHeader.ParseResult
         var hasHeader: Bool { if case .blank = header { return false } else { return true } }
+        var validHeader: SegmentHeader? { if case let .valid(header) = header { return header } else { return nil } }
+
+        /// How to read its frames: as its header says; with a damaged header, any version, and
+        /// compact frames' sequence numbers taken relative to `sequence` (the log's position).
+        func context(at sequence: UInt64) -> FrameContext {
+            validHeader.map { FrameContext.segment($0) } ?? FrameContext(version: nil, baseSequence: sequence)
+        }
     }
 
     /// A valid frame found while looking past damage.
@@ -109,11 +117,13 @@ package struct LogRecovery {
 
     /// What to do about damage at a point of the log.
     private enum Decision {
-        /// Data that was durable follows: salvage goes on from this valid frame.
-        case resume(Position)
-        /// Durable data was destroyed and no valid frame follows (only a later segment's header
-        /// says so): salvage cuts the log here and reports the loss.
-        case lost(Segment)
+        /// Data that was durable follows: salvage goes on from this valid unchained frame.
+        /// `orphans` is the first intact chained frame before it: chained frames that cannot be
+        /// decoded without the damaged one, dropped up to the resume point.
+        case resume(Position, orphans: Position?)
+        /// Durable data was destroyed and no valid unchained frame follows (only chained frames or
+        /// a later segment's header say so): salvage cuts the log here and reports the loss.
+        case lost(String)
         /// Only data that was never durable follows: cut the log here.
         case cut
     }
@@ -154,17 +164,27 @@ package struct LogRecovery {
             switch try decide(segments, index, offset, expected: from) {
             case .cut:
                 return .cut
-            case let .lost(later):
+            case let .lost(evidence):
                 let segment = segments[index]
-                try corruption(segment, offset, "\(reason); \(later.name) was started once sequence \(from) was durable, so this is not a torn write",
+                try corruption(segment, offset, "\(reason); \(evidence) once sequence \(from) was durable, so this is not a torn write; no unchained frame follows to resume at",
                                bytes: bytes ?? (segment.file.length - offset), report: &report)
                 return .cut
-            case let .resume(next):
+            case let .resume(next, orphans):
                 let segment = segments[index]
-                let length = next.index == index ? next.offset - offset : segment.file.length - offset
+                let stop = orphans ?? next
+                let length = stop.index == index ? stop.offset - offset : segment.file.length - offset
                 try corruption(segment, offset, "\(reason); a valid frame at \(segments[next.index].name):\(next.offset) follows that was written once sequence \(from) was durable, so this is not a torn write",
-                               lost: next.firstSequence > from ? (from, next.firstSequence) : nil, bytes: bytes ?? length, report: &report)
-                return .resume(next)
+                               lost: stop.firstSequence > from ? (from, stop.firstSequence) : nil, bytes: bytes ?? length, report: &report)
+                if let orphans {
+                    // Intact, but their chain starts in the damage: accounted for as dropped too.
+                    let holder = segments[orphans.index]
+                    let end = next.index == orphans.index ? next.offset : (lastFrameEnd(holder, from: orphans) ?? holder.file.length)
+                    report.dropped.append(.init(
+                        file: holder.file.path, offset: Int64(orphans.offset), bytes: end - orphans.offset,
+                        firstSequence: orphans.firstSequence, records: Int(next.firstSequence - orphans.firstSequence),
+                        reason: "chained frames that cannot be decoded without the damaged frame before them (their chain restarts at \(segments[next.index].name):\(next.offset))"))
+                }
+                return .resume(next, orphans: orphans)
             }
         }
 
@@ -173,6 +193,8 @@ package struct LogRecovery {
             let segment = segments[index]
             let length = segment.file.length
             var offset = LogFormat.segmentHeaderLength
+            // Every segment starts a chain of its own; so does a resume point.
+            decoder.breakChain()
             if let position = resume, position.index == index {
                 offset = position.offset
                 expected = position.firstSequence
@@ -211,7 +233,7 @@ package struct LogRecovery {
                         cutAt = (index, 0)
                         cutReason = problem
                         break segmentLoop
-                    case let .resume(next):
+                    case let .resume(next, _):
                         resume = next
                         index = next.index
                         continue segmentLoop
@@ -229,9 +251,10 @@ package struct LogRecovery {
             report.segments += 1
 
             frames: while true {
-                while offset + LogFormat.frameHeaderLength <= length {
-                    if segment.file.withBytes({ $0[offset ..< offset + LogFormat.frameHeaderLength].allSatisfy { $0 == 0 } }) { break }
-                    let result = segment.file.withBytes { decoder.decode(UnsafeRawBufferPointer(rebasing: $0[offset...])) }
+                let context = segment.context(at: expected ?? startSequence)
+                while offset + LogFormat.minFrameHeaderLength <= length {
+                    if segment.file.withBytes({ $0[offset ..< offset + LogFormat.minFrameHeaderLength].allSatisfy { $0 == 0 } }) { break }
+                    let result = segment.file.withBytes { decoder.decode(UnsafeRawBufferPointer(rebasing: $0[offset...]), context: context) }
                     let reason: String
                     switch result {
                     case let .success(frame) where expected == nil || frame.header.firstSequence == expected!:
@@ -260,7 +283,7 @@ package struct LogRecovery {
                         cutAt = (index, offset)
                         cutReason = reason
                         break segmentLoop
-                    case let .resume(next):
+                    case let .resume(next, _):
                         if next.index == index {
                             offset = next.offset
                             expected = next.firstSequence
@@ -285,7 +308,7 @@ package struct LogRecovery {
                         cutAt = (index, offset)
                         cutReason = reason
                         break segmentLoop
-                    case let .resume(next):
+                    case let .resume(next, _):
                         if next.index == index {
                             offset = next.offset
                             expected = next.firstSequence
@@ -344,7 +367,7 @@ package struct LogRecovery {
                              highestSegment: highest)
         if let end, !readOnly {
             let segment = segments[end.index]
-            result.segment = (segment.number, try directory.openFile(segment.name, writable: true), end.offset)
+            result.segment = (segment.number, try directory.openFile(segment.name, writable: true), end.offset, segment.validHeader)
         }
         report.segmentFiles = segments.count
         return result
@@ -392,20 +415,49 @@ package struct LogRecovery {
     /// durable data (corruption: resume at the first valid frame, in salvage mode); otherwise only
     /// data never synced follows, which a crash may lose or tear (cut).
     private func decide(_ segments: [Segment], _ index: Int, _ offset: Int, expected: UInt64) throws(StorageError) -> Decision {
-        var first: Position? = nil
+        // Any intact frame is evidence (a chained one's header and checksum can be checked
+        // without its chain); salvage resumes only at an unchained one, which decodes alone.
+        var firstIntact: Position? = nil
+        var resumable: Position? = nil
+        var evidence: String? = nil
         var next = nextValidFrame(segments, index, max(offset + 1, LogFormat.segmentHeaderLength), after: expected)
         while let frame = next {
-            if first == nil { first = frame }
-            if frame.header.durableSequence > expected { return .resume(first!) }
+            if firstIntact == nil { firstIntact = frame }
+            if resumable == nil && !frame.header.isChained { resumable = frame }
+            if evidence == nil && frame.header.durableSequence > expected {
+                evidence = "a valid \(frame.header.isChained ? "chained " : "")frame at \(segments[frame.index].name):\(frame.offset) was written"
+            }
+            if evidence != nil && resumable != nil { break }
             next = nextValidFrame(segments, frame.index, frame.offset + frame.header.frameLength, after: expected)
         }
         // A later segment started once `expected` was durable is evidence too.
-        for later in segments[(index + 1)...] {
-            if case let .valid(header) = later.header, header.durableSequence > expected {
-                return first.map { .resume($0) } ?? .lost(later)
+        if evidence == nil {
+            for later in segments[(index + 1)...] {
+                if case let .valid(header) = later.header, header.durableSequence > expected {
+                    evidence = "\(later.name) was started"
+                    break
+                }
             }
         }
-        return .cut
+        guard let evidence else { return .cut }
+        guard let resumable else { return .lost(evidence) }
+        let orphans = firstIntact.flatMap { first in first.index == resumable.index && first.offset == resumable.offset ? nil : first }
+        return .resume(resumable, orphans: orphans)
+    }
+
+    /// The end of the last intact frame of `segment` from `start` on (the chained frames that
+    /// run to its end).
+    private func lastFrameEnd(_ segment: Segment, from start: Position) -> Int? {
+        var end: Int? = nil
+        segment.file.withBytes { bytes in
+            var offset = start.offset
+            let context = segment.context(at: start.firstSequence)
+            while offset < bytes.count, case let .success(header) = FrameDecoder.check(UnsafeRawBufferPointer(rebasing: bytes[offset...]), context: context) {
+                offset += header.frameLength
+                end = offset
+            }
+        }
+        return end
     }
 
     /// Damage that is not a torn tail: an error naming the file and offset, or in salvage mode
@@ -431,9 +483,10 @@ package struct LogRecovery {
         for i in index ..< segments.count {
             let file = segments[i].file
             let start = i == index ? max(offset, LogFormat.segmentHeaderLength) : LogFormat.segmentHeaderLength
+            let context = segments[i].context(at: after)
             let found = file.withBytes { bytes -> (Int, FrameHeader)? in
                 var position = start
-                let end = bytes.count - LogFormat.frameHeaderLength
+                let end = bytes.count - LogFormat.minFrameHeaderLength
                 while position <= end {
                     // Skip never-written stretches of the file (holes of the preallocated
                     // segment) by asking the file system where data is, before touching a block
@@ -451,10 +504,11 @@ package struct LogRecovery {
                         position += 8
                         continue
                     }
-                    if bytes.loadUnaligned(fromByteOffset: position, as: UInt32.self) == LogFormat.frameMagic.littleEndian,
-                       case let .success(frame) = decoder.decode(UnsafeRawBufferPointer(rebasing: bytes[position...])),
-                       frame.header.firstSequence >= after {
-                        return (position, frame.header)
+                    if bytes[position] == LogFormat.compactFrameMagic
+                        || (position + 4 <= bytes.count && bytes.loadUnaligned(fromByteOffset: position, as: UInt32.self) == LogFormat.frameMagic.littleEndian),
+                       let header = intactFrame(UnsafeRawBufferPointer(rebasing: bytes[position...]), context: context, decoder: &decoder),
+                       header.firstSequence >= after {
+                        return (position, header)
                     }
                     position += 1
                 }
@@ -463,6 +517,15 @@ package struct LogRecovery {
             if let (position, header) = found { return Position(index: i, offset: position, header: header) }
         }
         return nil
+    }
+
+    /// The header of the intact frame at the start of `bytes`, if there is one: an unchained
+    /// frame must decode; a chained one (whose chain may be lost) must pass its checksum.
+    private func intactFrame(_ bytes: UnsafeRawBufferPointer, context: FrameContext, decoder: inout FrameDecoder) -> FrameHeader? {
+        guard case let .success(header) = FrameDecoder.check(bytes, context: context) else { return nil }
+        if header.isChained { return header }
+        guard case .success = decoder.decode(bytes, context: context) else { return nil }
+        return header
     }
 
     /// The granularity at which file systems report data and holes.

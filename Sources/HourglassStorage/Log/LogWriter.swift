@@ -20,6 +20,8 @@ package final class LogWriter {
         var file: any StorageFile
         var writeOffset: Int
         var syncedOffset: Int
+        /// What the segment header says that compact frames are relative to.
+        var context: FrameContext
     }
 
     package let directory: any StorageDirectory
@@ -34,9 +36,13 @@ package final class LogWriter {
     private var active: Segment
     /// Segments filled since the last sync, still to be synced.
     private var sealed: [Segment] = []
-    private var encoder = FrameEncoder()
+    private var encoder = SegmentFrameEncoder()
     private let preparer: SegmentPreparer
     private let clock: @Sendable () -> Int64
+
+    /// Whether small frames continue the segment's LZ4 chain (the format's rule); tests turn it
+    /// off to build logs of unchained version 2 frames only.
+    package var chainsFrames = true
 
     package private(set) var bytesWritten = 0
     package private(set) var rawBytesWritten = 0
@@ -67,8 +73,12 @@ package final class LogWriter {
         // Recovery made the log it read durable (it syncs every segment it keeps).
         durable = DurableMark(tail.nextSequence)
         preparer = SegmentPreparer(directory: directory, length: segmentLength, background: prepareInBackground)
-        if let (number, file, offset) = tail.segment {
-            active = Segment(number: number, file: file, writeOffset: offset, syncedOffset: offset)
+        var continuesVersion1 = false
+        if let (number, file, offset, header) = tail.segment {
+            // The chain of the frames before is not known here: the first frame starts a new one.
+            let context = header.map { FrameContext.segment($0) } ?? FrameContext(version: nil, baseSequence: nextSequence)
+            active = Segment(number: number, file: file, writeOffset: offset, syncedOffset: offset, context: context)
+            continuesVersion1 = header?.version != LogFormat.version
         } else {
             // No segment with data: start the first (or the next after the spares' predecessor).
             let number = tail.spares.first ?? (tail.highestSegment + 1)
@@ -79,13 +89,17 @@ package final class LogWriter {
             } else {
                 file = try preparer.take(number)
             }
-            active = Segment(number: number, file: file, writeOffset: 0, syncedOffset: 0)
+            active = Segment(number: number, file: file, writeOffset: 0, syncedOffset: 0, context: .segment(SegmentHeader(
+                segmentNumber: number, firstSequence: nextSequence, segmentLength: UInt64(file.length), createdMilliseconds: 0)))
             try startSegment()
         }
         // Spares beyond the active segment are prepared again in the background (the preparer
         // always makes a fresh file).
         for spare in tail.spares where spare > active.number { try directory.remove(SegmentName.name(spare)) }
         preparer.request(active.number + 1)
+        // A version 1 segment (or one whose header salvage passed over) is read, never appended
+        // to: the log goes on in a new segment.
+        if continuesVersion1 { try rollOver() }
     }
 
     deinit { preparer.stop() }
@@ -93,11 +107,12 @@ package final class LogWriter {
     /// Writes the segment header of `active` at offset 0.
     private func startSegment() throws(StorageError) {
         var header = [UInt8](repeating: 0, count: LogFormat.segmentHeaderLength)
-        header.withUnsafeMutableBytes { raw in
-            SegmentHeader(segmentNumber: active.number, firstSequence: nextSequence,
-                          segmentLength: UInt64(active.file.length), createdMilliseconds: clock(),
-                          durableSequence: durable.sequence).write(to: raw.baseAddress!)
-        }
+        let segmentHeader = SegmentHeader(segmentNumber: active.number, firstSequence: nextSequence,
+                                          segmentLength: UInt64(active.file.length), createdMilliseconds: clock(),
+                                          durableSequence: durable.sequence)
+        header.withUnsafeMutableBytes { raw in segmentHeader.write(to: raw.baseAddress!) }
+        active.context = .segment(segmentHeader)
+        encoder.restartChain()
         let result = header.withUnsafeBytes { raw in Result { () throws(StorageError) in try active.file.write(raw, at: 0) } }
         try result.get()
         active.writeOffset = LogFormat.segmentHeaderLength
@@ -121,14 +136,26 @@ package final class LogWriter {
         guard !records.isEmpty else { return false }
         let count = records.count
         let raw = records.byteCount
-        encoder.encode(body: records.buffer.bytes, firstSequence: nextSequence, recordCount: count, durableSequence: durable.sequence)
-        let frameLength = encoder.frame.count
+        let durableSequence = durable.sequence
+        encoder.encode(body: records.buffer.bytes, firstSequence: nextSequence, recordCount: count, durableSequence: durableSequence,
+                       context: active.context, mayChain: chainsFrames)
         // The active segment may predate this writer's segment size (a directory written with
         // other settings): its own file length is what counts.
-        if active.writeOffset + frameLength > active.file.length {
+        if active.writeOffset + encoder.frame.count > active.file.length {
+            // Built for the full segment (its chain, its header's sequence): build it again as
+            // the first frame of the next one.
             try rollOver()
+            encoder.encode(body: records.buffer.bytes, firstSequence: nextSequence, recordCount: count, durableSequence: durableSequence,
+                           context: active.context, mayChain: chainsFrames)
         }
-        try active.file.write(encoder.frame.bytes, at: active.writeOffset)
+        let frameLength = encoder.frame.count
+        do throws(StorageError) {
+            try active.file.write(encoder.frame.bytes, at: active.writeOffset)
+        } catch {
+            // The chain went on in memory with a frame that is not in the file.
+            encoder.restartChain()
+            throw error
+        }
         active.writeOffset += frameLength
         nextSequence += UInt64(count)
         records.reset()
@@ -146,7 +173,7 @@ package final class LogWriter {
         // The full segment is closed by the next sync batch (even with nothing left to sync):
         // a sync thread may still be syncing an earlier range of it.
         sealed.append(active)
-        active = Segment(number: number, file: file, writeOffset: 0, syncedOffset: 0)
+        active = Segment(number: number, file: file, writeOffset: 0, syncedOffset: 0, context: active.context)
         try startSegment()
         preparer.request(number + 1)
     }
@@ -258,7 +285,7 @@ package final class LogWriter {
         // The close mark: an empty frame whose durable sequence covers everything, synced. After
         // a clean close, damage to the last real frame is then told from a torn write.
         encoder.encode(body: UnsafeRawBufferPointer(start: nil, count: 0), firstSequence: nextSequence, recordCount: 0,
-                       compress: false, durableSequence: durable.sequence)
+                       durableSequence: durable.sequence, context: active.context)
         if active.writeOffset + encoder.frame.count <= active.file.length {
             try active.file.write(encoder.frame.bytes, at: active.writeOffset)
             active.writeOffset += encoder.frame.count
