@@ -14,6 +14,7 @@ struct SweepPlan {
     static let boundMs = 10.0
     static let overloadFactor = 10.0
     static let drainMs: Int64 = 2000
+    static let summaryScenario = "lateness sweep: max rate, p99 ≤ \(Int(boundMs)) ms"
 
     var rates: [Int]
     var windowMs: Int64
@@ -34,6 +35,7 @@ struct SweepOutcome {
     var stoppedEarly = false
     var steps = 0
     var timers = 0
+    var delivered = 0.0
     var seconds = 0.0
     var cpu = CPUSpent(total: 0, system: 0)
     var peak = 0
@@ -77,6 +79,7 @@ func latenessSweep(_ ctx: Context, emit: ([Measurement]) -> Void) async throws {
             o.steps += 1
             o.timers += n
             o.seconds += m.seconds
+            o.delivered += m.throughput * m.seconds
             if let cpu = m.cpu { o.cpu = o.cpu + cpu }
             o.peak = max(o.peak, m.peakResidentBytes ?? 0)
             o.lastRate = rate
@@ -102,8 +105,8 @@ func latenessSweep(_ ctx: Context, emit: ([Measurement]) -> Void) async throws {
     // One row per system: the highest rate within the bound.
     var summary: [Measurement] = []
     for o in outcomes where o.steps > 0 {
-        var m = Measurement(scenario: "lateness sweep: highest rate with p99 ≤ \(formatMilliseconds(bound)) ms", system: o.system,
-                            durability: o.durability, timers: o.timers, payloadBytes: ctx.payloadBytes, seconds: o.seconds)
+        var m = Measurement(scenario: SweepPlan.summaryScenario, system: o.system, durability: o.durability, timers: o.timers,
+                            payloadBytes: ctx.payloadBytes, seconds: o.seconds, throughput: o.delivered / max(o.seconds, 1e-9))
         m.setCPU(o.cpu)
         m.peakResidentBytes = o.peak
         if o.system == "hourglass" { m.callers = ctx.callers }
@@ -121,7 +124,7 @@ func latenessSweep(_ ctx: Context, emit: ([Measurement]) -> Void) async throws {
                 : "ran every rate up to \(formatRate(Double(last))) (p99 there \(formatMilliseconds(p99)) ms)")
         }
         m.notes.append("steps of \(sweep.windowMs) ms of deadlines (timers = rate × window), each scheduled 1 s ahead; background load \(ctx.loadRate.map { "\($0)/s (--load)" } ?? "as many schedules per second as timers due"); a step gives up \(SweepPlan.drainMs) ms after its last deadline")
-        m.notes.append("timers, seconds, throughput and CPU: summed over the \(o.steps) step(s) run")
+        m.notes.append("timers (due), seconds and CPU: summed over the \(o.steps) step(s) run; throughput: their deliveries over their seconds")
         summary.append(m)
     }
     emit(summary)

@@ -295,7 +295,7 @@ func formatRate(_ perSecond: Double) -> String {
     return format2(perSecond) + " /s"
 }
 
-/// Nanoseconds, to three significant digits or so ("412", "1,530" → "1530", "12.3 k").
+/// Nanoseconds for the table: "41.5", "412", "1530", "123.4 k".
 func formatNanoseconds(_ value: Double) -> String {
     guard value.isFinite else { return "-" }
     if value >= 100_000 { return format1(value / 1000) + " k" }

@@ -182,7 +182,12 @@ final class Reporter: @unchecked Sendable {
             ]
             writeStandardOutput(zip(cells, Reporter.columns).map { $0.0.padded($0.1.1) }.joined())
             var notes = m.notes
-            var numbers = m.extra.map { "\($0.0) \($0.1.isFinite ? formatMilliseconds($0.1) : "n/a")" }
+            func extraValue(_ value: Double) -> String {
+                if !value.isFinite { return "n/a" }
+                if value == value.rounded() && abs(value) < 1e15 { return "\(Int64(value))" }
+                return formatMilliseconds(value)
+            }
+            var numbers = m.extra.map { "\($0.0) \(extraValue($0.1))" }
             if let cpu = m.cpu, let cores = m.cpuCores {
                 let share = cpu.total > 0 ? Int((cpu.system / cpu.total * 100).rounded()) : 0
                 numbers.append("CPU \(format1(cpu.total / 1e6)) ms over the phase (\(format2(cores)) cores busy, \(share)% system)\(m.cpuOperations.map { " per \($0) operations" } ?? "")")
