@@ -32,12 +32,15 @@ func checkpointScenario(_ ctx: Context) async throws -> [Measurement] {
         status("checkpoint: hourglass, \(ctx.callers) callers scheduling during a checkpoint")
         var held = 0
         var checkpointWindow: (UInt64, UInt64) = (0, 0)
+        var checkpointCPU = CPUSpent(total: 0, system: 0)
         let during = try await scheduleLoad(engine, ctx: ctx, workload: workload, pool: pool, next: next, deadline: farFuture) {
             try await Task.sleep(for: .milliseconds(50))  // the callers are in full flow
             held = await engine.stats().pending
+            let cpu = CPUTime.now()
             let begin = monotonicNanoseconds()
             try await engine.checkpoint()
             checkpointWindow = (begin, monotonicNanoseconds())
+            checkpointCPU = CPUSpent(from: cpu, to: CPUTime.now())
         }
         let fileBytes = checkpointBytes(path)
         // The same load without a checkpoint.
@@ -56,6 +59,8 @@ func checkpointScenario(_ ctx: Context) async throws -> [Measurement] {
         var m = Measurement(scenario: "checkpoint", system: "hourglass", durability: ctx.durabilityName, timers: held,
                             payloadBytes: ctx.payloadBytes, seconds: seconds)
         m.setLatency(Percentiles(inWindow.latencies))
+        m.setCPU(checkpointCPU, operations: held)
+        m.callers = ctx.callers
         let withoutAll = without.within((0, .max))
         let withoutPercentiles = Percentiles(withoutAll.latencies)
         m.extra = [
@@ -68,6 +73,7 @@ func checkpointScenario(_ ctx: Context) async throws -> [Measurement] {
         m.diskBytesPerTimer = Double(fileBytes) / Double(max(held, 1))
         m.peakResidentBytes = peak
         m.notes.append("a checkpoint of \(held) timers (\(formatBytes(fileBytes))) while \(ctx.callers) callers schedule (ids from a pool of \(pool): after the first round, each replaces a timer); throughput: timers written per second; p50/p99/max: the \(inWindow.latencies.count) schedule calls in progress during it (\(inWindow.completed) completed within it)")
+        m.notes.append("CPU: the whole process during the checkpoint (its thread, the engine and the \(ctx.callers) callers' load) per timer written")
         m.notes.append("without a checkpoint: \(withoutAll.completed) calls in \(format2(without.seconds)) s; engine's own timing of the checkpoint \(format1(stats.lastCheckpointMilliseconds ?? -1)) ms")
         results.append(m)
         let rows = ctx.sqliteTransactionRows(requests: withoutAll.completed, frames: afterBaseline.framesWritten - beforeBaseline.framesWritten)
@@ -196,13 +202,16 @@ func sqliteCheckpoint(_ ctx: Context, lib: SQLiteLibrary, workload: Workload, ro
     var held = 0
     var walBytes = 0
     var window: (UInt64, UInt64) = (0, 0)
+    var checkpointCPU = CPUSpent(total: 0, system: 0)
     let (during, _) = try load {
         sleepMicroseconds(50_000)
         held = try checkpointer.count()
         walBytes = checkpointer.fileBytes.wal
+        let cpu = CPUTime.now()
         let begin = monotonicNanoseconds()
         try checkpointer.walCheckpoint("PASSIVE")
         window = (begin, monotonicNanoseconds())
+        checkpointCPU = CPUSpent(from: cpu, to: CPUTime.now())
     }
     let databaseBytes = checkpointer.fileBytes.database
     status("checkpoint: sqlite writer for \(baselineSeconds) s without a checkpoint")
@@ -217,6 +226,7 @@ func sqliteCheckpoint(_ ctx: Context, lib: SQLiteLibrary, workload: Workload, ro
     let withoutPercentiles = Percentiles(withoutAll.latencies)
     var m = Measurement(scenario: "checkpoint", system: "sqlite", durability: ctx.durabilityName, timers: held, payloadBytes: ctx.payloadBytes, seconds: seconds)
     m.setLatency(Percentiles(inWindow.latencies))
+    m.setCPU(checkpointCPU, operations: held)
     m.extra = [
         ("schedule_throughput_during", Double(inWindow.completed) / seconds),
         ("schedule_throughput_without", Double(withoutAll.completed) / without.seconds),
@@ -227,6 +237,7 @@ func sqliteCheckpoint(_ ctx: Context, lib: SQLiteLibrary, workload: Workload, ro
     m.diskBytesPerTimer = Double(databaseBytes) / Double(max(held, 1))
     m.peakResidentBytes = peak
     m.notes.append("wal_checkpoint(PASSIVE) of a WAL holding \(held) rows (\(formatBytes(walBytes)); wal_autocheckpoint=0 while it filled) into the database while one writer upserts (ids from a pool of \(pool)) in \(ctx.sqliteBatchNote(rows)); latency of a row: its transaction's")
+    m.notes.append("CPU: the whole process during the checkpoint (the checkpointer and the writer's load) per row copied")
     m.notes.append("disk: the database file after the checkpoint, per row (the WAL held \(format1(Double(walBytes) / Double(max(held, 1)))) B/row)")
     return m
 }

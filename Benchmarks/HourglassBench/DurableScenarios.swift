@@ -19,6 +19,8 @@ struct Context: Sendable {
     var sqliteBatch: Int?
     /// `--load`: background schedules per second in the lateness scenario.
     var loadRate: Int?
+    /// `--sweep-rates`: timers due per second at each step of `lateness --sweep`.
+    var sweepRates: [Int] = SweepPlan.defaultRates
     /// The system's SQLite, or why it is unavailable (nil with `--no-peers`).
     var sqlite: Result<SQLiteLibrary, SQLiteError>?
 
@@ -202,13 +204,27 @@ func scheduleScenario(_ ctx: Context) async throws -> [Measurement] {
     let requests = (n + ctx.batch - 1) / ctx.batch
     var m = Measurement(scenario: "schedule", system: "hourglass", durability: ctx.durabilityName, timers: n,
                         payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: end))
+    m.setCPU(from: start, to: end)
+    m.callers = ctx.callers
     m.diskBytesPerTimer = Double(after.logBytesWritten - before.logBytesWritten) / Double(n)
     m.memoryBytesPerTimer = Double(memoryAfter - memoryBefore) / Double(n)
     m.allocationsPerTimer = Double(start.allocations(to: end)) / Double(n)
     m.peakResidentBytes = peak
-    m.notes.append("\(ctx.callers) callers, \(ctx.batch) timer(s) per call")
+    m.notes.append("\(ctx.callers) caller\(ctx.callers == 1 ? "" : "s"), \(ctx.batch) timer(s) per call")
     m.notes += logNotes(before, after, requests: requests)
     m.notes.append("memory: engine's own accounting \(format1(Double(after.memoryBytes) / Double(n))) B/timer; ids+payloads \(format1(Double(userBytes) / Double(n))) B/timer; the phase includes first-touch of the engine's tables")
+    if ctx.durability == .always {
+        // The physical ceiling of this run, on the same disk, right after the timed phase.
+        status("schedule: msync probe")
+        let probe = try SyncCeiling.measure(directory: path)
+        let ceiling = probe.ceiling(callers: ctx.callers, batch: ctx.batch)
+        m.extra += [
+            ("msync_p50_us", probe.p50), ("msync_p99_us", probe.p99), ("msync_max_us", probe.max),
+            ("ceiling_1_caller_per_s", probe.oneCallerPerSecond), ("ceiling_per_s", ceiling),
+            ("ceiling_ratio", m.throughput / ceiling),
+        ]
+        m.notes.append("sync ceiling: \(SyncCeiling.appends) appends of \(SyncCeiling.recordBytes) B into a preallocated mmap'd file in this directory, each msync(MS_SYNC) of its page: p50 \(format1(probe.p50)) µs, p99 \(format1(probe.p99)) µs, max \(format1(probe.max)) µs; 1 caller (one call per msync) ≤ 1/p50 = \(formatRate(probe.oneCallerPerSecond)); \(ctx.callers) caller\(ctx.callers == 1 ? "" : "s") × \(ctx.batch) timer(s) (all of them in every msync) ≤ \(ctx.callers * ctx.batch)/p50 = \(formatRate(ceiling)); hourglass reached \(format2(m.throughput / ceiling))× of it")
+    }
     results.append(m)
     let rows = ctx.sqliteTransactionRows(requests: n, frames: after.framesWritten - before.framesWritten)
     guard ctx.peers else { return results }
@@ -226,6 +242,7 @@ func scheduleScenario(_ ctx: Context) async throws -> [Measurement] {
         let memoryAfter = liveAnonymousBytes()
         precondition(queue.count == n)
         var m = Measurement(scenario: "schedule", system: "heap", durability: "memory", timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: end))
+        m.setCPU(from: start, to: end)
         m.memoryBytesPerTimer = Double(memoryAfter - memoryBefore) / Double(n)
         m.allocationsPerTimer = Double(start.allocations(to: end)) / Double(n)
         m.peakResidentBytes = peakResidentBytes()
@@ -263,6 +280,7 @@ func scheduleScenario(_ ctx: Context) async throws -> [Measurement] {
         db.close()  // checkpoints the WAL into the database file
         precondition(count == n, "sqlite holds \(count) of \(n) timers")
         var m = Measurement(scenario: "schedule", system: "sqlite", durability: ctx.durabilityName, timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: end))
+        m.setCPU(from: start, to: end)
         m.diskBytesPerTimer = Double(fileSize(dir + "/timers.db")) / Double(n)
         m.memoryBytesPerTimer = Double(memoryAfter - memoryBefore) / Double(n)
         m.allocationsPerTimer = Double(start.allocations(to: end)) / Double(n)
@@ -304,6 +322,8 @@ func cancelScenario(_ ctx: Context) async throws -> [Measurement] {
     try await engine.close()
     precondition(found.current == n && after.pending == 0, "hourglass cancelled \(found.current) of \(n)")
     var m = Measurement(scenario: "cancel", system: "hourglass", durability: ctx.durabilityName, timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: end))
+    m.setCPU(from: start, to: end)
+    m.callers = ctx.callers
     m.diskBytesPerTimer = Double(after.logBytesWritten - before.logBytesWritten) / Double(n)
     m.allocationsPerTimer = Double(start.allocations(to: end)) / Double(n)
     m.peakResidentBytes = peak
@@ -325,6 +345,7 @@ func cancelScenario(_ ctx: Context) async throws -> [Measurement] {
         let end = Mark.now()
         precondition(cancelled == n)
         var m = Measurement(scenario: "cancel", system: "heap", durability: "memory", timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: end))
+        m.setCPU(from: start, to: end)
         m.allocationsPerTimer = Double(start.allocations(to: end)) / Double(n)
         m.peakResidentBytes = peakResidentBytes()
         m.notes.append("one thread; lazy cancel (the id leaves the dictionary, the heap entry stays until it surfaces, memory is not freed)")
@@ -361,6 +382,7 @@ func cancelScenario(_ ctx: Context) async throws -> [Measurement] {
         db.close()
         precondition(cancelled == n, "sqlite cancelled \(cancelled) of \(n)")
         var m = Measurement(scenario: "cancel", system: "sqlite", durability: ctx.durabilityName, timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: end))
+        m.setCPU(from: start, to: end)
         m.allocationsPerTimer = Double(start.allocations(to: end)) / Double(n)
         m.peakResidentBytes = peak
         m.notes.append("one writer, DELETE by id, \(ctx.sqliteBatchNote(rows)), WAL, synchronous=\(ctx.sqliteSynchronous); setup not measured")
@@ -406,6 +428,8 @@ func fireScenario(_ ctx: Context) async throws -> [Measurement] {
     await consumers.task.value
     precondition(after.pending == 0 && after.inFlight == 0, "hourglass: \(after.pending) pending, \(after.inFlight) in flight")
     var m = Measurement(scenario: "fire", system: "hourglass", durability: ctx.durabilityName, timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: end))
+    m.setCPU(from: start, to: end)
+    m.callers = ctx.callers
     m.diskBytesPerTimer = Double(after.logBytesWritten - before.logBytesWritten) / Double(n)
     m.allocationsPerTimer = Double(start.allocations(to: end)) / Double(n)
     m.peakResidentBytes = peak
@@ -427,6 +451,7 @@ func fireScenario(_ ctx: Context) async throws -> [Measurement] {
         let end = Mark.now()
         precondition(fired == n && checksum > 0)
         var m = Measurement(scenario: "fire", system: "heap", durability: "memory", timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: end))
+        m.setCPU(from: start, to: end)
         m.allocationsPerTimer = Double(start.allocations(to: end)) / Double(n)
         m.peakResidentBytes = peakResidentBytes()
         m.notes.append("one thread pops every due timer and hands it over; nothing to acknowledge")
@@ -458,6 +483,7 @@ func fireScenario(_ ctx: Context) async throws -> [Measurement] {
         db.close()
         precondition(fired == n && checksum > 0, "sqlite fired \(fired) of \(n)")
         var m = Measurement(scenario: "fire", system: "sqlite", durability: ctx.durabilityName, timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: end))
+        m.setCPU(from: start, to: end)
         m.allocationsPerTimer = Double(start.allocations(to: end)) / Double(n)
         m.peakResidentBytes = peak
         m.notes.append("one poller: SELECT due rows ORDER BY due LIMIT \(rows), DELETE each, COMMIT, until none is due (\(rows): Hourglass's mean frame in this scenario, or --sqlite-batch); synchronous=\(ctx.sqliteSynchronous); setup not measured")
@@ -543,6 +569,8 @@ func mixedScenario(_ ctx: Context) async throws -> [Measurement] {
     await consumers.task.value
     let requests = n + paidCount + consumers.acknowledged.current
     var m = Measurement(scenario: "mixed", system: "hourglass", durability: ctx.durabilityName, timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: stop))
+    m.setCPU(from: start, to: stop)
+    m.callers = ctx.callers
     m.diskBytesPerTimer = Double(after.logBytesWritten - before.logBytesWritten) / Double(n)
     m.allocationsPerTimer = Double(start.allocations(to: stop)) / Double(n)
     m.peakResidentBytes = peak
@@ -572,6 +600,7 @@ func mixedScenario(_ ctx: Context) async throws -> [Measurement] {
         fired += queue.popDue(through: end) { _ in }
         let stop = Mark.now()
         var m = Measurement(scenario: "mixed", system: "heap", durability: "memory", timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: stop))
+        m.setCPU(from: start, to: stop)
         m.allocationsPerTimer = Double(start.allocations(to: stop)) / Double(n)
         m.peakResidentBytes = peakResidentBytes()
         m.notes.append("one thread; \(cancels) cancels found, \(fired) fired (expected \(firedCount))")
@@ -624,6 +653,7 @@ func mixedScenario(_ ctx: Context) async throws -> [Measurement] {
         let peak = peakResidentBytes()
         db.close()
         var m = Measurement(scenario: "mixed", system: "sqlite", durability: ctx.durabilityName, timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: stop))
+        m.setCPU(from: start, to: stop)
         m.allocationsPerTimer = Double(start.allocations(to: stop)) / Double(n)
         m.peakResidentBytes = peak
         m.notes.append("one connection: \(ctx.sqliteBatchNote(rows)) of inserts and deletes, the poller after each commit; \(cancels) cancels found, \(fired) fired (expected \(firedCount)); synchronous=\(ctx.sqliteSynchronous)")

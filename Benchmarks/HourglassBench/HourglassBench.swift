@@ -41,6 +41,20 @@ struct HourglassBench: AsyncParsableCommand {
     @Option(help: "Background schedules per second in the lateness scenario (default: as many as timers fall due per second).")
     var load: Int? = nil
 
+    @Flag(help: "lateness: raise the due rate step by step (--sweep-rates) and report the highest rate whose p99 stays within 10 ms.")
+    var sweep = false
+
+    @Option(name: .customLong("sweep-rates"), help: "lateness --sweep: timers due per second at each step, comma-separated.")
+    var sweepRates: String = SweepPlan.defaultRates.map(String.init).joined(separator: ",")
+
+    func parsedSweepRates() throws -> [Int] {
+        let rates = sweepRates.split(separator: ",").map { Int($0.trimmingCharacters(in: " ")) }
+        guard !rates.isEmpty, rates.allSatisfy({ ($0 ?? 0) >= 1 }) else {
+            throw ValidationError("--sweep-rates must be positive integers separated by commas")
+        }
+        return rates.map { $0! }
+    }
+
     @Option(help: "Directory under which scenarios create their directories.")
     var dir: String = "/tmp"
 
@@ -80,6 +94,8 @@ struct HourglassBench: AsyncParsableCommand {
         if let sqliteBatch, sqliteBatch < 1 { throw ValidationError("--sqlite-batch must be at least 1") }
         if let load, load < 0 { throw ValidationError("--load must be at least 0") }
         if let operations, operations < 1 { throw ValidationError("--operations must be at least 1") }
+        _ = try parsedSweepRates()
+        if sweep && scenario != "lateness" { throw ValidationError("--sweep needs --scenario lateness") }
         if child == nil && scenario != "all" && !HourglassBench.scenarios.contains(scenario) {
             throw ValidationError("unknown scenario \(scenario): \(HourglassBench.scenarios.joined(separator: ", ")) or all")
         }
@@ -98,7 +114,8 @@ struct HourglassBench: AsyncParsableCommand {
         }
         let ctx = Context(
             timers: timers, payloadBytes: payload, durability: policy, callers: callers, batch: batch, seed: seed, base: dir,
-            peers: !noPeers, sqliteBatch: sqliteBatch, loadRate: load, sqlite: noPeers ? nil : SQLiteLibrary.load())
+            peers: !noPeers, sqliteBatch: sqliteBatch, loadRate: load, sweepRates: try parsedSweepRates(),
+            sqlite: noPeers ? nil : SQLiteLibrary.load())
         let reporter = Reporter(json: json)
         if !allocationCounting {
             writeStandardError("hourglass-bench: warning: malloc is not interposed; allocation counts will read 0\n")
@@ -121,6 +138,12 @@ struct HourglassBench: AsyncParsableCommand {
             case "fire": results = try await fireScenario(ctx)
             case "cancel": results = try await cancelScenario(ctx)
             case "mixed": results = try await mixedScenario(ctx)
+            case "lateness" where sweep:
+                try await latenessSweep(ctx) { rows in
+                    status("")
+                    reporter.report(rows)
+                }
+                results = []
             case "lateness": results = try await latenessScenario(ctx)
             case "recover": results = try await recoverScenario(ctx)
             case "checkpoint": results = try await checkpointScenario(ctx)
@@ -129,7 +152,7 @@ struct HourglassBench: AsyncParsableCommand {
             default: throw ValidationError("unknown scenario \(name)")
             }
             status("")
-            reporter.report(results)
+            if !results.isEmpty { reporter.report(results) }
         }
     }
 
@@ -141,6 +164,7 @@ struct HourglassBench: AsyncParsableCommand {
                                 payloadBytes: payload, seconds: r.seconds)
             m.memoryBytesPerTimer = r.memoryBytesPerTimer
             m.allocationsPerTimer = r.allocationsPerTimer
+            m.setCPU(r.cpu)
             if !r.note.isEmpty { m.notes.append(r.note) }
             return m
         }

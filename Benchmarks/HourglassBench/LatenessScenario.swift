@@ -21,9 +21,15 @@ struct LatenessPlan: Sendable {
     let first: [Int]
     let count: Int
 
+    /// The scenario's plan: 10 s, or N ms when N is under 10 000 (at least 1 s).
     init(timers: Int, loadRate: Int?) {
+        self.init(timers: timers, windowMs: timers >= 10_000 ? 10_000 : Int64(max(1000, timers)), loadRate: loadRate)
+    }
+
+    /// `timers` due over `windowMs`; the background load defaults to as many schedules per second
+    /// as timers fall due per second.
+    init(timers: Int, windowMs: Int64, loadRate: Int?) {
         count = timers
-        let windowMs: Int64 = timers >= 10_000 ? 10_000 : Int64(max(1000, timers))
         self.windowMs = windowMs
         self.loadRate = loadRate ?? Int(Int64(timers) * 1000 / windowMs)
         var first: [Int] = []
@@ -37,6 +43,9 @@ struct LatenessPlan: Sendable {
     }
 
     func offset(_ i: Int) -> Int64 { Int64(i) * windowMs / Int64(count) }
+
+    /// Timers due per second.
+    var dueRate: Int { Int(Int64(count) * 1000 / windowMs) }
 
     /// Producer ticks: one per millisecond from the start (S − lead) to S + window.
     var ticks: Int { Int(leadMs + windowMs) }
@@ -85,19 +94,51 @@ struct LatenessSamples: Sendable {
     var lastReceiptMicroseconds: Int64 = 0
 }
 
-func latenessScenario(_ ctx: Context) async throws -> [Measurement] {
-    let n = ctx.timers
-    let plan = LatenessPlan(timers: n, loadRate: ctx.loadRate)
-    status("lateness: generating \(n) timers")
-    // Deadlines are offsets from S; each system adds its own S.
-    let workload = Workload(count: n, payloadBytes: ctx.payloadBytes, seed: ctx.seed) { i, _ in plan.offset(i) }
-    defer { withExtendedLifetime(workload) {} }  // memory readings must not see it freed after its last use
-    let loadIDs: [TimerID] = (0 ..< plan.loadTotal).map { TimerID(bytes: orderID(prefix: "load-", $0)) }
-    let seconds = (plan.leadMs + plan.windowMs) / 1000
-    var results: [Measurement] = []
+/// What one lateness run of one system is given: the plan, its timers and background ids, and
+/// how long after the last deadline it may take before it gives up.
+struct LatenessRun: Sendable {
+    var scenario: String
+    var plan: LatenessPlan
+    var workload: Workload
+    var loadIDs: [TimerID]
+    /// Milliseconds after the last deadline before a run gives up on undelivered timers.
+    var drainMs: Int64
 
-    // Hourglass: callers schedule each timer with a call of its own; consumers acknowledge
-    // every delivery.
+    init(scenario: String, plan: LatenessPlan, payloadBytes: Int, seed: UInt64, drainMs: Int64) {
+        self.scenario = scenario
+        self.plan = plan
+        // Deadlines are offsets from S; each system adds its own S.
+        workload = Workload(count: plan.count, payloadBytes: payloadBytes, seed: seed) { i, _ in plan.offset(i) }
+        loadIDs = (0 ..< plan.loadTotal).map { TimerID(bytes: orderID(prefix: "load-", $0)) }
+        self.drainMs = drainMs
+    }
+
+    var n: Int { plan.count }
+    var label: String { "\(scenario) (\((plan.leadMs + plan.windowMs) / 1000) s)" }
+}
+
+func latenessScenario(_ ctx: Context) async throws -> [Measurement] {
+    let plan = LatenessPlan(timers: ctx.timers, loadRate: ctx.loadRate)
+    status("lateness: generating \(ctx.timers) timers")
+    let run = LatenessRun(scenario: "lateness", plan: plan, payloadBytes: ctx.payloadBytes, seed: ctx.seed, drainMs: 120_000)
+    defer { withExtendedLifetime(run) {} }  // memory readings must not see it freed after its last use
+    var results: [Measurement] = []
+    results.append(try await latenessHourglass(ctx, run))
+    guard ctx.peers else { return results }
+    results.append(latenessHeap(ctx, run))
+    let (lib, unavailable) = ctx.sqlitePeer(scenario: "lateness", timers: ctx.timers)
+    if let unavailable { results.append(unavailable) }
+    if let lib { results.append(try latenessSQLite(ctx, run, lib: lib)) }
+    return results
+}
+
+/// Hourglass: callers schedule each timer with a call of its own; consumers acknowledge every
+/// delivery.
+func latenessHourglass(_ ctx: Context, _ run: LatenessRun) async throws -> Measurement {
+    let plan = run.plan
+    let n = run.n
+    let workload = run.workload
+    let loadIDs = run.loadIDs
     do {
         let path = scenarioDirectory(base: ctx.base, name: "lateness")
         defer { removeTree(path) }
@@ -112,7 +153,7 @@ func latenessScenario(_ ctx: Context) async throws -> [Measurement] {
         let failures = Counter()
         let delivered = Counter()
         let latch = Latch()
-        let progress = Progress(label: "lateness: hourglass (\(seconds) s)", total: n)
+        let progress = Progress(label: "\(run.label): hourglass", total: n)
         let consumers = Task {
             await withTaskGroup(of: Void.self) { group in
                 for _ in 0 ..< max(1, ctx.callers) {
@@ -150,6 +191,7 @@ func latenessScenario(_ ctx: Context) async throws -> [Measurement] {
             inputs.append(input)
         }
         let stop = StopFlag()
+        let startMark = Mark.now()
         let callerTasks = Task {
             await withTaskGroup(of: Void.self) { group in
                 for stream in streams {
@@ -183,7 +225,8 @@ func latenessScenario(_ ctx: Context) async throws -> [Measurement] {
             }
             for input in inputs { input.finish() }
         }
-        let timedOut = await waitOrTimeout(latch, until: s + plan.windowMs + 120_000)
+        let timedOut = await waitOrTimeout(latch, until: s + plan.windowMs + run.drainMs)
+        let endMark = Mark.now()
         if timedOut { stop.set() }
         producer.join()
         await callerTasks.value
@@ -194,15 +237,23 @@ func latenessScenario(_ ctx: Context) async throws -> [Measurement] {
         var collected = samples.value
         collected.lastReceiptMicroseconds = Int64(lastReceipt.current)
         var notes = [plan.description, "\(ctx.callers) callers (one schedule call each per timer, fed in turn by the producer) and \(ctx.callers) consumers acknowledging every delivery; fired-at is the engine's stamp (ms)"]
-        if timedOut { notes.append("TIMED OUT: \(delivered.current) of \(n) delivered") }
+        if timedOut { notes.append("TIMED OUT: \(delivered.current) of \(n) delivered \(run.drainMs) ms after the last deadline") }
         if failures.current > 0 { notes.append("\(failures.current) schedules failed") }
-        results.append(latenessMeasurement(ctx, system: "hourglass", durability: ctx.durabilityName, s: s, samples: collected,
-                                           scheduledLate: scheduledLate.current, peak: peak, notes: notes))
+        var m = latenessMeasurement(ctx, run, system: "hourglass", durability: ctx.durabilityName, s: s, samples: collected,
+                                    scheduledLate: scheduledLate.current, peak: peak, notes: notes)
+        m.setCPU(from: startMark, to: endMark)
+        m.callers = ctx.callers
+        return m
     }
-    guard ctx.peers else { return results }
+}
 
-    // The heap: a DelayQueue under a lock, a firing thread that sleeps until the head is due
-    // (as Java's DelayQueue.take does), the producer inserting under the lock.
+/// The heap: a DelayQueue under a lock, a firing thread that sleeps until the head is due (as
+/// Java's DelayQueue.take does), the producer inserting under the lock.
+func latenessHeap(_ ctx: Context, _ run: LatenessRun) -> Measurement {
+    let plan = run.plan
+    let n = run.n
+    let workload = run.workload
+    let loadIDs = run.loadIDs
     do {
         resetPeakResident()
         let queue = LockedDelayQueue()
@@ -210,9 +261,11 @@ func latenessScenario(_ ctx: Context) async throws -> [Measurement] {
         let s = start + plan.leadMs
         let farFuture = s + plan.windowMs + 3_600_000
         let scheduledLate = Counter()
-        let progress = Progress(label: "lateness: heap (\(seconds) s)", total: n)
+        let progress = Progress(label: "\(run.label): heap", total: n)
         let outcome = Locked(LatenessSamples())
-        let giveUp = s + plan.windowMs + 120_000
+        let giveUp = s + plan.windowMs + run.drainMs
+        let stop = StopFlag()
+        let startMark = Mark.now()
         let firing = BenchThread {
             var collected = LatenessSamples()
             collected.fired.reserveCapacity(n)
@@ -225,8 +278,8 @@ func latenessScenario(_ ctx: Context) async throws -> [Measurement] {
                 if collected.fired.count % 256 == 0 { progress.add(256) }
             }
             outcome.withLock { [collected] in $0 = collected }
+            stop.set()  // done, or given up: the producer need not go on
         }
-        let stop = StopFlag()
         let producer = BenchThread {
             runProducer(plan: plan, start: start, stop: stop) { due, deadline, load in
                 for i in due {
@@ -239,21 +292,27 @@ func latenessScenario(_ ctx: Context) async throws -> [Measurement] {
             }
         }
         firing.join()
-        stop.set()
         producer.join()
+        let endMark = Mark.now()
         progress.finish()
         let collected = outcome.value
         var notes = [plan.description, "a firing thread sleeps until the head is due (condition variable) and pops what is due; inserts under the same lock"]
-        if collected.fired.count < n { notes.append("TIMED OUT: \(collected.fired.count) of \(n) fired") }
-        results.append(latenessMeasurement(ctx, system: "heap", durability: "memory", s: s, samples: collected,
-                                           scheduledLate: scheduledLate.current, peak: peakResidentBytes(), notes: notes))
+        if collected.fired.count < n { notes.append("TIMED OUT: \(collected.fired.count) of \(n) fired \(run.drainMs) ms after the last deadline") }
+        var m = latenessMeasurement(ctx, run, system: "heap", durability: "memory", s: s, samples: collected,
+                                    scheduledLate: scheduledLate.current, peak: peakResidentBytes(), notes: notes)
+        m.setCPU(from: startMark, to: endMark)
+        return m
     }
+}
 
-    // SQLite: the producer's connection inserts each millisecond's rows in one transaction; the
-    // poller's connection polls every millisecond (and again at once after a full batch).
-    let (lib, unavailable) = ctx.sqlitePeer(scenario: "lateness", timers: n)
-    if let unavailable { results.append(unavailable) }
-    if let lib {
+/// SQLite: the producer's connection inserts each millisecond's rows in one transaction; the
+/// poller's connection polls every millisecond (and again at once after a full batch).
+func latenessSQLite(_ ctx: Context, _ run: LatenessRun, lib: SQLiteLibrary) throws -> Measurement {
+    let plan = run.plan
+    let n = run.n
+    let workload = run.workload
+    let loadIDs = run.loadIDs
+    do {
         let dir = scenarioDirectory(base: ctx.base, name: "lateness-sqlite")
         makeDirectory(dir)
         defer { removeTree(dir) }
@@ -267,10 +326,11 @@ func latenessScenario(_ ctx: Context) async throws -> [Measurement] {
         let farFuture = s + plan.windowMs + 3_600_000
         let scheduledLate = Counter()
         let errors = Locked<[String]>([])
-        let progress = Progress(label: "lateness: sqlite (\(seconds) s)", total: n)
+        let progress = Progress(label: "\(run.label): sqlite", total: n)
         let outcome = Locked(LatenessSamples())
-        let giveUp = s + plan.windowMs + 120_000
+        let giveUp = s + plan.windowMs + run.drainMs
         let stop = StopFlag()
+        let startMark = Mark.now()
         let pollThread = BenchThread {
             var collected = LatenessSamples()
             collected.fired.reserveCapacity(n)
@@ -291,6 +351,7 @@ func latenessScenario(_ ctx: Context) async throws -> [Measurement] {
                 errors.withLock { $0.append("poller: \(error)") }
             }
             outcome.withLock { [collected] in $0 = collected }
+            if collected.fired.count < n { stop.set() }  // given up: the writer need not go on
         }
         let producer = BenchThread {
             var failure: SQLiteError? = nil
@@ -310,18 +371,20 @@ func latenessScenario(_ ctx: Context) async throws -> [Measurement] {
         }
         producer.join()
         pollThread.join()
+        let endMark = Mark.now()
         progress.finish()
         let peak = peakResidentBytes()
         writer.close()
         poller.close()
         let collected = outcome.value
         var notes = [plan.description, "writer connection: one transaction per millisecond's rows; poller connection: every \(pollMs) ms SELECT due LIMIT \(limit), DELETE, COMMIT (fired-at: the poll's clock, ms); synchronous=\(ctx.sqliteSynchronous)"]
-        if collected.fired.count < n { notes.append("TIMED OUT or failed: \(collected.fired.count) of \(n) fired") }
+        if collected.fired.count < n { notes.append("TIMED OUT or failed: \(collected.fired.count) of \(n) fired \(run.drainMs) ms after the last deadline") }
         notes += errors.value
-        results.append(latenessMeasurement(ctx, system: "sqlite", durability: ctx.durabilityName, s: s, samples: collected,
-                                           scheduledLate: scheduledLate.current, peak: peak, notes: notes))
+        var m = latenessMeasurement(ctx, run, system: "sqlite", durability: ctx.durabilityName, s: s, samples: collected,
+                                    scheduledLate: scheduledLate.current, peak: peak, notes: notes)
+        m.setCPU(from: startMark, to: endMark)
+        return m
     }
-    return results
 }
 
 /// Waits for the latch, or until the wall clock passes `milliseconds`; true when it timed out.
@@ -337,14 +400,26 @@ func waitOrTimeout(_ latch: Latch, until milliseconds: Int64) async -> Bool {
     return realtimeMilliseconds() >= milliseconds
 }
 
+/// The row of a lateness run. Timers not delivered when the run gave up count as `drainMs`
+/// late (a lower bound: they were due at the latest at the end of the window), so that a run
+/// that could not keep up cannot report a good p99 from the timers it did deliver.
 func latenessMeasurement(
-    _ ctx: Context, system: String, durability: String, s: Int64, samples: LatenessSamples, scheduledLate: Int, peak: Int, notes: [String]
+    _ ctx: Context, _ run: LatenessRun, system: String, durability: String, s: Int64, samples: LatenessSamples, scheduledLate: Int, peak: Int, notes: [String]
 ) -> Measurement {
+    let delivered = samples.fired.count
     let seconds = max(0.001, Double(samples.lastReceiptMicroseconds - s * 1000) / 1e6)
-    var m = Measurement(scenario: "lateness", system: system, durability: durability, timers: ctx.timers, payloadBytes: ctx.payloadBytes,
-                        seconds: seconds, throughput: Double(samples.fired.count) / seconds)
-    m.setLatency(Percentiles(samples.fired))
-    if let r = Percentiles(samples.received) {
+    var m = Measurement(scenario: run.scenario, system: system, durability: durability, timers: run.n, payloadBytes: ctx.payloadBytes,
+                        seconds: seconds, throughput: Double(delivered) / seconds)
+    var fired = samples.fired
+    var received = samples.received
+    let undelivered = max(0, run.n - delivered)
+    if undelivered > 0 {
+        fired += repeatElement(Double(run.drainMs), count: undelivered)
+        received += repeatElement(Double(run.drainMs), count: undelivered)
+    }
+    m.setLatency(Percentiles(fired))
+    m.extra.append(("undelivered", Double(undelivered)))
+    if let r = Percentiles(received) {
         m.extra.append(("received_p50_ms", r.p50))
         m.extra.append(("received_p99_ms", r.p99))
         m.extra.append(("received_max_ms", r.max))
@@ -353,6 +428,8 @@ func latenessMeasurement(
     m.peakResidentBytes = peak
     m.notes = notes
     m.notes.append("throughput: deliveries per second from the first deadline to the last delivery; scheduled_late: timers whose schedule completed after their deadline (the producer fell behind)")
+    m.notes.append("CPU: the whole process from the producer's start to the last delivery, per timer due (its schedule, firing and acknowledgement, and the background load's \(run.plan.loadTotal) schedules)")
+    if undelivered > 0 { m.notes.append("\(undelivered) timers undelivered when the run gave up, counted in the percentiles as \(run.drainMs) ms late (a lower bound)") }
     return m
 }
 

@@ -43,19 +43,65 @@ func resetPeakResident() -> Bool { hb_reset_peak_resident() == 0 }
 
 // MARK: Allocations and time
 
-/// A point in a run: the monotonic time and the malloc counters.
+/// A point in a run: the monotonic time, the process's CPU time and the malloc counters.
 struct Mark {
     var nanoseconds: UInt64
     var allocations: UInt64
     var allocatedBytes: UInt64
+    var cpu: CPUTime
 
     static func now() -> Mark {
         let counters = hb_malloc_snapshot()
-        return Mark(nanoseconds: monotonicNanoseconds(), allocations: counters.allocations, allocatedBytes: counters.bytes)
+        let cpu = CPUTime.now()
+        return Mark(nanoseconds: monotonicNanoseconds(), allocations: counters.allocations, allocatedBytes: counters.bytes, cpu: cpu)
     }
 
     func seconds(to end: Mark) -> Double { Double(end.nanoseconds &- nanoseconds) / 1e9 }
     func allocations(to end: Mark) -> Int { Int(end.allocations &- allocations) }
+    /// The CPU time the whole process (every thread) used from this mark to `end`.
+    func cpu(to end: Mark) -> CPUSpent { CPUSpent(from: cpu, to: end.cpu) }
+}
+
+/// The CPU time the process has used so far: user + system of every thread
+/// (`CLOCK_PROCESS_CPUTIME_ID`, nanosecond resolution), and the system part alone
+/// (`getrusage(RUSAGE_SELF)`, microsecond resolution).
+struct CPUTime: Sendable {
+    var totalNanoseconds: UInt64
+    var systemNanoseconds: UInt64
+
+    static func now() -> CPUTime {
+        var ts = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+        var usage = rusage()
+        getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
+        return CPUTime(
+            totalNanoseconds: UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec),
+            systemNanoseconds: UInt64(usage.ru_stime.tv_sec) * 1_000_000_000 + UInt64(usage.ru_stime.tv_usec) * 1000)
+    }
+}
+
+/// CPU time spent over a phase (every thread of the process), in nanoseconds.
+struct CPUSpent: Sendable {
+    var total: Double
+    var system: Double
+
+    init(total: Double, system: Double) {
+        self.total = total
+        self.system = system
+    }
+
+    init(from start: CPUTime, to end: CPUTime) {
+        total = Double(end.totalNanoseconds &- start.totalNanoseconds)
+        system = Double(end.systemNanoseconds &- start.systemNanoseconds)
+    }
+
+    static func + (a: CPUSpent, b: CPUSpent) -> CPUSpent { CPUSpent(total: a.total + b.total, system: a.system + b.system) }
+}
+
+/// Wall time and CPU time of one measured phase.
+struct Timing: Sendable {
+    var seconds: Double
+    var cpu: CPUSpent
 }
 
 /// Whether allocations are counted (the interposed malloc is the one the process uses).
@@ -96,6 +142,16 @@ func timed(_ body: () throws -> Void) rethrows -> Double {
     let start = monotonicNanoseconds()
     try body()
     return Double(monotonicNanoseconds() - start) / 1e9
+}
+
+/// Wall time and process CPU time of `body`.
+@inline(never)
+func measured(_ body: () throws -> Void) rethrows -> Timing {
+    let cpu = CPUTime.now()
+    let start = monotonicNanoseconds()
+    try body()
+    let end = monotonicNanoseconds()
+    return Timing(seconds: Double(end - start) / 1e9, cpu: CPUSpent(from: cpu, to: CPUTime.now()))
 }
 
 // MARK: Statistics
@@ -237,6 +293,14 @@ func formatRate(_ perSecond: Double) -> String {
     if perSecond >= 1e6 { return format2(perSecond / 1e6) + " M/s" }
     if perSecond >= 1e3 { return format2(perSecond / 1e3) + " k/s" }
     return format2(perSecond) + " /s"
+}
+
+/// Nanoseconds for the table: "41.5", "412", "1530", "123.4 k".
+func formatNanoseconds(_ value: Double) -> String {
+    guard value.isFinite else { return "-" }
+    if value >= 100_000 { return format1(value / 1000) + " k" }
+    if value >= 100 { return "\(Int(value.rounded()))" }
+    return format1(value)
 }
 
 func format2(_ value: Double) -> String {

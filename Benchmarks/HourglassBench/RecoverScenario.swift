@@ -60,9 +60,10 @@ func recoverScenario(_ ctx: Context) async throws -> [Measurement] {
         m.memoryBytesPerTimer = (child["memory_bytes"] ?? 0) / Double(max(held, 1))
         m.allocationsPerTimer = (child["allocations"] ?? 0) / Double(max(held, 1))
         m.peakResidentBytes = child["peak_resident_bytes"].map { Int($0) }
+        m.setCPU(CPUSpent(total: child["cpu_ns"] ?? 0, system: child["cpu_system_ns"] ?? 0), operations: max(held, 1))
         m.notes.append("\(checkpointed) timers in the checkpoint, \(n - checkpointed) in the log after it (\(formatBytes(checkpointBytes(path) == 0 ? 0 : stats.logBytesSinceCheckpoint))); \(overdue) overdue at the restart")
         m.notes.append("replay: the \(Int(child["log_records"] ?? 0)) log records after the checkpoint read and applied by open in \(format1((child["log_replay_seconds"] ?? 0) * 1000)) ms")
-        m.notes.append("seconds: open until every timer is held (the checkpoint fully loaded); throughput: timers held / seconds; reopened in a fresh process, page cache warm")
+        m.notes.append("seconds: open until every timer is held (the checkpoint fully loaded); throughput: timers held / seconds; reopened in a fresh process, page cache warm; CPU: the reopened process from open until loaded, per timer held")
         m.notes.append("memory: anonymous resident memory of the reopened process over its baseline, per timer held (\(held)); before the restart: the same measured while the builder held them")
         m.notes.append("engine's own accounting after recovery: \(format1((child["engine_memory_bytes"] ?? 0) / Double(max(held, 1)))) B/timer; \(Int(child["delivered"] ?? 0)) overdue delivered by then")
         if held != n { m.notes.append("WARNING: \(held) of \(n) timers held after recovery") }
@@ -105,6 +106,7 @@ func recoverScenario(_ ctx: Context) async throws -> [Measurement] {
         m.memoryBytesPerTimer = (child["memory_bytes"] ?? 0) / Double(max(held, 1))
         m.allocationsPerTimer = (child["allocations"] ?? 0) / Double(max(held, 1))
         m.peakResidentBytes = child["peak_resident_bytes"].map { Int($0) }
+        m.setCPU(CPUSpent(total: child["cpu_ns"] ?? 0, system: child["cpu_system_ns"] ?? 0), operations: max(held, 1))
         m.notes.append("seconds: open + the first poll (SQLite reads rows on demand: nothing is loaded, every timer is reachable once it answers); rows per transaction \(rows); closing the builder's connection checkpointed its WAL")
         if held != n { m.notes.append("WARNING: \(held) of \(n) rows after the restart") }
         results.append(m)
@@ -190,6 +192,7 @@ func recoverChildHourglass(path: String, durability: Configuration.Durability) a
     }
     let memory = liveAnonymousBytes() - baseline
     let allocations = start.allocations(to: end)
+    let cpu = start.cpu(to: end)
     let peak = peakResidentBytes()
     stats = await engine.stats()
     let held = stats.pending + stats.inFlight + stats.acknowledged
@@ -200,7 +203,8 @@ func recoverChildHourglass(path: String, durability: Configuration.Durability) a
         + "\"loaded_seconds\":\(Double(loadedNanoseconds - start.nanoseconds) / 1e9),\"memory_bytes\":\(memory),"
         + "\"engine_memory_bytes\":\(stats.memoryBytes),\"allocations\":\(allocations),\"held\":\(held),"
         + "\"delivered\":\(delivered.current),\"peak_resident_bytes\":\(peak),"
-        + "\"log_records\":\(engine.recoveryReport.applied),\"log_replay_seconds\":\(stats.logReplayMilliseconds / 1000)}")
+        + "\"log_records\":\(engine.recoveryReport.applied),\"log_replay_seconds\":\(stats.logReplayMilliseconds / 1000),"
+        + "\"cpu_ns\":\(cpu.total),\"cpu_system_ns\":\(cpu.system)}")
 }
 
 /// The same for SQLite: open, then the poller's first query.
@@ -217,11 +221,13 @@ func recoverChildSQLite(path: String, fullSync: Bool) throws {
         if first == 0 { first = monotonicNanoseconds() }
     }
     let end = Mark.now()
+    let cpu = start.cpu(to: end)
     let memory = liveAnonymousBytes() - baseline
     let peak = peakResidentBytes()
     let held = try db.count() + delivered
     db.close()
     writeStandardOutput("{\"open_seconds\":\(start.seconds(to: opened)),\"first_delivery_seconds\":\(first > 0 ? Double(first - start.nanoseconds) / 1e9 : -1),"
         + "\"loaded_seconds\":\(start.seconds(to: end)),\"memory_bytes\":\(memory),\"allocations\":\(start.allocations(to: end)),"
-        + "\"held\":\(held),\"delivered\":\(delivered),\"peak_resident_bytes\":\(peak)}")
+        + "\"held\":\(held),\"delivered\":\(delivered),\"peak_resident_bytes\":\(peak),"
+        + "\"cpu_ns\":\(cpu.total),\"cpu_system_ns\":\(cpu.system)}")
 }

@@ -17,6 +17,12 @@ struct Measurement {
     var allocationsPerTimer: Double? = nil
     /// Peak resident set size of the process during this system's part of the scenario.
     var peakResidentBytes: Int? = nil
+    /// CPU time of the whole process (user + system, every thread) during the measured phase.
+    var cpu: CPUSpent? = nil
+    /// The operations `cpu` is divided by (`timers` unless a scenario says otherwise).
+    var cpuOperations: Int? = nil
+    /// Concurrent callers of the engine, on the rows of a system driven by `--callers`.
+    var callers: Int? = nil
     /// Further numbers of a scenario (`open_seconds`, `first_delivery_seconds`, ...), in order.
     var extra: [(String, Double)] = []
     /// nil when the system ran; otherwise why it did not (no SQLite library, no durability).
@@ -40,6 +46,28 @@ struct Measurement {
         return m
     }
 
+    /// Records the CPU time of the measured phase, divided by `operations` (default `timers`).
+    mutating func setCPU(_ spent: CPUSpent, operations: Int? = nil) {
+        cpu = spent
+        cpuOperations = operations
+    }
+
+    mutating func setCPU(from start: Mark, to end: Mark, operations: Int? = nil) {
+        setCPU(start.cpu(to: end), operations: operations)
+    }
+
+    /// CPU nanoseconds per operation of the measured phase (nil when not measured).
+    var cpuNanosecondsPerOperation: Double? {
+        guard let cpu else { return nil }
+        return cpu.total / Double(Swift.max(1, cpuOperations ?? timers))
+    }
+
+    /// Cores busy on average during the phase: CPU time over wall time.
+    var cpuCores: Double? {
+        guard let cpu, seconds > 0 else { return nil }
+        return cpu.total / 1e9 / seconds
+    }
+
     mutating func setLatency(_ percentiles: Percentiles?) {
         p50 = percentiles?.p50
         p99 = percentiles?.p99
@@ -51,15 +79,21 @@ struct Measurement {
             ("scenario", quoted(scenario)), ("system", quoted(system)), ("durability", quoted(durability)),
             ("timers", "\(timers)"), ("payload_bytes", "\(payloadBytes)"),
         ]
+        if let callers { fields.append(("callers", "\(callers)")) }
         if let unavailable {
             // Every line carries every required field: null where the system cannot run it.
             fields.append(("seconds", "null"))
             fields.append(("throughput", "null"))
+            fields.append(("cpu_ns_per_op", "null"))
             fields.append(("available", "false"))
             fields.append(("reason", quoted(unavailable)))
         } else {
             fields.append(("seconds", number(seconds)))
             fields.append(("throughput", number(throughput)))
+            // null only if a scenario forgot to measure it (the smoke test fails then).
+            fields.append(("cpu_ns_per_op", cpuNanosecondsPerOperation.map(number) ?? "null"))
+            if let cpuCores { fields.append(("cpu_cores", number(cpuCores))) }
+            if let cpu, cpu.total > 0 { fields.append(("cpu_system_fraction", number(cpu.system / cpu.total))) }
             if let p50 { fields.append(("p50_ms", number(p50))) }
             if let p99 { fields.append(("p99_ms", number(p99))) }
             if let max { fields.append(("max_ms", number(max))) }
@@ -107,7 +141,7 @@ final class Reporter: @unchecked Sendable {
     init(json: Bool) { self.json = json }
 
     static let columns: [(String, Int)] = [
-        ("scenario", 46), ("system", 10), ("N", 10), ("throughput", 12), ("p50 ms", 9), ("p99 ms", 9), ("max ms", 9),
+        ("scenario", 46), ("system", 10), ("N", 10), ("throughput", 12), ("CPU ns/op", 11), ("p50 ms", 9), ("p99 ms", 9), ("max ms", 9),
         ("disk B/t", 9), ("mem B/t", 9), ("allocs/t", 9), ("vs hourglass", 14),
     ]
 
@@ -132,8 +166,8 @@ final class Reporter: @unchecked Sendable {
             let reference = results.first { $0.scenario == m.scenario && ($0.system == "hourglass" || $0.system == "wheel") && $0.unavailable == nil }
             var ratio = ""
             if let reference, m.system != reference.system {
-                if m.scenario == "lateness", let p99 = m.p99, let hp99 = reference.p99 {
-                    ratio = hp99 > 0 ? format2(p99 / hp99) + "× p99" : "-"
+                if m.scenario.hasPrefix("lateness") {
+                    if let p99 = m.p99, let hp99 = reference.p99 { ratio = hp99 > 0 ? format2(p99 / hp99) + "× p99" : "-" }
                 } else if reference.throughput > 0 {
                     ratio = format2(m.throughput / reference.throughput) + "×"
                 }
@@ -143,12 +177,22 @@ final class Reporter: @unchecked Sendable {
             func opt(_ value: Double?) -> String { value.map(formatMilliseconds) ?? "" }
             func bytes(_ value: Double?) -> String { value.map { "\(Int($0.rounded()))" } ?? "" }
             cells = [
-                m.scenario, m.system, "\(m.timers)", formatRate(m.throughput), opt(m.p50), opt(m.p99), opt(m.max),
+                m.scenario, m.system, "\(m.timers)", formatRate(m.throughput), m.cpuNanosecondsPerOperation.map(formatNanoseconds) ?? "?", opt(m.p50), opt(m.p99), opt(m.max),
                 bytes(m.diskBytesPerTimer), bytes(m.memoryBytesPerTimer), m.allocationsPerTimer.map(format2) ?? "", ratio,
             ]
             writeStandardOutput(zip(cells, Reporter.columns).map { $0.0.padded($0.1.1) }.joined())
             var notes = m.notes
-            var numbers = m.extra.map { "\($0.0) \(formatMilliseconds($0.1))" }
+            func extraValue(_ value: Double) -> String {
+                if !value.isFinite { return "n/a" }
+                if value == value.rounded() && abs(value) < 1e15 { return "\(Int64(value))" }
+                return formatMilliseconds(value)
+            }
+            var numbers = m.extra.map { "\($0.0) \(extraValue($0.1))" }
+            if let cpu = m.cpu, let cores = m.cpuCores {
+                let share = cpu.total > 0 ? Int((cpu.system / cpu.total * 100).rounded()) : 0
+                numbers.append("CPU \(format1(cpu.total / 1e6)) ms over the phase (\(format2(cores)) cores busy, \(share)% system)\(m.cpuOperations.map { " per \($0) operations" } ?? "")")
+            }
+            if let callers = m.callers { numbers.append("callers \(callers)") }
             if let peak = m.peakResidentBytes { numbers.append("peak resident \(formatBytes(peak))") }
             if !numbers.isEmpty { notes.insert(numbers.joined(separator: ", "), at: 0) }
             for note in notes { writeStandardOutput("    " + note) }

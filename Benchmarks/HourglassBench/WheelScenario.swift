@@ -36,10 +36,24 @@ struct WheelResult {
     var system: String
     var operations: Int
     var seconds: Double
+    /// Process CPU time of the phase.
+    var cpu: CPUSpent
     var note: String = ""
     var memoryBytesPerTimer: Double? = nil
     var allocationsPerTimer: Double? = nil
     var throughput: Double { Double(operations) / seconds }
+
+    init(name: String, system: String, operations: Int, timing: Timing, note: String = "",
+         memoryBytesPerTimer: Double? = nil, allocationsPerTimer: Double? = nil) {
+        self.name = name
+        self.system = system
+        self.operations = operations
+        self.seconds = timing.seconds
+        self.cpu = timing.cpu
+        self.note = note
+        self.memoryBytesPerTimer = memoryBytesPerTimer
+        self.allocationsPerTimer = allocationsPerTimer
+    }
 }
 
 /// The in-memory wheel against swift-collections' `Heap` used as a delay queue, at `pending`
@@ -59,7 +73,7 @@ func runWheelScenario(pending: Int, operations: Int, payloadBytes: Int, seed: UI
             let rssBefore = baselineAnonymousBytes()
             let marked = Mark.now()
             var wheel = TimerWheel(now: start)
-            let fill = timed {
+            let fill = measured {
                 for i in 0 ..< pending {
                     _ = try! wheel.schedule(id: ids.id(i), deadline: deadlines[i], payload: payloadBytes)
                 }
@@ -70,27 +84,27 @@ func runWheelScenario(pending: Int, operations: Int, payloadBytes: Int, seed: UI
             let rssPerTimer = Double(rssAfter - rssBefore - userBytes) / Double(pending)
             let allocatedPerTimer = Double(wheel.allocatedBytes - userBytes) / Double(pending)
             results.append(WheelResult(
-                name: "schedule (fill to \(pending))", system: "wheel", operations: pending, seconds: fill,
+                name: "schedule (fill to \(pending))", system: "wheel", operations: pending, timing: fill,
                 note: "memory beyond id+payload: \(format2(rssPerTimer)) B/timer resident, \(format2(allocatedPerTimer)) B/timer allocated; the fill includes first-touch of the tables' memory",
                 memoryBytesPerTimer: Double(rssAfter - rssBefore) / Double(pending),
                 allocationsPerTimer: Double(allocations) / Double(pending)))
 
             // Steady state: schedule a new timer, cancel the oldest pending one (a cold entry).
-            let cold = timed {
+            let cold = measured {
                 for i in 0 ..< operations {
                     _ = try! wheel.schedule(id: ids.id(pending + i), deadline: deadlines[pending + i], payload: payloadBytes)
                     let cancelled = wheel.cancel(id: ids.id(i))
                     precondition(cancelled)
                 }
             }
-            results.append(WheelResult(name: "schedule + cancel (cancel oldest)", system: "wheel", operations: 2 * operations, seconds: cold))
+            results.append(WheelResult(name: "schedule + cancel (cancel oldest)", system: "wheel", operations: 2 * operations, timing: cold))
             precondition(wheel.count == pending)
 
             // The same through the prefetch pipeline the engine uses for a batch of requests.
             // Pending now: ids operations ..< operations + pending. Schedule ids from
             // pending + operations on, cancel from operations on (always the oldest).
             let base = pending + operations
-            let pipelined = timed {
+            let pipelined = measured {
                 for i in 0 ..< operations {
                     if i + 24 < operations {
                         wheel.prefetchIndex(id: ids.id(base + i + 24))
@@ -103,7 +117,7 @@ func runWheelScenario(pending: Int, operations: Int, payloadBytes: Int, seed: UI
                     precondition(cancelled)
                 }
             }
-            results.append(WheelResult(name: "schedule + cancel (oldest, pipelined)", system: "wheel", operations: 2 * operations, seconds: pipelined))
+            results.append(WheelResult(name: "schedule + cancel (oldest, pipelined)", system: "wheel", operations: 2 * operations, timing: pipelined))
             precondition(wheel.count == pending)
         }
         do {
@@ -112,7 +126,7 @@ func runWheelScenario(pending: Int, operations: Int, payloadBytes: Int, seed: UI
             var wheel = TimerWheel(now: start)
             for i in 0 ..< pending { _ = try! wheel.schedule(id: ids.id(i), deadline: deadlines[i], payload: payloadBytes) }
             let lag = 64
-            let warm = timed {
+            let warm = measured {
                 for i in 0 ..< operations {
                     _ = try! wheel.schedule(id: ids.id(pending + i), deadline: deadlines[pending + i], payload: payloadBytes)
                     if i >= lag {
@@ -121,7 +135,7 @@ func runWheelScenario(pending: Int, operations: Int, payloadBytes: Int, seed: UI
                     }
                 }
             }
-            results.append(WheelResult(name: "schedule + cancel (cancel recent)", system: "wheel", operations: 2 * operations - lag, seconds: warm))
+            results.append(WheelResult(name: "schedule + cancel (cancel recent)", system: "wheel", operations: 2 * operations - lag, timing: warm))
         }
         do {
             // Schedule `pending` timers over an hour, then run the clock through all of them in
@@ -131,7 +145,7 @@ func runWheelScenario(pending: Int, operations: Int, payloadBytes: Int, seed: UI
             fired.reserveCapacity(1024)
             var firedCount = 0
             var fillSeconds = 0.0
-            let seconds = timed {
+            let seconds = measured {
                 fillSeconds = timed {
                     for i in 0 ..< pending { _ = try! wheel.schedule(id: ids.id(i), deadline: deadlines[i], payload: payloadBytes) }
                 }
@@ -145,8 +159,8 @@ func runWheelScenario(pending: Int, operations: Int, payloadBytes: Int, seed: UI
                 }
             }
             precondition(firedCount == pending && wheel.count == 0)
-            results.append(WheelResult(name: "schedule + fire (1 ms steps)", system: "wheel", operations: pending, seconds: seconds,
-                                       note: "schedule \(format2(fillSeconds * 1e9 / Double(pending))) ns, fire \(format2((seconds - fillSeconds) * 1e9 / Double(pending))) ns per timer"))
+            results.append(WheelResult(name: "schedule + fire (1 ms steps)", system: "wheel", operations: pending, timing: seconds,
+                                       note: "schedule \(format2(fillSeconds * 1e9 / Double(pending))) ns, fire \(format2((seconds.seconds - fillSeconds) * 1e9 / Double(pending))) ns per timer"))
         }
     }
 
@@ -156,31 +170,31 @@ func runWheelScenario(pending: Int, operations: Int, payloadBytes: Int, seed: UI
         let rssBefore = baselineAnonymousBytes()
         let marked = Mark.now()
         var heap = DelayQueue()
-        let fill = timed {
+        let fill = measured {
             for i in 0 ..< pending { heap.schedule(id: ids.id(i), deadline: deadlines[i], payload: ownCopy(payload)) }
         }
         let allocations = marked.allocations(to: Mark.now())
         let rssAfter = liveAnonymousBytes()
         let userBytes = pending * (IDTable.width + payload.count)
         results.append(WheelResult(
-            name: "schedule (fill to \(pending))", system: "heap", operations: pending, seconds: fill,
+            name: "schedule (fill to \(pending))", system: "heap", operations: pending, timing: fill,
             note: "memory beyond id+payload: \(format2(Double(rssAfter - rssBefore - userBytes) / Double(pending))) B/timer resident; the heap keeps its own copy of each id and payload",
             memoryBytesPerTimer: Double(rssAfter - rssBefore) / Double(pending),
             allocationsPerTimer: Double(allocations) / Double(pending)))
-        let cold = timed {
+        let cold = measured {
             for i in 0 ..< operations {
                 heap.schedule(id: ids.id(pending + i), deadline: deadlines[pending + i], payload: ownCopy(payload))
                 let cancelled = heap.cancel(id: ids.id(i))
                 precondition(cancelled)
             }
         }
-        results.append(WheelResult(name: "schedule + cancel (cancel oldest)", system: "heap", operations: 2 * operations, seconds: cold))
+        results.append(WheelResult(name: "schedule + cancel (cancel oldest)", system: "heap", operations: 2 * operations, timing: cold))
     }
     do {
         var heap = DelayQueue()
         for i in 0 ..< pending { heap.schedule(id: ids.id(i), deadline: deadlines[i], payload: ownCopy(payload)) }
         let lag = 64
-        let warm = timed {
+        let warm = measured {
             for i in 0 ..< operations {
                 heap.schedule(id: ids.id(pending + i), deadline: deadlines[pending + i], payload: ownCopy(payload))
                 if i >= lag {
@@ -189,12 +203,12 @@ func runWheelScenario(pending: Int, operations: Int, payloadBytes: Int, seed: UI
                 }
             }
         }
-        results.append(WheelResult(name: "schedule + cancel (cancel recent)", system: "heap", operations: 2 * operations - lag, seconds: warm))
+        results.append(WheelResult(name: "schedule + cancel (cancel recent)", system: "heap", operations: 2 * operations - lag, timing: warm))
     }
     do {
         var heap = DelayQueue()
         var firedCount = 0
-        let seconds = timed {
+        let seconds = measured {
             for i in 0 ..< pending { heap.schedule(id: ids.id(i), deadline: deadlines[i], payload: ownCopy(payload)) }
             var now = start
             let end = start + Int64(hour) + 1
@@ -204,7 +218,7 @@ func runWheelScenario(pending: Int, operations: Int, payloadBytes: Int, seed: UI
             }
         }
         precondition(firedCount == pending)
-        results.append(WheelResult(name: "schedule + fire (1 ms steps)", system: "heap", operations: pending, seconds: seconds))
+        results.append(WheelResult(name: "schedule + fire (1 ms steps)", system: "heap", operations: pending, timing: seconds))
     }
     return results
 }

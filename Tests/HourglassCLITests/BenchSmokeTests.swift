@@ -4,9 +4,28 @@ import Testing
 // its peers, and every `--json` line carries the fields that scripts outside the project read.
 // Not a measurement: the numbers of a debug build on a busy CI machine mean nothing.
 
-@Suite("hourglass-bench: a smoke run")
+@Suite("hourglass-bench: a smoke run", .serialized)
 struct BenchSmokeTests {
-    static let required = ["scenario", "system", "durability", "timers", "payload_bytes", "seconds", "throughput"]
+    static let required = ["scenario", "system", "durability", "timers", "payload_bytes", "seconds", "throughput", "cpu_ns_per_op"]
+
+    /// Runs the benchmark with `arguments`; checks it exits 0 and prints only JSON lines.
+    static func run(_ arguments: [String]) async throws -> (rows: [[String: JSON]], report: String) {
+        let process = try HourglassProcess(arguments, binary: "hourglass-bench")
+        let status = try await process.finish(timeout: .seconds(600))
+        let report = "status \(status)\n--- stdout:\n\(process.stdout.prefix(4000))\n--- stderr:\n\(process.stderr.suffix(4000))"
+        #expect(status == 0, "\(report)")
+        #expect(process.parsed.allSatisfy { $0 != nil }, "every stdout line is a JSON object: \(report)")
+        return (process.events, report)
+    }
+
+    /// `cpu_ns_per_op`: a positive number on every row that ran, null on a row that could not.
+    static func checkCPU(_ row: [String: JSON]) {
+        if row["available"] != .bool(false) {
+            #expect((row["cpu_ns_per_op"]?.number ?? 0) > 0, "cpu_ns_per_op in \(row)")
+        } else {
+            #expect(row["cpu_ns_per_op"] == .null, "cpu_ns_per_op is null on an unavailable row: \(row)")
+        }
+    }
 
     @Test("--scenario all --timers 1000 --json: every scenario, every system, every required field")
     func smoke() async throws {
@@ -27,6 +46,7 @@ struct BenchSmokeTests {
             } else {
                 #expect(row["throughput"] == .null && row["reason"]?.string != nil, "an unavailable row says why: \(row)")
             }
+            Self.checkCPU(row)
             // N, or what the row's throughput counts (a checkpoint's timers, a wheel phase's operations).
             #expect((row["timers"]?.int ?? 0) >= 1000, "timers in \(row)")
             #expect(row["payload_bytes"]?.int == 128, "payload_bytes in \(row)")
@@ -42,5 +62,53 @@ struct BenchSmokeTests {
         #expect(lateness.allSatisfy { $0["p50_ms"] != nil && $0["p99_ms"] != nil && $0["max_ms"] != nil }, "lateness percentiles: \(lateness)")
         let schedule = rows.filter { $0["scenario"]?.string == "schedule" && $0["system"]?.string == "hourglass" }
         #expect(schedule.allSatisfy { $0["disk_bytes_per_timer"] != nil && $0["allocations_per_timer"] != nil }, "schedule bytes and allocations: \(schedule)")
+        #expect(schedule.allSatisfy { $0["callers"]?.int == 64 }, "schedule callers: \(schedule)")
+        #expect(schedule.allSatisfy { $0["msync_p50_us"] == nil }, "no sync ceiling outside --durability always: \(schedule)")
+    }
+
+    @Test("--scenario schedule --durability always --callers 1: the sync ceiling, one caller")
+    func syncCeiling() async throws {
+        let (rows, report) = try await Self.run(["--scenario", "schedule", "--durability", "always", "--callers", "1", "--timers", "1000", "--no-peers", "--json"])
+        #expect(rows.count == 1, "one row: \(report)")
+        guard let row = rows.first else { return }
+        Self.checkCPU(row)
+        #expect(row["scenario"]?.string == "schedule" && row["system"]?.string == "hourglass" && row["durability"]?.string == "always", "\(row)")
+        #expect(row["callers"]?.int == 1, "callers in \(row)")
+        #expect((row["throughput"]?.number ?? 0) > 0, "throughput in \(row)")
+        let p50 = row["msync_p50_us"]?.number ?? 0
+        let p99 = row["msync_p99_us"]?.number ?? 0
+        #expect(p50 > 0 && p99 >= p50 && (row["msync_max_us"]?.number ?? 0) >= p99, "msync percentiles in \(row)")
+        let one = row["ceiling_1_caller_per_s"]?.number ?? 0
+        let ceiling = row["ceiling_per_s"]?.number ?? 0
+        #expect(one > 0 && abs(ceiling - one) <= one * 1e-9, "with one caller of one timer, the ceiling is 1/p50: \(row)")
+        let ratio = row["ceiling_ratio"]?.number ?? 0
+        #expect(ratio > 0 && abs(ratio - (row["throughput"]?.number ?? 0) / ceiling) <= ratio * 1e-6, "ceiling_ratio = throughput / ceiling_per_s: \(row)")
+        #expect(row["notes"]?.string?.contains("1 caller,") == true, "the notes say 1 caller: \(row)")
+    }
+
+    @Test("--scenario lateness --sweep at tiny rates: a row per step and system, then the highest rate within the bound")
+    func latenessSweep() async throws {
+        let (rows, report) = try await Self.run(["--scenario", "lateness", "--sweep", "--sweep-rates", "500,1000", "--timers", "1000", "--json"])
+        let summaryName = "lateness sweep: max rate, p99 ≤ 10 ms"
+        for system in ["hourglass", "heap", "sqlite"] {
+            let steps = rows.filter { $0["system"]?.string == system && $0["scenario"]?.string?.hasPrefix("lateness sweep: ") == true && $0["scenario"]?.string != summaryName }
+            let summary = rows.filter { $0["system"]?.string == system && $0["scenario"]?.string == summaryName }
+            if rows.contains(where: { $0["system"]?.string == system && $0["available"] == .bool(false) }) { continue }  // no SQLite here
+            #expect(!steps.isEmpty && summary.count == 1, "\(system): steps and one summary: \(report)")
+            for row in steps + summary {
+                for field in Self.required { #expect(row[field] != nil, "\(field) missing in \(row)") }
+                Self.checkCPU(row)
+            }
+            for row in steps {
+                #expect(row["p50_ms"]?.number != nil && row["p99_ms"]?.number != nil && row["max_ms"]?.number != nil, "step percentiles: \(row)")
+                #expect([500, 1000].contains(row["due_per_second"]?.int ?? 0), "due_per_second in \(row)")
+                #expect(row["due_per_second"]?.int == row["load_per_second"]?.int, "the background load follows the due rate: \(row)")
+            }
+            if let row = summary.first {
+                let best = row["max_rate_within_bound"]
+                #expect(best == .null || [500, 1000].contains(best?.int ?? 0), "max_rate_within_bound in \(row)")
+                #expect((row["steps_run"]?.int ?? 0) == steps.count && row["bound_ms"]?.int == 10, "steps_run and bound_ms in \(row)")
+            }
+        }
     }
 }
