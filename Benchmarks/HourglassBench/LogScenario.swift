@@ -24,6 +24,7 @@ func logScenario(_ ctx: Context) throws -> [Measurement] {
         let tail = try LogRecovery(directory: directory).run(report: &report) { _, _ in }
         let writer = try LogWriter(directory: directory, segmentLength: 64 << 20, tail: tail, clock: { realtimeMilliseconds() })
         let cpuStart = threadCPUNanoseconds()
+        let processCPU = CPUTime.now()
         let start = monotonicNanoseconds()
         var flushNanoseconds: UInt64 = 0
         var i = 0
@@ -42,10 +43,12 @@ func logScenario(_ ctx: Context) throws -> [Measurement] {
             i = end
         }
         let cpu = threadCPUNanoseconds() - cpuStart
+        let spent = CPUSpent(from: processCPU, to: CPUTime.now())
         let seconds = Double(monotonicNanoseconds() - start) / 1e9
         var m = Measurement(scenario: "log: \(perFrame) record\(perFrame == 1 ? "" : "s") per frame", system: "hourglass", durability: "none",
                             timers: n, payloadBytes: ctx.payloadBytes, seconds: seconds)
         m.diskBytesPerTimer = Double(writer.bytesWritten) / Double(n)
+        m.setCPU(spent, operations: n)
         m.extra.append(("cpu_ns_per_flush", Double(cpu) / Double(writer.framesWritten)))
         m.extra.append(("cpu_ns_per_timer", Double(cpu) / Double(n)))
         // flush() alone (frame build, LZ4, CRC-32C, copy into the mapping), on the monotonic
