@@ -17,7 +17,8 @@ struct _DoorState {
     var queue: [_Request] = []
     /// The clock thread found the engine held: its leader does the housekeeping before leaving.
     var housekeepingRequested = false
-    /// A leader that had led long enough handed the engine, held, to the clock thread.
+    /// A caller that led its own group found others queued: it handed the engine, still held,
+    /// to the clock thread, which leads them.
     var handedToClock = false
 }
 
@@ -215,13 +216,14 @@ final class _Engine: @unchecked Sendable {
 
     // MARK: Leading
 
-    /// Ends a turn of leadership: fires what is due, writes the group's frame, answers it, then
-    /// takes what callers queued meanwhile as the next group, until none is left. A leader that
-    /// has led many groups hands the engine, still held, to the clock thread, so that its own
-    /// caller is not kept. Returns the failure that stopped the engine while writing the first
-    /// group (the leader's own work is not durable then).
+    /// Ends a turn of leadership: fires what is due, writes the group's frame and answers it.
+    /// What callers queued meanwhile is the next group: the clock thread leads it (a caller that
+    /// leads returns after its own group; the door passes, still held, to the clock thread, which
+    /// leads group after group while callers keep queuing, and lets go when none is left).
+    /// Returns the failure that stopped the engine while writing the first group (the leader's
+    /// own work is not durable then).
     @discardableResult
-    func leave(_ replies: consuming _Replies = _Replies()) -> HourglassError? {
+    func leave(_ replies: consuming _Replies = _Replies(), isClockThread: Bool = false) -> HourglassError? {
         var replies = replies
         var firstFailure: HourglassError? = nil
         var groups = 0
@@ -236,7 +238,11 @@ final class _Engine: @unchecked Sendable {
             }
             let sync = claimedSync
             claimedSync = nil
-            enum Next { case group([_Request]), housekeeping, done }
+            // A caller leads its own group; what others queued meanwhile goes to the clock
+            // thread, which leads for as long as callers keep queuing: callers keep their
+            // threads to themselves, and nobody sleeps or wakes per call while the load lasts.
+            let mayHandOver = !isClockThread
+            enum Next { case group([_Request]), housekeeping, done, handedOver }
             let next = door.withLock { state -> Next in
                 if state.housekeepingRequested {
                     state.housekeepingRequested = false
@@ -246,9 +252,9 @@ final class _Engine: @unchecked Sendable {
                     state.leading = false
                     return .done
                 }
-                if groups >= 16 {
+                if mayHandOver {
                     state.handedToClock = true
-                    return .done
+                    return .handedOver
                 }
                 var batch: [_Request] = []
                 swap(&batch, &state.queue)
@@ -258,7 +264,9 @@ final class _Engine: @unchecked Sendable {
             if let sync { syncer?.perform(sync.batch, sync.replies) }
             switch next {
             case .done:
-                if groups >= 16 { ticker.wake() }
+                return firstFailure
+            case .handedOver:
+                ticker.wake()
                 return firstFailure
             case .housekeeping:
                 housekeeping(budgetNanoseconds: max(20_000, monotonicNanoseconds() - started))
@@ -293,22 +301,37 @@ final class _Engine: @unchecked Sendable {
     /// A turn of the clock thread: lead if the engine is free (or was handed over), else ask
     /// its leader to do the housekeeping before it leaves.
     private func clockTurn() {
-        let leads = door.withLock { state -> Bool in
+        enum Turn { case none, handedOver, own }
+        let turn = door.withLock { state -> Turn in
             if state.handedToClock {
                 state.handedToClock = false
-                return true
+                return .handedOver
             }
-            guard state.accepting else { return false }
+            guard state.accepting else { return .none }
             if state.leading {
                 state.housekeepingRequested = true
-                return false
+                return .none
             }
             state.leading = true
-            return true
+            return .own
         }
-        guard leads else { return }
-        housekeeping(budgetNanoseconds: 5_000_000)
-        leave()
+        switch turn {
+        case .none:
+            return
+        case .handedOver:
+            // Callers are waiting in the queue: their groups first, background work in the
+            // slices `leave` gives it between groups.
+            var replies = _Replies()
+            let batch = door.withLock { state -> [_Request] in
+                defer { state.queue.removeAll() }
+                return state.queue
+            }
+            apply(batch, into: &replies)
+            leave(replies, isClockThread: true)
+        case .own:
+            housekeeping(budgetNanoseconds: 5_000_000)
+            leave(isClockThread: true)
+        }
     }
 
     /// The engine's own work, done by whoever leads when it is asked for: background slices

@@ -9,15 +9,25 @@ struct _DeliveryRef: Sendable {
 /// Where the engine sends a request's result: a suspended caller, or a callback (the
 /// `hourglass run` command submits in order without waiting).
 struct _Reply<T: Sendable>: Sendable {
-    private let body: @Sendable (Result<T, HourglassError>) -> Void
-
-    init(_ continuation: UnsafeContinuation<Result<T, HourglassError>, Never>) {
-        body = { continuation.resume(returning: $0) }
+    private enum Target: Sendable {
+        case continuation(UnsafeContinuation<Result<T, HourglassError>, Never>)
+        case callback(@Sendable (Result<T, HourglassError>) -> Void)
     }
 
-    init(callback: @escaping @Sendable (Result<T, HourglassError>) -> Void) { body = callback }
+    // A continuation is held as it is (no closure around it: a queued call allocates nothing
+    // for its reply).
+    private let target: Target
 
-    func resume(returning result: Result<T, HourglassError>) { body(result) }
+    init(_ continuation: UnsafeContinuation<Result<T, HourglassError>, Never>) { target = .continuation(continuation) }
+
+    init(callback: @escaping @Sendable (Result<T, HourglassError>) -> Void) { target = .callback(callback) }
+
+    func resume(returning result: Result<T, HourglassError>) {
+        switch target {
+        case let .continuation(continuation): continuation.resume(returning: result)
+        case let .callback(body): body(result)
+        }
+    }
 }
 
 /// Work left for the engine's leader by a caller that found it busy (see `_Engine`).
