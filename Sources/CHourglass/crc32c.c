@@ -123,11 +123,14 @@ static uint32_t crc32c_hw(uint32_t crc, const unsigned char *p, size_t length) {
 static int has_sse42 = -1;
 
 int hg_crc32c_is_hardware(void) {
-    if (has_sse42 < 0) {
+    /* Threads may race to fill it in; they all store the same value (relaxed atomics say so). */
+    int known = __atomic_load_n(&has_sse42, __ATOMIC_RELAXED);
+    if (known < 0) {
         __builtin_cpu_init();
-        has_sse42 = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+        known = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+        __atomic_store_n(&has_sse42, known, __ATOMIC_RELAXED);
     }
-    return has_sse42;
+    return known;
 }
 
 uint32_t hg_crc32c(uint32_t crc, const void *bytes, size_t length) {
