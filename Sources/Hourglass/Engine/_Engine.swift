@@ -226,12 +226,12 @@ final class _Engine: @unchecked Sendable {
     func leave(_ replies: consuming _Replies = _Replies(), isClockThread: Bool = false) -> HourglassError? {
         var replies = replies
         var firstFailure: HourglassError? = nil
-        var groups = 0
+        var isFirstGroup = true
         while true {
             let started = monotonicNanoseconds()
             let failure = endGroup(&replies)
-            if groups == 0 { firstFailure = failure }
-            groups += 1
+            if isFirstGroup { firstFailure = failure }
+            isFirstGroup = false
             if closeReply != nil {
                 finish()
                 return firstFailure
@@ -319,15 +319,9 @@ final class _Engine: @unchecked Sendable {
         case .none:
             return
         case .handedOver:
-            // Callers are waiting in the queue: their groups first, background work in the
-            // slices `leave` gives it between groups.
-            var replies = _Replies()
-            let batch = door.withLock { state -> [_Request] in
-                defer { state.queue.removeAll() }
-                return state.queue
-            }
-            apply(batch, into: &replies)
-            leave(replies, isClockThread: true)
+            // Callers are waiting in the queue: `leave` takes it as its next group (background
+            // work gets its slices between groups).
+            leave(isClockThread: true)
         case .own:
             housekeeping(budgetNanoseconds: 5_000_000)
             leave(isClockThread: true)
@@ -338,7 +332,7 @@ final class _Engine: @unchecked Sendable {
     /// (checkpoint loading and writing), then a new plan for the clock thread. Firing and the
     /// interval sync follow in `endGroup`.
     func housekeeping(budgetNanoseconds: UInt64) {
-        if stoppedReason == nil, let failure = syncer?.failed { stop(because: failure) }
+        noteSyncFailure()
         if closeReply == nil { backgroundWork(budgetNanoseconds: budgetNanoseconds) }
         planNeeded = true
     }
