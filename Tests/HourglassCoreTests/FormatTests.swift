@@ -345,8 +345,9 @@ struct FormatTests {
 
     // MARK: Frames
 
-    @Test("FORMAT.md's worked example, byte for byte: a compact version 2 frame")
-    func workedExample() throws {
+    /// The records of FORMAT.md's worked example, SCHEDULE order-1 then CANCEL order-2: the
+    /// body, and how many records the encoder counted.
+    func workedExampleBody() -> (body: [UInt8], records: Int) {
         var records = RecordEncoder()
         bytes("order-1").withUnsafeBytes { id in
             bytes(#"{"a":1}"#).withUnsafeBytes { payload in
@@ -354,7 +355,12 @@ struct FormatTests {
             }
         }
         bytes("order-2").withUnsafeBytes { records.cancel(id: $0) }
-        let body = Array(records.buffer.bytes)
+        return (Array(records.buffer.bytes), records.count)
+    }
+
+    @Test("FORMAT.md's worked example, byte for byte: a compact version 2 frame")
+    func workedExample() throws {
+        let (body, _) = workedExampleBody()
         #expect(body.count == 33)
         let context = FrameContext(version: 2, baseSequence: 1, baseDurable: 1)
         var encoder = SegmentFrameEncoder()
@@ -380,14 +386,7 @@ struct FormatTests {
 
     @Test("a version 1 long frame (checkpoint files, version 1 segments), byte for byte")
     func version1LongFrame() throws {
-        var records = RecordEncoder()
-        bytes("order-1").withUnsafeBytes { id in
-            bytes(#"{"a":1}"#).withUnsafeBytes { payload in
-                records.schedule(id: id, deadline: 1_763_791_200_000, attempt: 1, payload: payload)
-            }
-        }
-        bytes("order-2").withUnsafeBytes { records.cancel(id: $0) }
-        let body = Array(records.buffer.bytes)
+        let (body, recordCount) = workedExampleBody()
         let documentedBody: [UInt8] = [
             0x01,
             0x07, 0x6F, 0x72, 0x64, 0x65, 0x72, 0x2D, 0x31,
@@ -399,7 +398,7 @@ struct FormatTests {
         ]
         #expect(documentedBody.count == 33)
         #expect(body == documentedBody)
-        #expect(records.count == 2)
+        #expect(recordCount == 2)
 
         let (frame, header) = encodeFrame(body, firstSequence: 1, recordCount: 2)
         let documentedHeader: [UInt8] = [
