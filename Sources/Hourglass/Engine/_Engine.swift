@@ -41,22 +41,22 @@ final class _Engine: @unchecked Sendable {
 
     // MARK: Leader only (whoever holds the door)
 
-    var wheel: TimerWheel
+    @exclusivity(unchecked) var wheel: TimerWheel
     let clock: any HourglassClock
     let configuration: Configuration
     let deliveries: _DeliveryQueue
-    var journal: _WALJournal?
-    var stoppedReason: String?
+    @exclusivity(unchecked) var journal: _WALJournal?
+    @exclusivity(unchecked) var stoppedReason: String?
     /// The failure that stopped the engine: `close` reports it.
-    var stoppedBy: HourglassError?
-    var fired: [TimerHandle] = []
-    var outgoing: [Delivery] = []
-    var barriers: [UnsafeContinuation<EngineStats, Never>] = []
-    var lastSyncNanoseconds: UInt64 = monotonicNanoseconds()
-    var unsynced = false
+    @exclusivity(unchecked) var stoppedBy: HourglassError?
+    @exclusivity(unchecked) var fired: [TimerHandle] = []
+    @exclusivity(unchecked) var outgoing: [Delivery] = []
+    @exclusivity(unchecked) var barriers: [UnsafeContinuation<EngineStats, Never>] = []
+    @exclusivity(unchecked) var lastSyncNanoseconds: UInt64 = monotonicNanoseconds()
+    @exclusivity(unchecked) var unsynced = false
     /// A sync this leader claimed (under `always`), run once it lets go of the door.
-    var claimedSync: (batch: LogWriter.SyncBatch, replies: _Replies)?
-    var counters = EngineStats()
+    @exclusivity(unchecked) var claimedSync: (batch: LogWriter.SyncBatch, replies: _Replies)?
+    @exclusivity(unchecked) var counters = EngineStats()
     /// Distinguishes this engine from every other opened in the process (deliveries carry it).
     let serial: UInt64
     let redeliveryMilliseconds: Int64
@@ -65,23 +65,23 @@ final class _Engine: @unchecked Sendable {
     let returnsOnWrite: Bool
 
     /// The rest of the checkpoint still loading after a restart.
-    var loader: _CheckpointLoader?
+    @exclusivity(unchecked) var loader: _CheckpointLoader?
     /// Cancels of ids not held while the checkpoint loads: answered when it is known whether
     /// the timer existed.
-    var deferredCancels: [([UInt8], _Reply<Bool>)] = []
+    @exclusivity(unchecked) var deferredCancels: [([UInt8], _Reply<Bool>)] = []
     /// The checkpoint being written.
-    var checkpointJob: _CheckpointJob?
+    @exclusivity(unchecked) var checkpointJob: _CheckpointJob?
     /// Callers of `checkpoint()`, with the sequence number the checkpoint must reach.
-    var checkpointWaiters: [(_Reply<Void>, UInt64)] = []
+    @exclusivity(unchecked) var checkpointWaiters: [(_Reply<Void>, UInt64)] = []
     /// `journal.bytesWritten` when the last checkpoint began; negative at first, by the log
     /// bytes recovery replayed (they are part of the log since the last checkpoint).
-    var logBytesAtLastCheckpoint = 0
+    @exclusivity(unchecked) var logBytesAtLastCheckpoint = 0
     /// When the last checkpoint began (or the engine opened), by the engine's clock.
-    var lastCheckpointAt: Int64
+    @exclusivity(unchecked) var lastCheckpointAt: Int64
     let checkpointIntervalMilliseconds: Int64?
-    var checkpointRequested = false
-    var metrics: _EngineMetrics
-    var turnsSinceMetrics = 0
+    @exclusivity(unchecked) var checkpointRequested = false
+    @exclusivity(unchecked) var metrics: _EngineMetrics
+    @exclusivity(unchecked) var turnsSinceMetrics = 0
     /// When `open` began (for `fullyLoadedMilliseconds`).
     let openedNanoseconds: UInt64
     /// Syncs the log and answers the callers waiting on it (directory engines only).
@@ -89,12 +89,12 @@ final class _Engine: @unchecked Sendable {
     let ticker = _Ticker()
     /// The wall-clock time up to which the clock thread's plan holds: a deadline before it
     /// moves the plan forward.
-    var plannedUntil: Int64 = .min
-    var planNeeded = true
+    @exclusivity(unchecked) var plannedUntil: Int64 = .min
+    @exclusivity(unchecked) var planNeeded = true
     /// The `close` request, once applied: nothing after it is.
-    var closeReply: _Reply<Void>?
-    var scheduledTotal = 0
-    var cancelledTotal = 0
+    @exclusivity(unchecked) var closeReply: _Reply<Void>?
+    @exclusivity(unchecked) var scheduledTotal = 0
+    @exclusivity(unchecked) var cancelledTotal = 0
 
     init(wheel: consuming TimerWheel, journal: _WALJournal?, loader: _CheckpointLoader?, clock: any HourglassClock,
          configuration: Configuration, deliveries: _DeliveryQueue, serial: UInt64, checkpointNow: Bool,
@@ -228,7 +228,6 @@ final class _Engine: @unchecked Sendable {
         var firstFailure: HourglassError? = nil
         var isFirstGroup = true
         while true {
-            let started = monotonicNanoseconds()
             let failure = endGroup(&replies)
             if isFirstGroup { firstFailure = failure }
             isFirstGroup = false
@@ -269,7 +268,9 @@ final class _Engine: @unchecked Sendable {
                 ticker.wake()
                 return firstFailure
             case .housekeeping:
-                housekeeping(budgetNanoseconds: max(20_000, monotonicNanoseconds() - started))
+                // A slice between two groups: short, so that the callers queued meanwhile wait
+                // no longer for it than for a group of their own.
+                housekeeping(budgetNanoseconds: 50_000)
             case let .group(batch):
                 apply(batch, into: &replies)
             }

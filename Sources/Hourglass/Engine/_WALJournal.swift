@@ -9,7 +9,7 @@ import HourglassStorage
 final class _WALJournal {
     let writer: LogWriter
     let directory: any StorageDirectory
-    private var pendingError: StorageError?
+    @exclusivity(unchecked) private var pendingError: StorageError?
 
     init(writer: LogWriter, directory: any StorageDirectory) {
         self.writer = writer

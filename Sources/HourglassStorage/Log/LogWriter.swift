@@ -31,29 +31,29 @@ package final class LogWriter {
     /// A frame is written once its body passes this many bytes, even before a commit.
     package let frameTarget: Int
     /// The body of the frame being built.
-    package var records = RecordEncoder(capacity: 256 << 10)
-    package private(set) var nextSequence: UInt64
-    private var active: Segment
+    @exclusivity(unchecked) package var records = RecordEncoder(capacity: 256 << 10)
+    @exclusivity(unchecked) package private(set) var nextSequence: UInt64
+    @exclusivity(unchecked) private var active: Segment
     /// Segments filled since the last sync, still to be synced.
-    private var sealed: [Segment] = []
-    private var encoder = SegmentFrameEncoder()
+    @exclusivity(unchecked) private var sealed: [Segment] = []
+    @exclusivity(unchecked) private var encoder = SegmentFrameEncoder()
     private let preparer: SegmentPreparer
     private let clock: @Sendable () -> Int64
 
     /// Whether small frames continue the segment's LZ4 chain (the format's rule); tests turn it
     /// off to build logs of unchained version 2 frames only.
-    package var chainsFrames = true
+    @exclusivity(unchecked) package var chainsFrames = true
 
-    package private(set) var bytesWritten = 0
-    package private(set) var rawBytesWritten = 0
-    package private(set) var framesWritten = 0
-    package private(set) var syncs = 0
+    @exclusivity(unchecked) package private(set) var bytesWritten = 0
+    @exclusivity(unchecked) package private(set) var rawBytesWritten = 0
+    @exclusivity(unchecked) package private(set) var framesWritten = 0
+    @exclusivity(unchecked) package private(set) var syncs = 0
 
     /// Below this sequence number every record is durable (advanced by each sync).
     package let durable: DurableMark
 
     /// The segments written since this writer started (number → first sequence), for truncation.
-    package private(set) var segmentsStarted: [(number: UInt64, firstSequence: UInt64)] = []
+    @exclusivity(unchecked) package private(set) var segmentsStarted: [(number: UInt64, firstSequence: UInt64)] = []
 
     /// Continues the log after recovery (or starts it in an empty directory).
     package init(
