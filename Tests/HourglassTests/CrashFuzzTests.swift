@@ -795,10 +795,16 @@ final class CrashIteration {
             }
             return false
         }
+        // The segments recovery reads: from the last one whose header starts at or before the
+        // log's start (the checkpoint's, or 1). Older ones hold nothing it needs (recovery deletes
+        // them as covered, RECOVERY.md), also when a segment holding no record at all is followed
+        // by one that starts at the same sequence number (a checkpoint that failed after starting
+        // its segment): damage there loses nothing and need not be reported.
         var neededFrom = 0
-        if startSequence > 1 {
-            guard let holding = headers.lastIndex(where: { $0.map { $0.firstSequence <= startSequence } ?? false }) else { return nil }
+        if let holding = headers.lastIndex(where: { $0.map { $0.firstSequence <= startSequence } ?? false }) {
             neededFrom = holding
+        } else if startSequence > 1 {
+            return nil
         }
         for index in segments.indices where index >= neededFrom {
             if let header = headers[index], proven(index, 0, max(header.firstSequence, startSequence)) {
