@@ -133,13 +133,24 @@ struct Consumers {
     let delivered = Counter()
     let task: Task<Void, Never>
 
-    init(engine: HourglassEngine, count: Int, onAck: (@Sendable (Int) -> Void)? = nil) {
+    /// - Parameter batch: 1: each consumer takes one delivery at a time and acknowledges it with
+    ///   one call; more: each takes what is waiting, up to `batch`, and acknowledges it with one
+    ///   `ack(contentsOf:)`.
+    init(engine: HourglassEngine, count: Int, batch: Int = 1, onAck: (@Sendable (Int) -> Void)? = nil) {
         let acknowledged = acknowledged
         let delivered = delivered
         task = Task {
             await withTaskGroup(of: Void.self) { group in
                 for _ in 0 ..< max(1, count) {
                     group.addTask {
+                        if batch > 1 {
+                            for await deliveries in engine.deliveries.batches(maxCount: batch) {
+                                delivered.add(deliveries.count)
+                                let acked = (try? await engine.ack(contentsOf: deliveries)) ?? 0
+                                if acked > 0 { onAck?(acknowledged.add(acked)) }
+                            }
+                            return
+                        }
                         for await delivery in engine.deliveries {
                             delivered.add()
                             if (try? await engine.ack(delivery)) == true {
@@ -406,37 +417,46 @@ func fireScenario(_ ctx: Context) async throws -> [Measurement] {
 
     let path = scenarioDirectory(base: ctx.base, name: "fire")
     defer { removeTree(path) }
-    resetPeakResident()
-    let clock = ManualClock(now: t0)
-    let engine = try await HourglassEngine.open(ctx.configuration(path), clock: clock)
-    try await fill(engine, workload, label: "fire: hourglass setup")
-    let before = await engine.stats()
-    let latch = Latch()
-    let progress = Progress(label: "fire: hourglass", total: n)
-    let consumers = Consumers(engine: engine, count: ctx.callers) { total in
-        if total % 1024 == 0 { progress.add(1024) }
-        if total == n { latch.open() }
+    // Twice: consumers that acknowledge each delivery with its own call, then consumers that
+    // take what is waiting (up to 1024) and acknowledge it with one `ack(contentsOf:)`.
+    var framesOfFirstRun = 0
+    for (scenario, batch) in [("fire", 1), ("fire-batched", 1024)] {
+        removeTree(path)
+        resetPeakResident()
+        let clock = ManualClock(now: t0)
+        let engine = try await HourglassEngine.open(ctx.configuration(path), clock: clock)
+        try await fill(engine, workload, label: "\(scenario): hourglass setup")
+        let before = await engine.stats()
+        let latch = Latch()
+        let progress = Progress(label: "\(scenario): hourglass", total: n)
+        let consumers = Consumers(engine: engine, count: ctx.callers, batch: batch) { total in
+            if batch == 1, total % 1024 == 0 { progress.add(1024) }
+            if total == n { latch.open() }
+        }
+        let start = Mark.now()
+        clock.set(to: allDue)
+        await latch.wait()
+        let end = Mark.now()
+        progress.finish()
+        let after = await engine.stats()
+        let peak = peakResidentBytes()
+        try await engine.close()
+        await consumers.task.value
+        precondition(after.pending == 0 && after.inFlight == 0, "hourglass: \(after.pending) pending, \(after.inFlight) in flight")
+        var m = Measurement(scenario: scenario, system: "hourglass", durability: ctx.durabilityName, timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: end))
+        m.setCPU(from: start, to: end)
+        m.callers = ctx.callers
+        m.diskBytesPerTimer = Double(after.logBytesWritten - before.logBytesWritten) / Double(n)
+        m.allocationsPerTimer = Double(start.allocations(to: end)) / Double(n)
+        m.peakResidentBytes = peak
+        m.notes.append(batch == 1
+            ? "\(ctx.callers) consumers, each acknowledging every delivery (one ack call each); in-flight window \(Configuration.memory.maxInFlight); setup not measured"
+            : "\(ctx.callers) consumers, each taking what is waiting (up to \(batch)) from deliveries.batches(maxCount:) and acknowledging it with one ack(contentsOf:); in-flight window \(Configuration.memory.maxInFlight); setup not measured")
+        m.notes += logNotes(before, after, requests: n)
+        results.append(m)
+        if batch == 1 { framesOfFirstRun = after.framesWritten - before.framesWritten }
     }
-    let start = Mark.now()
-    clock.set(to: allDue)
-    await latch.wait()
-    let end = Mark.now()
-    progress.finish()
-    let after = await engine.stats()
-    let peak = peakResidentBytes()
-    try await engine.close()
-    await consumers.task.value
-    precondition(after.pending == 0 && after.inFlight == 0, "hourglass: \(after.pending) pending, \(after.inFlight) in flight")
-    var m = Measurement(scenario: "fire", system: "hourglass", durability: ctx.durabilityName, timers: n, payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: end))
-    m.setCPU(from: start, to: end)
-    m.callers = ctx.callers
-    m.diskBytesPerTimer = Double(after.logBytesWritten - before.logBytesWritten) / Double(n)
-    m.allocationsPerTimer = Double(start.allocations(to: end)) / Double(n)
-    m.peakResidentBytes = peak
-    m.notes.append("\(ctx.callers) consumers, each acknowledging every delivery (one ack call each); in-flight window \(Configuration.memory.maxInFlight); setup not measured")
-    m.notes += logNotes(before, after, requests: n)
-    results.append(m)
-    let rows = ctx.sqliteTransactionRows(requests: n, frames: after.framesWritten - before.framesWritten)
+    let rows = ctx.sqliteTransactionRows(requests: n, frames: framesOfFirstRun)
     guard ctx.peers else { return results }
 
     do {

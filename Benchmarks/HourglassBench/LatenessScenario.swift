@@ -79,6 +79,34 @@ func runProducer(plan: LatenessPlan, start: Int64, stop: StopFlag, tick: (Range<
     }
 }
 
+/// How often a paced caller of the lateness scenario looks at the wall clock for timers whose
+/// issue time has come (they are issued a second before their deadline, so a few milliseconds
+/// of pacing move no deadline).
+let pacingQuantumMs: Int64 = 5
+
+/// The timers of the plan as `callers` paced callers issue them: the producer's round-robin
+/// order, each with the wall-clock millisecond at which it is issued.
+func pacedAssignments(plan: LatenessPlan, callers: Int, start: Int64, farFuture: Int64) -> [[(issueAt: Int64, item: ScheduleItem)]] {
+    var assignments = [[(issueAt: Int64, item: ScheduleItem)]](repeating: [], count: callers)
+    var next = 0
+    var loaded = 0
+    for m in 0 ..< plan.ticks {
+        let issueAt = start + Int64(m)
+        let deadline = start + plan.leadMs + Int64(m)
+        for i in plan.dueRange(tick: m) {
+            assignments[next % callers].append((issueAt, ScheduleItem(index: i, deadline: deadline, load: false)))
+            next += 1
+        }
+        let target = plan.loadThrough(tick: m)
+        for j in loaded ..< target {
+            assignments[next % callers].append((issueAt, ScheduleItem(index: j, deadline: farFuture, load: true)))
+            next += 1
+        }
+        loaded = target
+    }
+    return assignments
+}
+
 /// A timer for a caller of the lateness scenario: workload timer `index` (or background timer
 /// `index` when `load`).
 struct ScheduleItem: Sendable {
@@ -179,56 +207,48 @@ func latenessHourglass(_ ctx: Context, _ run: LatenessRun) async throws -> Measu
                 }
             }
         }
-        // The producer hands each timer to one of `callers` caller tasks in turn; each caller
-        // awaits `schedule` for one timer at a time (the public API, as a service's request
-        // handlers would call it).
+        // Each caller task schedules its share of the timers (every `callers`-th, in the order a
+        // producer would hand them out) with one `schedule` call per timer, each once its issue
+        // time has come, as a service's request handlers would: it wakes every
+        // `pacingQuantumMs`, issues what has come due since, and sleeps again. Nothing hops
+        // between the clock that paces the load and the call that schedules a timer.
         let callers = max(1, ctx.callers)
-        var streams: [AsyncStream<ScheduleItem>] = []
-        var inputs: [AsyncStream<ScheduleItem>.Continuation] = []
-        for _ in 0 ..< callers {
-            let (stream, input) = AsyncStream.makeStream(of: ScheduleItem.self, bufferingPolicy: .unbounded)
-            streams.append(stream)
-            inputs.append(input)
-        }
+        let assignments = pacedAssignments(plan: plan, callers: callers, start: start, farFuture: farFuture)
         let stop = StopFlag()
         let startMark = Mark.now()
         let callerTasks = Task {
             await withTaskGroup(of: Void.self) { group in
-                for stream in streams {
+                for mine in assignments {
                     group.addTask {
-                        for await item in stream where !stop.isSet {
-                            let request = item.load
-                                ? TimerRequest(id: loadIDs[item.index], deadline: Deadline(millisecondsSinceEpoch: item.deadline), payload: workload.payloads[item.index % n])
-                                : TimerRequest(id: workload.ids[item.index], deadline: Deadline(millisecondsSinceEpoch: item.deadline), payload: workload.payloads[item.index])
-                            do {
-                                try await engine.schedule(id: request.id, at: request.deadline, payload: request.payload)
-                            } catch {
-                                failures.add()
+                        var k = 0
+                        while k < mine.count && !stop.isSet {
+                            let now = realtimeMilliseconds()
+                            if mine[k].issueAt > now {
+                                let wait = min(mine[k].issueAt - now, pacingQuantumMs)
+                                try? await Task.sleep(for: .milliseconds(wait))
+                                continue
                             }
-                            if !item.load && realtimeMilliseconds() > item.deadline { scheduledLate.add() }
+                            while k < mine.count && mine[k].issueAt <= now && !stop.isSet {
+                                let item = mine[k].item
+                                k += 1
+                                let request = item.load
+                                    ? TimerRequest(id: loadIDs[item.index], deadline: Deadline(millisecondsSinceEpoch: item.deadline), payload: workload.payloads[item.index % n])
+                                    : TimerRequest(id: workload.ids[item.index], deadline: Deadline(millisecondsSinceEpoch: item.deadline), payload: workload.payloads[item.index])
+                                do {
+                                    try await engine.schedule(id: request.id, at: request.deadline, payload: request.payload)
+                                } catch {
+                                    failures.add()
+                                }
+                                if !item.load && realtimeMilliseconds() > item.deadline { scheduledLate.add() }
+                            }
                         }
                     }
                 }
             }
         }
-        let producer = BenchThread { [inputs] in
-            var next = 0
-            runProducer(plan: plan, start: start, stop: stop) { due, deadline, load in
-                for i in due {
-                    inputs[next % callers].yield(ScheduleItem(index: i, deadline: deadline, load: false))
-                    next += 1
-                }
-                for j in load {
-                    inputs[next % callers].yield(ScheduleItem(index: j, deadline: farFuture, load: true))
-                    next += 1
-                }
-            }
-            for input in inputs { input.finish() }
-        }
         let timedOut = await waitOrTimeout(latch, until: s + plan.windowMs + run.drainMs)
         let endMark = Mark.now()
         if timedOut { stop.set() }
-        producer.join()
         await callerTasks.value
         let peak = peakResidentBytes()
         try await engine.close()
@@ -236,7 +256,7 @@ func latenessHourglass(_ ctx: Context, _ run: LatenessRun) async throws -> Measu
         progress.finish()
         var collected = samples.value
         collected.lastReceiptMicroseconds = Int64(lastReceipt.current)
-        var notes = [plan.description, "\(ctx.callers) callers (one schedule call each per timer, fed in turn by the producer) and \(ctx.callers) consumers acknowledging every delivery; fired-at is the engine's stamp (ms)"]
+        var notes = [plan.description, "\(ctx.callers) callers (one schedule call each per timer, each pacing its own share on the wall clock every \(pacingQuantumMs) ms) and \(ctx.callers) consumers acknowledging every delivery; fired-at is the engine's stamp (ms)"]
         if timedOut { notes.append("TIMED OUT: \(delivered.current) of \(n) delivered \(run.drainMs) ms after the last deadline") }
         if failures.current > 0 { notes.append("\(failures.current) schedules failed") }
         var m = latenessMeasurement(ctx, run, system: "hourglass", durability: ctx.durabilityName, s: s, samples: collected,
