@@ -18,14 +18,14 @@ extension TimerWheel {
 
     func _checkSlots() {
         for list in 0 ..< _ListID.count {
-            let slot = slots[list]
-            precondition(slot.start <= slot.count && slot.count <= slot.capacity, "slot \(list) bounds")
-            precondition(slot.dead <= slot.count - slot.start, "slot \(list) counts more tombstones than handles")
-            precondition(slot.start == slot.count || slot.base![Int(slot.start)] != _nil, "slot \(list) starts at a tombstone")
+            let slot = slots + list
+            precondition(slot.pointee.start <= slot.pointee.count && slot.pointee.count <= slot.pointee.capacity, "slot \(list) bounds")
+            precondition(slot.pointee.dead <= slot.pointee.count - slot.pointee.start, "slot \(list) counts more tombstones than handles")
+            precondition(slot.pointee.start == slot.pointee.count || slot.pointee[Int(slot.pointee.start)] != _nil, "slot \(list) starts at a tombstone")
             if list < Int(_ListID.wheelSlots) {
                 let level = list / TimerWheel.slotsPerLevel
                 let bit = masks[level] & (1 << UInt64(list % TimerWheel.slotsPerLevel)) != 0
-                precondition(bit == !slot.isEmpty, "occupancy mask disagrees with slot \(list)")
+                precondition(bit == !slot.pointee.isEmpty, "occupancy mask disagrees with slot \(list)")
             }
         }
         if let next = nextExpiration() {
@@ -34,16 +34,16 @@ extension TimerWheel {
     }
 
     /// Every invariant, in O(timers). Tests call it directly.
-    public func _checkAllInvariants() {
+    package func _checkAllInvariants() {
         _checkSlots()
         precondition(MemoryLayout<_Entry>.stride == 32, "an entry is no longer 32 bytes")
         var inSlots = 0
         for list in 0 ..< _ListID.count {
-            let slot = slots[list]
+            let slot = slots + list
             var lastDeadline = Int64.min
             var dead = 0
-            for position in Int(slot.start) ..< Int(slot.count) {
-                let h = slot.base![position]
+            for position in slot.pointee.positions {
+                let h = slot.pointee[position]
                 if h == _nil {
                     dead += 1
                     continue
@@ -69,16 +69,16 @@ extension TimerWheel {
                     precondition(list == level * TimerWheel.slotsPerLevel + slotIndex, "entry \(h) in slot \(list), belongs in \(level * 64 + slotIndex)")
                 }
                 if UInt16(list) == _ListID.inFlight {
-                    let time = slot.times![position]
+                    let time = slot.pointee.time(at: position)
                     precondition(time >= lastDeadline, "in-flight list out of order")
                     lastDeadline = time
                 } else {
-                    if slot.sorted { precondition(entry.deadline >= lastDeadline, "slot \(list) says sorted but is not") }
+                    if slot.pointee.sorted { precondition(entry.deadline >= lastDeadline, "slot \(list) says sorted but is not") }
                     lastDeadline = entry.deadline
                 }
                 inSlots += 1
             }
-            precondition(dead == Int(slot.dead), "slot \(list) miscounts tombstones")
+            precondition(dead == Int(slot.pointee.dead), "slot \(list) miscounts tombstones")
         }
         var held = 0
         var detached = 0

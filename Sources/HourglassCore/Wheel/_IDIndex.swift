@@ -50,6 +50,54 @@ struct _IDIndex: ~Copyable {
 
     var capacity: Int { mask + 1 }
 
+    /// A walk along the probe sequence of one tag: the only place the index is probed.
+    ///
+    /// `nextCandidate()` yields the handles stored under the same tag, in probe order; the caller
+    /// compares ids (the index never reads them). When it returns nil, `position` is the empty
+    /// slot where the tag would be inserted; after a match it is the matching handle's slot.
+    struct Probe {
+        let slots: UnsafeMutablePointer<UInt64>
+        let mask: Int
+        let tag: UInt32
+        private(set) var position: Int
+        private var started = false
+
+        init(_ index: borrowing _IDIndex, tag: UInt32) {
+            slots = index.slots
+            mask = index.mask
+            self.tag = tag
+            position = index.home(tag)
+        }
+
+        @inline(__always)
+        mutating func nextCandidate() -> UInt32? {
+            if started { position = (position + 1) & mask }
+            started = true
+            while true {
+                let value = slots[position]
+                if value == 0 { return nil }
+                if _IDIndex.tag(value) == tag { return _IDIndex.handle(of: value) }
+                position = (position + 1) & mask
+            }
+        }
+    }
+
+    /// The probe sequence of `tag`.
+    @inline(__always)
+    func probe(tag: UInt32) -> Probe { Probe(self, tag: tag) }
+
+    /// Starts loading the home slot of `tag` into the cache.
+    @inline(__always)
+    func prefetch(tag: UInt32) { hg_prefetch(slots + home(tag)) }
+
+    /// The first empty slot on `tag`'s probe sequence (where an insertion goes).
+    @inline(__always)
+    func emptySlot(for tag: UInt32) -> Int {
+        var position = home(tag)
+        while slots[position] != 0 { position = (position + 1) & mask }
+        return position
+    }
+
     /// Whether one more insertion would pass the load limit.
     @inline(__always)
     var needsGrowth: Bool { (count + 1) * 4 > capacity * 3 }
@@ -103,9 +151,7 @@ struct _IDIndex: ~Copyable {
         for i in 0 ..< oldCapacity {
             let value = oldSlots[i]
             if value == 0 { continue }
-            var j = home(_IDIndex.tag(value))
-            while slots[j] != 0 { j = (j + 1) & mask }
-            slots[j] = value
+            slots[emptySlot(for: _IDIndex.tag(value))] = value
         }
         hg_table_free(oldSlots, oldCapacity * 8)
     }

@@ -5,8 +5,8 @@ import CHourglass
 /// The only door to the entries is `ptr(_:)`, which checks bounds in debug builds. Memory is an
 /// anonymous mapping with huge pages requested; it grows with `mremap` (no copy) and never shrinks.
 struct _Slab: ~Copyable {
-    var base: UnsafeMutablePointer<_Entry>
-    var capacity: Int
+    private var base: UnsafeMutablePointer<_Entry>
+    private(set) var capacity: Int
     /// Handles `0 ..< highWater` have been handed out at least once.
     var highWater: UInt32
     var freeHead: UInt32
@@ -32,6 +32,33 @@ struct _Slab: ~Copyable {
     func ptr(_ handle: UInt32) -> UnsafeMutablePointer<_Entry> {
         assert(handle < highWater, "handle \(handle) out of bounds (\(highWater))")
         return base + Int(handle)
+    }
+
+    /// A copyable window on the entries, for the callbacks of a structure that holds handles
+    /// (a slot array being compacted). Valid until the slab next grows.
+    struct View {
+        fileprivate let base: UnsafeMutablePointer<_Entry>
+        let highWater: UInt32
+
+        @inline(__always)
+        func ptr(_ handle: UInt32) -> UnsafeMutablePointer<_Entry> {
+            assert(handle < highWater, "handle \(handle) out of bounds (\(highWater))")
+            return base + Int(handle)
+        }
+
+        @inline(__always)
+        func prefetch(_ handle: UInt32) {
+            if handle < highWater { hg_prefetch(base + Int(handle)) }
+        }
+    }
+
+    var view: View { View(base: base, highWater: highWater) }
+
+    /// Starts loading an entry into the cache (a walk some handles ahead of its work). Ignores
+    /// tombstones and handles never handed out.
+    @inline(__always)
+    func prefetch(_ handle: UInt32) {
+        if handle < highWater { hg_prefetch(base + Int(handle)) }
     }
 
     /// A fresh entry (its `list` says free until the caller links it). Returns nil when
