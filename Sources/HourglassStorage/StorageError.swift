@@ -1,7 +1,7 @@
 import SystemPackage
 
 /// What the storage layer reports. The engine maps it to `HourglassError`.
-public enum StorageError: Error, Equatable, Sendable, CustomStringConvertible {
+package enum StorageError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A system call failed: which, on what, and the errno.
     case io(operation: String, path: String, errno: Errno)
     /// No space left (ENOSPC, or EDQUOT).
@@ -11,7 +11,7 @@ public enum StorageError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A file does not hold what it should.
     case corruption(file: String, offset: Int64, reason: String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case let .io(operation, path, errno): return "\(operation) failed on \(path): \(errno) (errno \(errno.rawValue))"
         case let .diskFull(path): return "no space left on the device holding \(path)"

@@ -5,19 +5,19 @@ import Darwin
 #endif
 
 /// A growable byte buffer that keeps its memory between uses: the encoders write into it.
-public struct ByteWriter: ~Copyable {
-    public private(set) var base: UnsafeMutableRawPointer
-    public private(set) var capacity: Int
-    public var count: Int = 0
+package struct ByteWriter: ~Copyable {
+    package private(set) var base: UnsafeMutableRawPointer
+    package private(set) var capacity: Int
+    package var count: Int = 0
 
-    public init(capacity: Int = 4096) {
+    package init(capacity: Int = 4096) {
         self.capacity = max(capacity, 64)
         base = malloc(self.capacity)!
     }
 
     deinit { free(base) }
 
-    public mutating func reserve(_ additional: Int) {
+    package mutating func reserve(_ additional: Int) {
         let needed = count + additional
         guard needed > capacity else { return }
         var newCapacity = capacity * 2
@@ -27,17 +27,17 @@ public struct ByteWriter: ~Copyable {
         capacity = newCapacity
     }
 
-    public mutating func removeAll() { count = 0 }
+    package mutating func removeAll() { count = 0 }
 
     @inline(__always)
-    public mutating func append(byte: UInt8) {
+    package mutating func append(byte: UInt8) {
         reserve(1)
         base.storeBytes(of: byte, toByteOffset: count, as: UInt8.self)
         count += 1
     }
 
     @inline(__always)
-    public mutating func append(_ bytes: UnsafeRawBufferPointer) {
+    package mutating func append(_ bytes: UnsafeRawBufferPointer) {
         guard bytes.count > 0 else { return }
         reserve(bytes.count)
         (base + count).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
@@ -45,14 +45,14 @@ public struct ByteWriter: ~Copyable {
     }
 
     @inline(__always)
-    public mutating func append(littleEndian value: UInt32) {
+    package mutating func append(littleEndian value: UInt32) {
         reserve(4)
         (base + count).storeBytes(of: value.littleEndian, as: UInt32.self)
         count += 4
     }
 
     @inline(__always)
-    public mutating func append(littleEndian value: UInt64) {
+    package mutating func append(littleEndian value: UInt64) {
         reserve(8)
         (base + count).storeBytes(of: value.littleEndian, as: UInt64.self)
         count += 8
@@ -60,7 +60,7 @@ public struct ByteWriter: ~Copyable {
 
     /// LEB128.
     @inline(__always)
-    public mutating func append(varint value: UInt64) {
+    package mutating func append(varint value: UInt64) {
         reserve(LogFormat.maxVarintLength)
         var v = value
         var p = base + count
@@ -74,36 +74,36 @@ public struct ByteWriter: ~Copyable {
     }
 
     /// Makes `count` bytes addressable and returns where they start (for writing in place).
-    public mutating func extend(by length: Int) -> UnsafeMutableRawPointer {
+    package mutating func extend(by length: Int) -> UnsafeMutableRawPointer {
         reserve(length)
         let start = base + count
         count += length
         return start
     }
 
-    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+    package var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 }
 
 /// Reads what `ByteWriter` writes, with bounds checked: a malformed input ends in `nil`, never
 /// in a read outside the buffer.
-public struct ByteReader {
-    public let bytes: UnsafeRawBufferPointer
-    public private(set) var offset: Int = 0
+package struct ByteReader {
+    package let bytes: UnsafeRawBufferPointer
+    package private(set) var offset: Int = 0
 
-    public init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+    package init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
-    public var remaining: Int { bytes.count - offset }
-    public var isAtEnd: Bool { offset >= bytes.count }
+    package var remaining: Int { bytes.count - offset }
+    package var isAtEnd: Bool { offset >= bytes.count }
 
     @inline(__always)
-    public mutating func readByte() -> UInt8? {
+    package mutating func readByte() -> UInt8? {
         guard offset < bytes.count else { return nil }
         defer { offset += 1 }
         return bytes[offset]
     }
 
     @inline(__always)
-    public mutating func readVarint() -> UInt64? {
+    package mutating func readVarint() -> UInt64? {
         var result: UInt64 = 0
         var shift: UInt64 = 0
         while offset < bytes.count {
@@ -119,7 +119,7 @@ public struct ByteReader {
     }
 
     @inline(__always)
-    public mutating func readBytes(_ count: Int) -> UnsafeRawBufferPointer? {
+    package mutating func readBytes(_ count: Int) -> UnsafeRawBufferPointer? {
         guard count >= 0 && count <= remaining else { return nil }
         defer { offset += count }
         return UnsafeRawBufferPointer(rebasing: bytes[offset ..< offset + count])

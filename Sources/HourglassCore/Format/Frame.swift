@@ -3,35 +3,35 @@ import CLZ4
 
 /// CRC-32C of `bytes`, continuing from `crc` (0 to start).
 @inline(__always)
-public func crc32c(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+package func crc32c(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
     guard let base = bytes.baseAddress, bytes.count > 0 else { return crc }
     return hg_crc32c(crc, base, bytes.count)
 }
 
 /// What a reader must know about the file a frame sits in: the format version, and for compact
 /// frames the sequence numbers their short fields are relative to (the segment header's).
-public struct FrameContext: Equatable, Sendable {
+package struct FrameContext: Equatable, Sendable {
     /// The file's frame version; nil when it is unknown (a damaged segment header): every
     /// readable version is accepted.
-    public var version: UInt8?
+    package var version: UInt8?
     /// A compact frame's first sequence number is the smallest one at or after this whose low
     /// `LogFormat.compactSequenceBits` bits are the header's.
-    public var baseSequence: UInt64
+    package var baseSequence: UInt64
     /// What a compact frame whose durable lag is saturated proves: the durable sequence of the
     /// segment header (never more than was durable when the frame was written).
-    public var baseDurable: UInt64
+    package var baseDurable: UInt64
 
-    public init(version: UInt8?, baseSequence: UInt64, baseDurable: UInt64 = 1) {
+    package init(version: UInt8?, baseSequence: UInt64, baseDurable: UInt64 = 1) {
         self.version = version
         self.baseSequence = max(1, baseSequence)
         self.baseDurable = max(1, min(baseDurable, self.baseSequence))
     }
 
     /// Checkpoint files: version 1 long frames.
-    public static let checkpoint = FrameContext(version: LogFormat.checkpointFrameVersion, baseSequence: 1)
+    package static let checkpoint = FrameContext(version: LogFormat.checkpointFrameVersion, baseSequence: 1)
 
     /// The frames of the segment that `header` starts.
-    public static func segment(_ header: SegmentHeader) -> FrameContext {
+    package static func segment(_ header: SegmentHeader) -> FrameContext {
         FrameContext(version: header.version, baseSequence: header.firstSequence, baseDurable: header.durableSequence)
     }
 
@@ -40,27 +40,27 @@ public struct FrameContext: Equatable, Sendable {
     }
 
     /// Whether a compact header can say `firstSequence`.
-    public func compactReaches(_ firstSequence: UInt64) -> Bool {
+    package func compactReaches(_ firstSequence: UInt64) -> Bool {
         firstSequence >= baseSequence && firstSequence - baseSequence < LogFormat.compactSequenceSpan
     }
 }
 
 /// The header of a frame (see `Docs/FORMAT.md`): a long one (40 bytes, versions 1 and 2) or a
 /// compact one (15 bytes, version 2).
-public struct FrameHeader: Equatable, Sendable {
-    public var version: UInt8
-    public var isCompact: Bool
-    public var flags: UInt8
-    public var storedLength: Int
-    public var rawLength: Int
-    public var firstSequence: UInt64
-    public var recordCount: Int
+package struct FrameHeader: Equatable, Sendable {
+    package var version: UInt8
+    package var isCompact: Bool
+    package var flags: UInt8
+    package var storedLength: Int
+    package var rawLength: Int
+    package var firstSequence: UInt64
+    package var recordCount: Int
     /// Every record before this sequence number was durable (synced) when the frame was written:
     /// damage to those records is corruption, damage after it may be a torn or lost write.
-    public var durableSequence: UInt64
-    public var checksum: UInt32
+    package var durableSequence: UInt64
+    package var checksum: UInt32
 
-    public init(version: UInt8 = LogFormat.checkpointFrameVersion, isCompact: Bool = false, flags: UInt8, storedLength: Int, rawLength: Int,
+    package init(version: UInt8 = LogFormat.checkpointFrameVersion, isCompact: Bool = false, flags: UInt8, storedLength: Int, rawLength: Int,
                 firstSequence: UInt64, recordCount: Int, durableSequence: UInt64, checksum: UInt32) {
         self.version = version
         self.isCompact = isCompact
@@ -73,17 +73,17 @@ public struct FrameHeader: Equatable, Sendable {
         self.checksum = checksum
     }
 
-    public var headerLength: Int { isCompact ? LogFormat.compactFrameHeaderLength : LogFormat.frameHeaderLength }
-    public var checksumOffset: Int { isCompact ? LogFormat.compactFrameChecksumOffset : LogFormat.frameChecksumOffset }
-    public var frameLength: Int { headerLength + storedLength }
-    public var isCompressed: Bool { flags & LogFormat.flagCompressed != 0 }
+    package var headerLength: Int { isCompact ? LogFormat.compactFrameHeaderLength : LogFormat.frameHeaderLength }
+    package var checksumOffset: Int { isCompact ? LogFormat.compactFrameChecksumOffset : LogFormat.frameChecksumOffset }
+    package var frameLength: Int { headerLength + storedLength }
+    package var isCompressed: Bool { flags & LogFormat.flagCompressed != 0 }
     /// The body continues the segment's LZ4 chain: it decodes only after the frames before it.
-    public var isChained: Bool { flags & LogFormat.flagChained != 0 }
+    package var isChained: Bool { flags & LogFormat.flagChained != 0 }
     /// The sequence number after the frame's last record.
-    public var nextSequence: UInt64 { firstSequence &+ UInt64(recordCount) }
+    package var nextSequence: UInt64 { firstSequence &+ UInt64(recordCount) }
 
     /// Reads a header; fails when it cannot be one (wrong magic, version, lengths, flags).
-    public static func parse(_ bytes: UnsafeRawBufferPointer, context: FrameContext) -> Result<FrameHeader, FrameFailure> {
+    package static func parse(_ bytes: UnsafeRawBufferPointer, context: FrameContext) -> Result<FrameHeader, FrameFailure> {
         if bytes.count >= 1 && bytes[0] == LogFormat.compactFrameMagic && context.allows(2) {
             return parseCompact(bytes, context: context)
         }
@@ -156,7 +156,7 @@ public struct FrameHeader: Equatable, Sendable {
     /// Writes the header (with `checksum`) at `destination`: `headerLength` bytes. A compact
     /// header stores `firstSequence`'s low bits and the durable sequence as a lag (saturated:
     /// see `FrameContext.baseDurable`); the encoder makes sure it can.
-    public func write(to destination: UnsafeMutableRawPointer) {
+    package func write(to destination: UnsafeMutableRawPointer) {
         if isCompact {
             destination.storeBytes(of: LogFormat.compactFrameMagic, toByteOffset: 0, as: UInt8.self)
             destination.storeBytes(of: flags, toByteOffset: 1, as: UInt8.self)
@@ -187,7 +187,7 @@ public struct FrameHeader: Equatable, Sendable {
 }
 
 /// Why bytes are not a valid frame.
-public enum FrameFailure: Error, Equatable, Sendable, CustomStringConvertible {
+package enum FrameFailure: Error, Equatable, Sendable, CustomStringConvertible {
     case truncated(needed: Int, available: Int)
     case badMagic(UInt32)
     case unsupportedVersion(UInt8)
@@ -201,7 +201,7 @@ public enum FrameFailure: Error, Equatable, Sendable, CustomStringConvertible {
     case records(offset: Int, reason: String)
     case recordCountMismatch(header: Int, found: Int)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case let .truncated(needed, available): return "frame truncated: needs \(needed) bytes, \(available) left in the file"
         case let .badMagic(magic): return "no frame here (magic 0x\(String(magic, radix: 16)))"
@@ -220,18 +220,18 @@ public enum FrameFailure: Error, Equatable, Sendable, CustomStringConvertible {
 /// Builds long frames, each compressed on its own (checkpoint files, and version 1 segments in
 /// tests): compresses a record body with LZ4 when that pays, adds the header and the checksum.
 /// Keeps its buffers between frames. Log segments use `SegmentFrameEncoder`.
-public struct FrameEncoder: ~Copyable {
+package struct FrameEncoder: ~Copyable {
     /// The last frame built: header then stored body.
-    public private(set) var frame = ByteWriter(capacity: 64 << 10)
+    package private(set) var frame = ByteWriter(capacity: 64 << 10)
 
-    public init() {}
+    package init() {}
 
     /// Builds the frame for `body` (at most `LogFormat.maxRawFrameLength` bytes) holding
     /// `recordCount` records from `firstSequence` on; returns its header. The frame's bytes are
     /// `frame.bytes` until the next call. `durableSequence` (at most `firstSequence`, which it
     /// defaults to) says up to where the records before were durable when it was written.
     @discardableResult
-    public mutating func encode(
+    package mutating func encode(
         body: UnsafeRawBufferPointer, firstSequence: UInt64, recordCount: Int, compress: Bool = true,
         durableSequence: UInt64? = nil, version: UInt8 = LogFormat.checkpointFrameVersion
     ) -> FrameHeader {
@@ -268,13 +268,13 @@ public struct FrameEncoder: ~Copyable {
     }
 
     /// The checksum of a long frame: its header up to the checksum field, then its stored body.
-    public static func checksum(frame: UnsafeRawBufferPointer) -> UInt32 {
+    package static func checksum(frame: UnsafeRawBufferPointer) -> UInt32 {
         checksum(frame: frame, headerLength: LogFormat.frameHeaderLength)
     }
 
     /// The checksum of a frame whose header is `headerLength` bytes (ending with the checksum).
     @inline(__always)
-    public static func checksum(frame: UnsafeRawBufferPointer, headerLength: Int) -> UInt32 {
+    package static func checksum(frame: UnsafeRawBufferPointer, headerLength: Int) -> UInt32 {
         let head = crc32c(UnsafeRawBufferPointer(rebasing: frame[0 ..< headerLength - 4]))
         return crc32c(UnsafeRawBufferPointer(rebasing: frame[headerLength...]), continuing: head)
     }
@@ -283,26 +283,26 @@ public struct FrameEncoder: ~Copyable {
 /// Checks and opens frames: header, checksum, decompression (continuing the segment's LZ4
 /// chain for chained frames), records. Keeps its buffers, and the chain, between frames: a
 /// segment's frames are decoded in order with one decoder.
-public struct FrameDecoder: ~Copyable {
+package struct FrameDecoder: ~Copyable {
     private var scratch = ByteWriter(capacity: 64 << 10)
     private var chain = _LZ4DecompressionChain()
 
-    public init() {}
+    package init() {}
 
     /// A valid frame: its header and its raw body (valid until the next `decode`).
-    public struct Frame {
-        public var header: FrameHeader
-        public var body: UnsafeRawBufferPointer
+    package struct Frame {
+        package var header: FrameHeader
+        package var body: UnsafeRawBufferPointer
     }
 
     /// Forgets the chain: the next chained frame fails with `.brokenChain` (a new segment, or
     /// a jump past damage).
-    public mutating func breakChain() { chain.forget() }
+    package mutating func breakChain() { chain.forget() }
 
     /// Checks the frame at the start of `bytes` without decoding its body: the header is sound,
     /// the whole frame is present, the checksum holds. A chained frame can be checked so even
     /// when its chain cannot be decoded.
-    public static func check(_ bytes: UnsafeRawBufferPointer, context: FrameContext) -> Result<FrameHeader, FrameFailure> {
+    package static func check(_ bytes: UnsafeRawBufferPointer, context: FrameContext) -> Result<FrameHeader, FrameFailure> {
         let header: FrameHeader
         switch FrameHeader.parse(bytes, context: context) {
         case let .success(parsed): header = parsed
@@ -320,7 +320,7 @@ public struct FrameDecoder: ~Copyable {
     /// header is sound, the whole frame is present, the checksum holds, the body decompresses to
     /// its stated length (a chained one continuing the frames decoded before it) and holds
     /// exactly the stated number of well-formed records. Any failure breaks the chain.
-    public mutating func decode(_ bytes: UnsafeRawBufferPointer, context: FrameContext) -> Result<Frame, FrameFailure> {
+    package mutating func decode(_ bytes: UnsafeRawBufferPointer, context: FrameContext) -> Result<Frame, FrameFailure> {
         let result = decodeFrame(bytes, context: context)
         if case .failure = result { chain.forget() }
         return result
@@ -377,18 +377,18 @@ public struct FrameDecoder: ~Copyable {
 }
 
 /// The fixed header of a segment file (see `Docs/FORMAT.md`).
-public struct SegmentHeader: Equatable, Sendable {
-    public var segmentNumber: UInt64
-    public var firstSequence: UInt64
-    public var segmentLength: UInt64
-    public var createdMilliseconds: Int64
+package struct SegmentHeader: Equatable, Sendable {
+    package var segmentNumber: UInt64
+    package var firstSequence: UInt64
+    package var segmentLength: UInt64
+    package var createdMilliseconds: Int64
     /// Every record before this sequence number was durable when the segment was started (as a
     /// frame's durable sequence: evidence that damage before it is corruption, not a lost write).
-    public var durableSequence: UInt64
+    package var durableSequence: UInt64
     /// The format of the segment's frames: 2 (written by this build) or 1 (read only).
-    public var version: UInt8
+    package var version: UInt8
 
-    public init(segmentNumber: UInt64, firstSequence: UInt64, segmentLength: UInt64, createdMilliseconds: Int64, durableSequence: UInt64? = nil,
+    package init(segmentNumber: UInt64, firstSequence: UInt64, segmentLength: UInt64, createdMilliseconds: Int64, durableSequence: UInt64? = nil,
                 version: UInt8 = LogFormat.version) {
         precondition(LogFormat.readableVersions.contains(version), "segment version \(version)")
         self.version = version
@@ -399,14 +399,14 @@ public struct SegmentHeader: Equatable, Sendable {
         self.durableSequence = max(1, min(durableSequence ?? firstSequence, firstSequence))
     }
 
-    public enum ParseResult: Equatable, Sendable {
+    package enum ParseResult: Equatable, Sendable {
         case valid(SegmentHeader)
         /// All zeros: a spare segment, prepared but never written.
         case blank
         case invalid(String)
     }
 
-    public static func parse(_ bytes: UnsafeRawBufferPointer) -> ParseResult {
+    package static func parse(_ bytes: UnsafeRawBufferPointer) -> ParseResult {
         guard bytes.count >= LogFormat.segmentHeaderLength else { return .invalid("file shorter than a segment header") }
         let header = UnsafeRawBufferPointer(rebasing: bytes[0 ..< LogFormat.segmentHeaderLength])
         if header.allSatisfy({ $0 == 0 }) { return .blank }
@@ -433,7 +433,7 @@ public struct SegmentHeader: Equatable, Sendable {
     }
 
     /// Writes the 64-byte header, checksum included.
-    public func write(to destination: UnsafeMutableRawPointer) {
+    package func write(to destination: UnsafeMutableRawPointer) {
         destination.initializeMemory(as: UInt8.self, repeating: 0, count: LogFormat.segmentHeaderLength)
         destination.storeBytes(of: LogFormat.segmentMagic.littleEndian, toByteOffset: 0, as: UInt64.self)
         destination.storeBytes(of: UInt16(version).littleEndian, toByteOffset: 8, as: UInt16.self)
@@ -449,21 +449,21 @@ public struct SegmentHeader: Equatable, Sendable {
 }
 
 /// A description of what is wrong with bytes that should be a header or trailer.
-public struct FormatProblem: Error, Equatable, Sendable, CustomStringConvertible, ExpressibleByStringInterpolation {
-    public var description: String
-    public init(stringLiteral value: String) { description = value }
-    public init(stringInterpolation: DefaultStringInterpolation) { description = String(stringInterpolation: stringInterpolation) }
+package struct FormatProblem: Error, Equatable, Sendable, CustomStringConvertible, ExpressibleByStringInterpolation {
+    package var description: String
+    package init(stringLiteral value: String) { description = value }
+    package init(stringInterpolation: DefaultStringInterpolation) { description = String(stringInterpolation: stringInterpolation) }
 }
 
 /// The trailer that ends a checkpoint file (see `Docs/CHECKPOINTS.md`).
-public struct CheckpointTrailer: Equatable, Sendable {
-    public var startSequence: UInt64
-    public var records: UInt64
-    public var timers: UInt64
-    public var framesBytes: UInt64
-    public var createdMilliseconds: Int64
+package struct CheckpointTrailer: Equatable, Sendable {
+    package var startSequence: UInt64
+    package var records: UInt64
+    package var timers: UInt64
+    package var framesBytes: UInt64
+    package var createdMilliseconds: Int64
 
-    public init(startSequence: UInt64, records: UInt64, timers: UInt64, framesBytes: UInt64, createdMilliseconds: Int64) {
+    package init(startSequence: UInt64, records: UInt64, timers: UInt64, framesBytes: UInt64, createdMilliseconds: Int64) {
         self.startSequence = startSequence
         self.records = records
         self.timers = timers
@@ -472,7 +472,7 @@ public struct CheckpointTrailer: Equatable, Sendable {
     }
 
     /// Reads the trailer from the last 64 bytes of `file`.
-    public static func parse(file: UnsafeRawBufferPointer) -> Result<CheckpointTrailer, FormatProblem> {
+    package static func parse(file: UnsafeRawBufferPointer) -> Result<CheckpointTrailer, FormatProblem> {
         guard file.count >= LogFormat.checkpointTrailerLength else { return .failure("file shorter than a checkpoint trailer") }
         let trailer = UnsafeRawBufferPointer(rebasing: file[(file.count - LogFormat.checkpointTrailerLength)...])
         let magic = UInt64(littleEndian: trailer.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
@@ -497,7 +497,7 @@ public struct CheckpointTrailer: Equatable, Sendable {
     }
 
     /// The 64 trailer bytes, checksum included.
-    public var bytes: [UInt8] {
+    package var bytes: [UInt8] {
         var bytes = [UInt8](repeating: 0, count: LogFormat.checkpointTrailerLength)
         bytes.withUnsafeMutableBytes { raw in
             let p = raw.baseAddress!

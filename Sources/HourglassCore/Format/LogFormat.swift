@@ -1,85 +1,85 @@
 import CLZ4
 
 /// The on-disk format, version 2: every constant of `Docs/FORMAT.md`, in one place.
-public enum LogFormat {
+package enum LogFormat {
     /// The version this build writes into new segments.
-    public static let version: UInt8 = 2
+    package static let version: UInt8 = 2
     /// The segment (and frame) versions this build reads: version 1 segments are read, never
     /// appended to.
-    public static let readableVersions: ClosedRange<UInt8> = 1 ... 2
+    package static let readableVersions: ClosedRange<UInt8> = 1 ... 2
     /// Checkpoint files keep the version 1 frame format (long headers, never chained).
-    public static let checkpointFrameVersion: UInt8 = 1
+    package static let checkpointFrameVersion: UInt8 = 1
     /// The checkpoint file format (its trailer's version): unchanged by log format 2.
-    public static let checkpointVersion: UInt16 = 1
+    package static let checkpointVersion: UInt16 = 1
 
     // MARK: Segments
 
     /// "HGWALSEG"
-    public static let segmentMagic: UInt64 = 0x4745_534C_4157_4748
-    public static let segmentHeaderLength = 64
+    package static let segmentMagic: UInt64 = 0x4745_534C_4157_4748
+    package static let segmentHeaderLength = 64
     /// Offset of the header's CRC-32C (covering the bytes before it).
-    public static let segmentHeaderChecksumOffset = 60
+    package static let segmentHeaderChecksumOffset = 60
 
     // MARK: Checkpoints
 
     /// "HGCHKPT1"
-    public static let checkpointMagic: UInt64 = 0x3154_504B_4843_4748
-    public static let checkpointTrailerLength = 64
-    public static let checkpointTrailerChecksumOffset = 60
+    package static let checkpointMagic: UInt64 = 0x3154_504B_4843_4748
+    package static let checkpointTrailerLength = 64
+    package static let checkpointTrailerChecksumOffset = 60
 
     // MARK: Long frames (version 1 and 2)
 
     /// The bytes "HGLF" read as a little-endian u32.
-    public static let frameMagic: UInt32 = 0x464C_4748
+    package static let frameMagic: UInt32 = 0x464C_4748
     /// The long header: big frames, frames the compact header cannot describe, checkpoints.
-    public static let frameHeaderLength = 40
+    package static let frameHeaderLength = 40
     /// Offset of the durable sequence number: every record before it was durable (synced) when
     /// the frame was written.
-    public static let frameDurableOffset = 28
+    package static let frameDurableOffset = 28
     /// Offset of the frame's CRC-32C (covering the header bytes before it, then the body).
-    public static let frameChecksumOffset = 36
+    package static let frameChecksumOffset = 36
     /// The largest raw (uncompressed) body of one frame.
-    public static let maxRawFrameLength = 32 << 20
-    public static let flagCompressed: UInt8 = 1 << 0
+    package static let maxRawFrameLength = 32 << 20
+    package static let flagCompressed: UInt8 = 1 << 0
     /// Version 2: the body continues the segment's LZ4 chain (see `Docs/FORMAT.md`).
-    public static let flagChained: UInt8 = 1 << 1
+    package static let flagChained: UInt8 = 1 << 1
     /// The flags each frame version knows.
-    public static func knownFlags(version: UInt8) -> UInt8 { version >= 2 ? flagCompressed | flagChained : flagCompressed }
+    package static func knownFlags(version: UInt8) -> UInt8 { version >= 2 ? flagCompressed | flagChained : flagCompressed }
 
     // MARK: Compact frames (version 2)
 
     /// The first byte of a compact frame header ("h"; a long header starts with "H").
-    public static let compactFrameMagic: UInt8 = 0x68
-    public static let compactFrameHeaderLength = 15
+    package static let compactFrameMagic: UInt8 = 0x68
+    package static let compactFrameHeaderLength = 15
     /// Offset of the compact header's CRC-32C (covering the header bytes before it, then the body).
-    public static let compactFrameChecksumOffset = 11
+    package static let compactFrameChecksumOffset = 11
     /// Stored and raw lengths are 12 bits each in a compact header.
-    public static let compactLengthBits = 12
-    public static let maxCompactLength = (1 << compactLengthBits) - 1
-    public static let maxCompactRecords = 255
+    package static let compactLengthBits = 12
+    package static let maxCompactLength = (1 << compactLengthBits) - 1
+    package static let maxCompactRecords = 255
     /// A compact header keeps the low 24 bits of the first sequence number; the rest comes from
     /// the segment header's first sequence (a compact frame starts less than 2^24 records after it).
-    public static let compactSequenceBits = 24
-    public static let compactSequenceSpan: UInt64 = 1 << 24
+    package static let compactSequenceBits = 24
+    package static let compactSequenceSpan: UInt64 = 1 << 24
     /// `first - durable` is stored saturated at this value (a durable sequence lower than the
     /// truth: less evidence, never false evidence).
-    public static let maxDurableLag: UInt64 = 0xFFFF
+    package static let maxDurableLag: UInt64 = 0xFFFF
     /// The smallest frame header.
-    public static let minFrameHeaderLength = compactFrameHeaderLength
+    package static let minFrameHeaderLength = compactFrameHeaderLength
 
     // MARK: Chains (version 2)
 
     /// LZ4's window: the decoder keeps this much of the chain's decoded output as dictionary.
-    public static let chainDictionaryLength = 64 << 10
+    package static let chainDictionaryLength = 64 << 10
     /// The largest raw body of a chained frame; bigger frames start a new chain.
-    public static let maxChainedRawLength = 64 << 10
+    package static let maxChainedRawLength = 64 << 10
     /// The writer starts a new chain once the chain holds this many raw bytes: what one damaged
     /// frame can make salvage drop is bounded by it.
-    public static let chainRestartRawBytes = 1 << 20
+    package static let chainRestartRawBytes = 1 << 20
 
     // MARK: Records
 
-    public enum RecordType: UInt8, Sendable, CaseIterable {
+    package enum RecordType: UInt8, Sendable, CaseIterable {
         case schedule = 1
         case cancel = 2
         case fire = 3
@@ -87,18 +87,18 @@ public enum LogFormat {
         case retry = 5
     }
 
-    public static let maxIDLength = 1024
-    public static let maxPayloadLength = (1 << 24) - 1
+    package static let maxIDLength = 1024
+    package static let maxPayloadLength = (1 << 24) - 1
     /// A varint is at most 10 bytes.
-    public static let maxVarintLength = 10
+    package static let maxVarintLength = 10
     /// The longest record: a SCHEDULE with the longest id and payload.
-    public static let maxRecordLength = 1 + maxVarintLength + maxIDLength + 2 * maxVarintLength + maxVarintLength + maxPayloadLength
+    package static let maxRecordLength = 1 + maxVarintLength + maxIDLength + 2 * maxVarintLength + maxVarintLength + maxPayloadLength
 
     // MARK: Relationships
 
     /// Checks how the constants relate; the tests call it, and so does every reader and writer
     /// in debug builds.
-    public static func checkConsistency() {
+    package static func checkConsistency() {
         precondition(maxRecordLength <= maxRawFrameLength, "a record must fit in one frame")
         precondition(Int(LZ4_compressBound(Int32(maxRawFrameLength))) <= Int(Int32.max), "a frame's compressed bound must fit LZ4's int")
         precondition(frameChecksumOffset + 4 == frameHeaderLength, "the frame checksum ends the header")
@@ -125,7 +125,7 @@ public enum LogFormat {
     }
 
     /// The smallest segment that holds the largest frame after its header.
-    public static var minimumSegmentLength: Int {
+    package static var minimumSegmentLength: Int {
         segmentHeaderLength + frameHeaderLength + Int(LZ4_compressBound(Int32(maxRawFrameLength)))
     }
 }

@@ -1,25 +1,25 @@
 /// One record of the log, as a view into a decoded frame body: the id and payload point into
 /// the frame's buffer and are valid only while it is (during `RecordDecoder.forEach`).
-public struct RecordView {
-    public var type: LogFormat.RecordType
-    public var id: UnsafeRawBufferPointer
+package struct RecordView {
+    package var type: LogFormat.RecordType
+    package var id: UnsafeRawBufferPointer
     /// SCHEDULE and RETRY only; 0 otherwise.
-    public var deadline: Int64
+    package var deadline: Int64
     /// SCHEDULE, FIRE and RETRY only; 0 otherwise.
-    public var attempt: UInt32
+    package var attempt: UInt32
     /// SCHEDULE only; empty otherwise.
-    public var payload: UnsafeRawBufferPointer
+    package var payload: UnsafeRawBufferPointer
 }
 
 /// A record as values, for tests and tools (replay uses `RecordView`, which copies nothing).
-public enum LogRecord: Equatable, Sendable, CustomStringConvertible {
+package enum LogRecord: Equatable, Sendable, CustomStringConvertible {
     case schedule(id: [UInt8], deadline: Int64, attempt: UInt32, payload: [UInt8])
     case cancel(id: [UInt8])
     case fire(id: [UInt8], attempt: UInt32)
     case ack(id: [UInt8])
     case retry(id: [UInt8], deadline: Int64, attempt: UInt32)
 
-    public init(_ view: RecordView) {
+    package init(_ view: RecordView) {
         let id = Array(view.id)
         switch view.type {
         case .schedule: self = .schedule(id: id, deadline: view.deadline, attempt: view.attempt, payload: Array(view.payload))
@@ -30,13 +30,13 @@ public enum LogRecord: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    public var id: [UInt8] {
+    package var id: [UInt8] {
         switch self {
         case let .schedule(id, _, _, _), let .cancel(id), let .fire(id, _), let .ack(id), let .retry(id, _, _): return id
         }
     }
 
-    public var description: String {
+    package var description: String {
         let name = String(decoding: id, as: UTF8.self)
         switch self {
         case let .schedule(_, deadline, attempt, payload): return "SCHEDULE \(name) @\(deadline) attempt \(attempt) payload \(payload.count) B"
@@ -50,18 +50,18 @@ public enum LogRecord: Equatable, Sendable, CustomStringConvertible {
 
 /// Appends records to a frame body. Deadlines are written as zigzag deltas from the previous
 /// deadline in the frame (timers scheduled together tend to be due together).
-public struct RecordEncoder: ~Copyable {
-    public var buffer: ByteWriter
-    public private(set) var count: Int = 0
+package struct RecordEncoder: ~Copyable {
+    package var buffer: ByteWriter
+    package private(set) var count: Int = 0
     private var previousDeadline: Int64 = 0
 
-    public init(capacity: Int = 64 << 10) { buffer = ByteWriter(capacity: capacity) }
+    package init(capacity: Int = 64 << 10) { buffer = ByteWriter(capacity: capacity) }
 
-    public var byteCount: Int { buffer.count }
-    public var isEmpty: Bool { count == 0 }
+    package var byteCount: Int { buffer.count }
+    package var isEmpty: Bool { count == 0 }
 
     /// Starts a new frame body.
-    public mutating func reset() {
+    package mutating func reset() {
         buffer.removeAll()
         count = 0
         previousDeadline = 0
@@ -83,7 +83,7 @@ public struct RecordEncoder: ~Copyable {
         previousDeadline = deadline
     }
 
-    public mutating func schedule(id: UnsafeRawBufferPointer, deadline: Int64, attempt: UInt32, payload: UnsafeRawBufferPointer) {
+    package mutating func schedule(id: UnsafeRawBufferPointer, deadline: Int64, attempt: UInt32, payload: UnsafeRawBufferPointer) {
         precondition(payload.count <= LogFormat.maxPayloadLength)
         appendHeader(.schedule, id: id)
         appendDeadline(deadline)
@@ -92,23 +92,23 @@ public struct RecordEncoder: ~Copyable {
         buffer.append(payload)
     }
 
-    public mutating func cancel(id: UnsafeRawBufferPointer) { appendHeader(.cancel, id: id) }
+    package mutating func cancel(id: UnsafeRawBufferPointer) { appendHeader(.cancel, id: id) }
 
-    public mutating func fire(id: UnsafeRawBufferPointer, attempt: UInt32) {
+    package mutating func fire(id: UnsafeRawBufferPointer, attempt: UInt32) {
         appendHeader(.fire, id: id)
         buffer.append(varint: UInt64(attempt))
     }
 
-    public mutating func ack(id: UnsafeRawBufferPointer) { appendHeader(.ack, id: id) }
+    package mutating func ack(id: UnsafeRawBufferPointer) { appendHeader(.ack, id: id) }
 
-    public mutating func retry(id: UnsafeRawBufferPointer, deadline: Int64, attempt: UInt32) {
+    package mutating func retry(id: UnsafeRawBufferPointer, deadline: Int64, attempt: UInt32) {
         appendHeader(.retry, id: id)
         appendDeadline(deadline)
         buffer.append(varint: UInt64(attempt))
     }
 
     /// Appends a record given as values.
-    public mutating func append(_ record: LogRecord) {
+    package mutating func append(_ record: LogRecord) {
         switch record {
         case let .schedule(id, deadline, attempt, payload):
             id.withUnsafeBytes { i in payload.withUnsafeBytes { p in schedule(id: i, deadline: deadline, attempt: attempt, payload: p) } }
@@ -122,15 +122,15 @@ public struct RecordEncoder: ~Copyable {
 
 /// Decodes a frame body into records. Every length is checked against what is left; the
 /// first malformed byte ends decoding with a description and the offset of the bad record.
-public enum RecordDecoder {
-    public struct Failure: Error, Equatable, Sendable {
+package enum RecordDecoder {
+    package struct Failure: Error, Equatable, Sendable {
         /// Offset of the bad record in the raw (decompressed) body.
-        public var offset: Int
-        public var reason: String
+        package var offset: Int
+        package var reason: String
     }
 
     /// Calls `body` with each record of `bytes`, in order, and returns how many there were.
-    public static func forEach(
+    package static func forEach(
         in bytes: UnsafeRawBufferPointer, _ body: (RecordView) throws -> Void
     ) throws -> Int {
         var reader = ByteReader(bytes)
@@ -181,7 +181,7 @@ public enum RecordDecoder {
     }
 
     /// Every record of `bytes` as values (for tests and tools).
-    public static func records(in bytes: UnsafeRawBufferPointer) throws -> [LogRecord] {
+    package static func records(in bytes: UnsafeRawBufferPointer) throws -> [LogRecord] {
         var records: [LogRecord] = []
         _ = try forEach(in: bytes) { records.append(LogRecord($0)) }
         return records

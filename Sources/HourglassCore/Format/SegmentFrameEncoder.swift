@@ -4,18 +4,18 @@ import CLZ4
 /// the rest; chained LZ4 compression against the segment's recent history for frames up to
 /// `LogFormat.maxChainedRawLength`, restarted as `Docs/FORMAT.md` ("Chains") says. Keeps its
 /// buffers and its chain between frames; `restartChain()` at every new segment.
-public struct SegmentFrameEncoder: ~Copyable {
+package struct SegmentFrameEncoder: ~Copyable {
     /// The last frame built: header then stored body.
-    public private(set) var frame = ByteWriter(capacity: 64 << 10)
+    package private(set) var frame = ByteWriter(capacity: 64 << 10)
     private var chain = _LZ4CompressionChain()
     /// Raw bytes of the open chain (since its unchained frame, included); nil when none is open.
-    public private(set) var chainRawBytes: Int? = nil
+    package private(set) var chainRawBytes: Int? = nil
 
-    public init() {}
+    package init() {}
 
     /// The next frame starts a new chain (the first frame of a segment, or after a frame that
     /// was built and not written).
-    public mutating func restartChain() { chainRawBytes = nil }
+    package mutating func restartChain() { chainRawBytes = nil }
 
     /// Builds the frame for `body` (at most `LogFormat.maxRawFrameLength` bytes) holding
     /// `recordCount` records from `firstSequence` on, in the segment `context` describes (its
@@ -27,7 +27,7 @@ public struct SegmentFrameEncoder: ~Copyable {
     /// - Complexity: O(`body.count`); one `memcpy` of the body into the chain's history when it
     ///   is chained.
     @discardableResult
-    public mutating func encode(
+    package mutating func encode(
         body: UnsafeRawBufferPointer, firstSequence: UInt64, recordCount: Int, durableSequence: UInt64, context: FrameContext,
         mayChain: Bool = true
     ) -> FrameHeader {

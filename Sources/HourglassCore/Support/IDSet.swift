@@ -1,14 +1,14 @@
 /// A set of ids held as 128-bit hashes (two keyed 64-bit hashes): 16 bytes per id, no id
 /// bytes kept. Two different ids collide with probability about n² / 2^129: never, in practice.
 /// Each member carries one flag bit the caller may set (`mark`).
-public struct IDSet: Sendable {
+package struct IDSet: Sendable {
     private var slots: [UInt64]  // pairs (a, b); a == 0 marks an empty slot
     private var mask: Int
-    public private(set) var count = 0
+    package private(set) var count = 0
     private let seedA: UInt64
     private let seedB: UInt64
 
-    public init(seed: UInt64 = .random(in: .min ... .max)) {
+    package init(seed: UInt64 = .random(in: .min ... .max)) {
         slots = [UInt64](repeating: 0, count: 2 * 64)
         mask = 63
         seedA = seed
@@ -33,7 +33,7 @@ public struct IDSet: Sendable {
 
     /// Adds `id`; returns whether it was new.
     @discardableResult
-    public mutating func insert(_ id: UnsafeRawBufferPointer) -> Bool {
+    package mutating func insert(_ id: UnsafeRawBufferPointer) -> Bool {
         if (count + 1) * 2 > mask + 1 { grow() }
         let k = key(id)
         let (i, found) = find(k)
@@ -44,18 +44,18 @@ public struct IDSet: Sendable {
         return true
     }
 
-    public func contains(_ id: UnsafeRawBufferPointer) -> Bool { find(key(id)).found }
+    package func contains(_ id: UnsafeRawBufferPointer) -> Bool { find(key(id)).found }
 
     /// Sets the member's flag; false when `id` is not a member.
     @discardableResult
-    public mutating func mark(_ id: UnsafeRawBufferPointer) -> Bool {
+    package mutating func mark(_ id: UnsafeRawBufferPointer) -> Bool {
         let (i, found) = find(key(id))
         if found { slots[2 * i + 1] |= 1 }
         return found
     }
 
     /// Whether `id` is a member with its flag set.
-    public func isMarked(_ id: UnsafeRawBufferPointer) -> Bool {
+    package func isMarked(_ id: UnsafeRawBufferPointer) -> Bool {
         let (i, found) = find(key(id))
         return found && slots[2 * i + 1] & 1 == 1
     }

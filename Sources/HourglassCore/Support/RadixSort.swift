@@ -1,7 +1,7 @@
 /// Sorts `keys` ascending, moving `values` along (a stable LSD radix sort, one byte per pass,
 /// skipping the bytes on which all keys agree). O(n) per pass; for the millions of (deadline,
 /// handle) pairs of a checkpoint it is several times faster than a comparison sort.
-public func radixSort(keys: inout [UInt64], values: inout [UInt32]) {
+package func radixSort(keys: inout [UInt64], values: inout [UInt32]) {
     precondition(keys.count == values.count)
     let count = keys.count
     guard count > 1 else { return }
