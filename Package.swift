@@ -63,7 +63,7 @@ let package = Package(
         .executableTarget(
             name: "HourglassCLI",
             dependencies: [
-                "Hourglass", "HourglassStorage",
+                "Hourglass", "HourglassCore", "HourglassStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

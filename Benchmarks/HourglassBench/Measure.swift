@@ -1,4 +1,5 @@
 import CBenchSupport
+import HourglassCore
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -273,18 +274,8 @@ final class SampleBox: Sendable {
 
 // MARK: Workload randomness
 
-/// Deterministic generator for workloads (SplitMix64).
-struct WorkloadRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// Deterministic generator for workloads.
+typealias WorkloadRandom = SplitMix64
 
 // MARK: Formatting
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Hourglass
+import HourglassCore
 import HourglassStorage
 import Synchronization
 #if canImport(Glibc)
@@ -47,7 +48,7 @@ struct DemoCommand: AsyncParsableCommand {
         defer { _ = removeTree(directory) }
 
         // The story: arrivals over the first half of the timeout; payments within the timeout.
-        var random = SplitMix(seed: seed)
+        var random = SplitMix64(seed: seed)
         let timeout = Int64(timeoutMs)
         enum Event { case create(Int), pay(Int) }
         var events: [(at: Int64, event: Event)] = []
@@ -192,19 +193,6 @@ final class ProgressBar: Sendable {
 
     func finish() {
         if enabled { writeAll(2, "\r\u{1B}[K") }
-    }
-}
-
-/// SplitMix64, for a repeatable story.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Hourglass
+import HourglassStorage
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -279,7 +280,7 @@ final class StandardInputLines: Sendable {
         let (stream, continuation) = AsyncStream<[String]>.makeStream(bufferingPolicy: .unbounded)
         self.stream = stream
         self.continuation = continuation
-        Thread {
+        startThread(name: "hourglass-stdin") {
             var pending: [UInt8] = []
             var buffer = [UInt8](repeating: 0, count: 1 << 16)
             while true {
@@ -294,30 +295,9 @@ final class StandardInputLines: Sendable {
             }
             if !pending.isEmpty { continuation.yield([String(decoding: pending, as: UTF8.self)]) }
             continuation.finish()
-        }.start()
+        }
     }
 
     /// Ends the stream now (a signal): lines still to come are not read.
     func finish() { continuation.finish() }
-}
-
-/// A detached thread running one closure.
-struct Thread: Sendable {
-    let body: @Sendable () -> Void
-    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-
-    func start() {
-        final class Box: @unchecked Sendable {
-            let body: @Sendable () -> Void
-            init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-        }
-        let box = Unmanaged.passRetained(Box(body)).toOpaque()
-        var thread = pthread_t()
-        let result = pthread_create(&thread, nil, { raw in
-            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
-            return nil
-        }, box)
-        precondition(result == 0, "cannot start a thread")
-        pthread_detach(thread)
-    }
 }

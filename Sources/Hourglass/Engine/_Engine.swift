@@ -578,7 +578,7 @@ final class _Engine: @unchecked Sendable {
 /// ThreadSanitizer understands, so that a run under `-sanitize=thread` checks every access to
 /// leader-only state against the hand-overs of the door.
 final class _Door: @unchecked Sendable {
-    private let lock = _ConditionLock()
+    private let lock = ConditionLock()
     private var state = _DoorState()
 
     @inline(__always)
@@ -591,7 +591,7 @@ final class _Door: @unchecked Sendable {
 
 /// A one-shot gate a thread can wait on.
 final class _Latch: @unchecked Sendable {
-    private let lock = _ConditionLock()
+    private let lock = ConditionLock()
     private var isOpen = false
 
     func open() {

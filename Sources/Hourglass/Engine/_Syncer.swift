@@ -14,7 +14,7 @@ import Synchronization
 final class _Syncer: @unchecked Sendable {
     private enum Owner { case none, caller, thread }
 
-    private let lock = _ConditionLock()
+    private let lock = ConditionLock()
     // Guarded by `lock`.
     private var owner = Owner.none
     private var pending: [(LogWriter.SyncBatch, _Replies)] = []
@@ -26,7 +26,7 @@ final class _Syncer: @unchecked Sendable {
     /// `onSync` gets each msync's duration in nanoseconds (for metrics).
     init(onSync: @escaping @Sendable (UInt64) -> Void) {
         self.onSync = onSync
-        _startThread(name: "hourglass-sync") { [self] in run() }
+        startThread(name: "hourglass-sync") { [self] in run() }
     }
 
     /// Called by the leader, in log order. True: the caller is now the syncer and must call

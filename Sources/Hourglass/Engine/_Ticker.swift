@@ -1,3 +1,4 @@
+import HourglassStorage
 /// The engine's clock thread: it sleeps until the engine next has work of its own (a deadline,
 /// a redelivery, an interval sync, a checkpoint slice) and then takes a turn as leader.
 ///
@@ -7,7 +8,7 @@
 /// whoever last led the engine, which knows what comes next; a leader that sees work earlier
 /// than the plan moves it forward (one wake-up), never once per call.
 final class _Ticker: @unchecked Sendable {
-    private let lock = _ConditionLock()
+    private let lock = ConditionLock()
     // Guarded by `lock`.
     private var wakeAt: UInt64 = .max
     private var stopping = false
@@ -16,7 +17,7 @@ final class _Ticker: @unchecked Sendable {
     /// Starts the thread; `turn` runs each time the plan comes due, until `stop()`.
     func start(_ turn: @escaping @Sendable () -> Void) {
         lock.withLock { running = true }
-        _startThread(name: "hourglass-clock") { [self] in
+        startThread(name: "hourglass-clock") { [self] in
             while waitForTurn() { turn() }
             lock.withLock {
                 running = false

@@ -75,16 +75,16 @@ package final class CheckpointReader {
         let parts = max(1, min(threads, offsets.count))
         if parts == 1 { return checkRange(file, offsets, 0 ..< offsets.count, end: end) }
         let results = _ResultBox<(Int, String)?>(count: parts)
-        let done = _Semaphore()
+        let done = Semaphore()
         let chunk = (offsets.count + parts - 1) / parts
         // Reading a file's bytes from several threads is safe: nothing writes it meanwhile.
         let shared = _Unchecked(file)
         for part in 1 ..< parts {
             let range = (part * chunk) ..< min(offsets.count, (part + 1) * chunk)
-            _StorageThread(name: "hourglass-check") {
+            startThread(name: "hourglass-check") {
                 results.set(part, checkRange(shared.value, offsets, range, end: end))
                 done.signal()
-            }.start()
+            }
         }
         results.set(0, checkRange(file, offsets, 0 ..< min(chunk, offsets.count), end: end))
         for _ in 1 ..< parts { done.wait() }
@@ -130,7 +130,7 @@ package final class CheckpointReader {
 
 /// Results written by several threads, one slot each.
 final class _ResultBox<T>: @unchecked Sendable {
-    private let lock = _Lock()
+    private let lock = ConditionLock()
     private var slots: [T?]
     init(count: Int) { slots = Array(repeating: nil, count: count) }
     func set(_ index: Int, _ value: T) { lock.withLock { slots[index] = value } }

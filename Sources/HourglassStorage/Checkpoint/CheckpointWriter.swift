@@ -53,8 +53,8 @@ package final class CheckpointWriter: @unchecked Sendable {
     private let directory: any StorageDirectory
     private let clock: @Sendable () -> Int64
     private let notify: @Sendable () -> Void
-    private let lock = _Lock()
-    private let wake = _Semaphore()
+    private let lock = ConditionLock()
+    private let wake = Semaphore()
     // Guarded by `lock`.
     private var jobs: [Job] = []
     private var queued = 0
@@ -69,7 +69,7 @@ package final class CheckpointWriter: @unchecked Sendable {
         self.startSequence = startSequence
         self.clock = clock
         self.notify = notify
-        _StorageThread(name: "hourglass-ckpt", niceIncrement: 10) { [self] in run() }.start()
+        startThread(name: "hourglass-ckpt", niceIncrement: 10) { [self] in run() }
     }
 
     /// Sorts `handles` by `keys` (ascending) on the checkpoint thread; see `takeSorted`.

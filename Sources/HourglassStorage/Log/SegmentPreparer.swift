@@ -31,9 +31,9 @@ package final class SegmentPreparer: @unchecked Sendable {
     private let directory: any StorageDirectory
     private let length: Int
     private let background: Bool
-    private let lock = _Lock()
+    private let lock = ConditionLock()
     private var slot: Slot = .idle
-    private let done = _Semaphore()
+    private let done = Semaphore()
 
     /// - Parameter background: prepare on a separate thread (the default); false prepares
     ///   synchronously in `take` (simulated file systems in tests).
@@ -54,7 +54,7 @@ package final class SegmentPreparer: @unchecked Sendable {
             return false
         }
         guard start else { return }
-        let thread = _StorageThread(name: "hourglass-segs") { [self] in
+        startThread(name: "hourglass-segs") { [self] in
             let result = Result { () throws(StorageError) in try prepare(number) }
             lock.withLock {
                 switch result {
@@ -64,7 +64,6 @@ package final class SegmentPreparer: @unchecked Sendable {
             }
             done.signal()
         }
-        thread.start()
     }
 
     /// Segment `number`, prepared: waits for the preparation if it is under way.
