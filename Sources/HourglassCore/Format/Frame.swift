@@ -91,18 +91,18 @@ package struct FrameHeader: Equatable, Sendable {
             let needed = bytes.isEmpty && context.allows(2) ? LogFormat.minFrameHeaderLength : LogFormat.frameHeaderLength
             return .failure(.truncated(needed: needed, available: bytes.count))
         }
-        let magic = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
+        let magic = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: LogFormat.LongFrameField.magic, as: UInt32.self))
         guard magic == LogFormat.frameMagic else { return .failure(.badMagic(magic)) }
-        let version = bytes[4]
+        let version = bytes[LogFormat.LongFrameField.version]
         guard context.allows(version) else { return .failure(.unsupportedVersion(version)) }
-        let flags = bytes[5]
+        let flags = bytes[LogFormat.LongFrameField.flags]
         guard flags & ~LogFormat.knownFlags(version: version) == 0 else { return .failure(.unknownFlags(flags)) }
-        let headerLength = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
+        let headerLength = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: LogFormat.LongFrameField.headerLength, as: UInt16.self))
         guard headerLength == UInt16(LogFormat.frameHeaderLength) else { return .failure(.badLength("header length \(headerLength)")) }
-        let stored = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
-        let raw = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
-        let first = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
-        let count = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 24, as: UInt32.self)))
+        let stored = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: LogFormat.LongFrameField.storedLength, as: UInt32.self)))
+        let raw = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: LogFormat.LongFrameField.rawLength, as: UInt32.self)))
+        let first = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: LogFormat.LongFrameField.firstSequence, as: UInt64.self))
+        let count = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: LogFormat.LongFrameField.recordCount, as: UInt32.self)))
         let durable = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: LogFormat.frameDurableOffset, as: UInt64.self))
         let checksum = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: LogFormat.frameChecksumOffset, as: UInt32.self))
         guard raw <= LogFormat.maxRawFrameLength else { return .failure(.badLength("raw length \(raw) over \(LogFormat.maxRawFrameLength)")) }
@@ -117,14 +117,15 @@ package struct FrameHeader: Equatable, Sendable {
         guard bytes.count >= LogFormat.compactFrameHeaderLength else {
             return .failure(.truncated(needed: LogFormat.compactFrameHeaderLength, available: bytes.count))
         }
-        let flags = bytes[1]
+        let field = LogFormat.CompactFrameField.self
+        let flags = bytes[field.flags]
         guard flags & ~LogFormat.knownFlags(version: 2) == 0 else { return .failure(.unknownFlags(flags)) }
-        let count = Int(bytes[2])
-        let lengths = Int(bytes[3]) | Int(bytes[4]) << 8 | Int(bytes[5]) << 16
+        let count = Int(bytes[field.recordCount])
+        let lengths = Int(bytes[field.lengths]) | Int(bytes[field.lengths + 1]) << 8 | Int(bytes[field.lengths + 2]) << 16
         let stored = lengths & LogFormat.maxCompactLength
         let raw = lengths >> LogFormat.compactLengthBits
-        let lag = UInt64(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 6, as: UInt16.self)))
-        let low = UInt64(bytes[8]) | UInt64(bytes[9]) << 8 | UInt64(bytes[10]) << 16
+        let lag = UInt64(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: field.durableLag, as: UInt16.self)))
+        let low = UInt64(bytes[field.firstSequence]) | UInt64(bytes[field.firstSequence + 1]) << 8 | UInt64(bytes[field.firstSequence + 2]) << 16
         let checksum = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: LogFormat.compactFrameChecksumOffset, as: UInt32.self))
         if let problem = lengthProblem(flags: flags, stored: stored, raw: raw, count: count) { return .failure(.badLength(problem)) }
         let mask = LogFormat.compactSequenceSpan - 1
@@ -158,29 +159,31 @@ package struct FrameHeader: Equatable, Sendable {
     /// see `FrameContext.baseDurable`); the encoder makes sure it can.
     package func write(to destination: UnsafeMutableRawPointer) {
         if isCompact {
-            destination.storeBytes(of: LogFormat.compactFrameMagic, toByteOffset: 0, as: UInt8.self)
-            destination.storeBytes(of: flags, toByteOffset: 1, as: UInt8.self)
-            destination.storeBytes(of: UInt8(recordCount), toByteOffset: 2, as: UInt8.self)
+            let field = LogFormat.CompactFrameField.self
+            destination.storeBytes(of: LogFormat.compactFrameMagic, toByteOffset: field.magic, as: UInt8.self)
+            destination.storeBytes(of: flags, toByteOffset: field.flags, as: UInt8.self)
+            destination.storeBytes(of: UInt8(recordCount), toByteOffset: field.recordCount, as: UInt8.self)
             let lengths = UInt32(storedLength) | UInt32(rawLength) << UInt32(LogFormat.compactLengthBits)
-            destination.storeBytes(of: UInt8(truncatingIfNeeded: lengths), toByteOffset: 3, as: UInt8.self)
-            destination.storeBytes(of: UInt8(truncatingIfNeeded: lengths >> 8), toByteOffset: 4, as: UInt8.self)
-            destination.storeBytes(of: UInt8(truncatingIfNeeded: lengths >> 16), toByteOffset: 5, as: UInt8.self)
+            destination.storeBytes(of: UInt8(truncatingIfNeeded: lengths), toByteOffset: field.lengths, as: UInt8.self)
+            destination.storeBytes(of: UInt8(truncatingIfNeeded: lengths >> 8), toByteOffset: field.lengths + 1, as: UInt8.self)
+            destination.storeBytes(of: UInt8(truncatingIfNeeded: lengths >> 16), toByteOffset: field.lengths + 2, as: UInt8.self)
             let lag = UInt16(min(firstSequence - durableSequence, LogFormat.maxDurableLag))
-            destination.storeBytes(of: lag.littleEndian, toByteOffset: 6, as: UInt16.self)
-            destination.storeBytes(of: UInt8(truncatingIfNeeded: firstSequence), toByteOffset: 8, as: UInt8.self)
-            destination.storeBytes(of: UInt8(truncatingIfNeeded: firstSequence >> 8), toByteOffset: 9, as: UInt8.self)
-            destination.storeBytes(of: UInt8(truncatingIfNeeded: firstSequence >> 16), toByteOffset: 10, as: UInt8.self)
+            destination.storeBytes(of: lag.littleEndian, toByteOffset: field.durableLag, as: UInt16.self)
+            destination.storeBytes(of: UInt8(truncatingIfNeeded: firstSequence), toByteOffset: field.firstSequence, as: UInt8.self)
+            destination.storeBytes(of: UInt8(truncatingIfNeeded: firstSequence >> 8), toByteOffset: field.firstSequence + 1, as: UInt8.self)
+            destination.storeBytes(of: UInt8(truncatingIfNeeded: firstSequence >> 16), toByteOffset: field.firstSequence + 2, as: UInt8.self)
             destination.storeBytes(of: checksum.littleEndian, toByteOffset: LogFormat.compactFrameChecksumOffset, as: UInt32.self)
             return
         }
-        destination.storeBytes(of: LogFormat.frameMagic.littleEndian, toByteOffset: 0, as: UInt32.self)
-        destination.storeBytes(of: version, toByteOffset: 4, as: UInt8.self)
-        destination.storeBytes(of: flags, toByteOffset: 5, as: UInt8.self)
-        destination.storeBytes(of: UInt16(LogFormat.frameHeaderLength).littleEndian, toByteOffset: 6, as: UInt16.self)
-        destination.storeBytes(of: UInt32(storedLength).littleEndian, toByteOffset: 8, as: UInt32.self)
-        destination.storeBytes(of: UInt32(rawLength).littleEndian, toByteOffset: 12, as: UInt32.self)
-        destination.storeBytes(of: firstSequence.littleEndian, toByteOffset: 16, as: UInt64.self)
-        destination.storeBytes(of: UInt32(recordCount).littleEndian, toByteOffset: 24, as: UInt32.self)
+        let field = LogFormat.LongFrameField.self
+        destination.storeBytes(of: LogFormat.frameMagic.littleEndian, toByteOffset: field.magic, as: UInt32.self)
+        destination.storeBytes(of: version, toByteOffset: field.version, as: UInt8.self)
+        destination.storeBytes(of: flags, toByteOffset: field.flags, as: UInt8.self)
+        destination.storeBytes(of: UInt16(LogFormat.frameHeaderLength).littleEndian, toByteOffset: field.headerLength, as: UInt16.self)
+        destination.storeBytes(of: UInt32(storedLength).littleEndian, toByteOffset: field.storedLength, as: UInt32.self)
+        destination.storeBytes(of: UInt32(rawLength).littleEndian, toByteOffset: field.rawLength, as: UInt32.self)
+        destination.storeBytes(of: firstSequence.littleEndian, toByteOffset: field.firstSequence, as: UInt64.self)
+        destination.storeBytes(of: UInt32(recordCount).littleEndian, toByteOffset: field.recordCount, as: UInt32.self)
         destination.storeBytes(of: durableSequence.littleEndian, toByteOffset: LogFormat.frameDurableOffset, as: UInt64.self)
         destination.storeBytes(of: checksum.littleEndian, toByteOffset: LogFormat.frameChecksumOffset, as: UInt32.self)
     }
@@ -373,145 +376,5 @@ package struct FrameDecoder: ~Copyable {
             return .failure(.records(offset: 0, reason: "\(error)"))
         }
         return .success(Frame(header: header, body: body))
-    }
-}
-
-/// The fixed header of a segment file (see `Docs/FORMAT.md`).
-package struct SegmentHeader: Equatable, Sendable {
-    package var segmentNumber: UInt64
-    package var firstSequence: UInt64
-    package var segmentLength: UInt64
-    package var createdMilliseconds: Int64
-    /// Every record before this sequence number was durable when the segment was started (as a
-    /// frame's durable sequence: evidence that damage before it is corruption, not a lost write).
-    package var durableSequence: UInt64
-    /// The format of the segment's frames: 2 (written by this build) or 1 (read only).
-    package var version: UInt8
-
-    package init(segmentNumber: UInt64, firstSequence: UInt64, segmentLength: UInt64, createdMilliseconds: Int64, durableSequence: UInt64? = nil,
-                version: UInt8 = LogFormat.version) {
-        precondition(LogFormat.readableVersions.contains(version), "segment version \(version)")
-        self.version = version
-        self.segmentNumber = segmentNumber
-        self.firstSequence = firstSequence
-        self.segmentLength = segmentLength
-        self.createdMilliseconds = createdMilliseconds
-        self.durableSequence = max(1, min(durableSequence ?? firstSequence, firstSequence))
-    }
-
-    package enum ParseResult: Equatable, Sendable {
-        case valid(SegmentHeader)
-        /// All zeros: a spare segment, prepared but never written.
-        case blank
-        case invalid(String)
-    }
-
-    package static func parse(_ bytes: UnsafeRawBufferPointer) -> ParseResult {
-        guard bytes.count >= LogFormat.segmentHeaderLength else { return .invalid("file shorter than a segment header") }
-        let header = UnsafeRawBufferPointer(rebasing: bytes[0 ..< LogFormat.segmentHeaderLength])
-        if header.allSatisfy({ $0 == 0 }) { return .blank }
-        let magic = UInt64(littleEndian: header.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
-        guard magic == LogFormat.segmentMagic else { return .invalid("not a segment (bad magic)") }
-        let stored = UInt32(littleEndian: header.loadUnaligned(fromByteOffset: LogFormat.segmentHeaderChecksumOffset, as: UInt32.self))
-        let computed = crc32c(UnsafeRawBufferPointer(rebasing: header[0 ..< LogFormat.segmentHeaderChecksumOffset]))
-        guard stored == computed else { return .invalid("segment header checksum mismatch: stored 0x\(String(stored, radix: 16)), computed 0x\(String(computed, radix: 16))") }
-        let version = UInt16(littleEndian: header.loadUnaligned(fromByteOffset: 8, as: UInt16.self))
-        guard version >= UInt16(LogFormat.readableVersions.lowerBound) && version <= UInt16(LogFormat.readableVersions.upperBound) else {
-            return .invalid("segment version \(version) is not supported (this build reads versions \(LogFormat.readableVersions.lowerBound) ... \(LogFormat.readableVersions.upperBound))")
-        }
-        let headerLength = UInt16(littleEndian: header.loadUnaligned(fromByteOffset: 10, as: UInt16.self))
-        guard headerLength == UInt16(LogFormat.segmentHeaderLength) else { return .invalid("segment header length \(headerLength)") }
-        let first = UInt64(littleEndian: header.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
-        let durable = UInt64(littleEndian: header.loadUnaligned(fromByteOffset: 48, as: UInt64.self))
-        guard durable >= 1 && durable <= first else { return .invalid("segment durable sequence \(durable) after its first sequence \(first)") }
-        return .valid(SegmentHeader(
-            segmentNumber: UInt64(littleEndian: header.loadUnaligned(fromByteOffset: 16, as: UInt64.self)),
-            firstSequence: first,
-            segmentLength: UInt64(littleEndian: header.loadUnaligned(fromByteOffset: 32, as: UInt64.self)),
-            createdMilliseconds: Int64(littleEndian: header.loadUnaligned(fromByteOffset: 40, as: Int64.self)),
-            durableSequence: durable, version: UInt8(version)))
-    }
-
-    /// Writes the 64-byte header, checksum included.
-    package func write(to destination: UnsafeMutableRawPointer) {
-        destination.initializeMemory(as: UInt8.self, repeating: 0, count: LogFormat.segmentHeaderLength)
-        destination.storeBytes(of: LogFormat.segmentMagic.littleEndian, toByteOffset: 0, as: UInt64.self)
-        destination.storeBytes(of: UInt16(version).littleEndian, toByteOffset: 8, as: UInt16.self)
-        destination.storeBytes(of: UInt16(LogFormat.segmentHeaderLength).littleEndian, toByteOffset: 10, as: UInt16.self)
-        destination.storeBytes(of: segmentNumber.littleEndian, toByteOffset: 16, as: UInt64.self)
-        destination.storeBytes(of: firstSequence.littleEndian, toByteOffset: 24, as: UInt64.self)
-        destination.storeBytes(of: segmentLength.littleEndian, toByteOffset: 32, as: UInt64.self)
-        destination.storeBytes(of: createdMilliseconds.littleEndian, toByteOffset: 40, as: Int64.self)
-        destination.storeBytes(of: durableSequence.littleEndian, toByteOffset: 48, as: UInt64.self)
-        let checksum = crc32c(UnsafeRawBufferPointer(start: destination, count: LogFormat.segmentHeaderChecksumOffset))
-        destination.storeBytes(of: checksum.littleEndian, toByteOffset: LogFormat.segmentHeaderChecksumOffset, as: UInt32.self)
-    }
-}
-
-/// A description of what is wrong with bytes that should be a header or trailer.
-package struct FormatProblem: Error, Equatable, Sendable, CustomStringConvertible, ExpressibleByStringInterpolation {
-    package var description: String
-    package init(stringLiteral value: String) { description = value }
-    package init(stringInterpolation: DefaultStringInterpolation) { description = String(stringInterpolation: stringInterpolation) }
-}
-
-/// The trailer that ends a checkpoint file (see `Docs/CHECKPOINTS.md`).
-package struct CheckpointTrailer: Equatable, Sendable {
-    package var startSequence: UInt64
-    package var records: UInt64
-    package var timers: UInt64
-    package var framesBytes: UInt64
-    package var createdMilliseconds: Int64
-
-    package init(startSequence: UInt64, records: UInt64, timers: UInt64, framesBytes: UInt64, createdMilliseconds: Int64) {
-        self.startSequence = startSequence
-        self.records = records
-        self.timers = timers
-        self.framesBytes = framesBytes
-        self.createdMilliseconds = createdMilliseconds
-    }
-
-    /// Reads the trailer from the last 64 bytes of `file`.
-    package static func parse(file: UnsafeRawBufferPointer) -> Result<CheckpointTrailer, FormatProblem> {
-        guard file.count >= LogFormat.checkpointTrailerLength else { return .failure("file shorter than a checkpoint trailer") }
-        let trailer = UnsafeRawBufferPointer(rebasing: file[(file.count - LogFormat.checkpointTrailerLength)...])
-        let magic = UInt64(littleEndian: trailer.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
-        guard magic == LogFormat.checkpointMagic else { return .failure("no checkpoint trailer (bad magic)") }
-        let stored = UInt32(littleEndian: trailer.loadUnaligned(fromByteOffset: LogFormat.checkpointTrailerChecksumOffset, as: UInt32.self))
-        let computed = crc32c(UnsafeRawBufferPointer(rebasing: trailer[0 ..< LogFormat.checkpointTrailerChecksumOffset]))
-        guard stored == computed else { return .failure("checkpoint trailer checksum mismatch: stored 0x\(String(stored, radix: 16)), computed 0x\(String(computed, radix: 16))") }
-        let version = UInt16(littleEndian: trailer.loadUnaligned(fromByteOffset: 8, as: UInt16.self))
-        guard version == LogFormat.checkpointVersion else { return .failure("checkpoint version \(version) is not supported (this build reads version \(LogFormat.checkpointVersion))") }
-        let length = UInt16(littleEndian: trailer.loadUnaligned(fromByteOffset: 10, as: UInt16.self))
-        guard length == UInt16(LogFormat.checkpointTrailerLength) else { return .failure("checkpoint trailer length \(length)") }
-        let parsed = CheckpointTrailer(
-            startSequence: UInt64(littleEndian: trailer.loadUnaligned(fromByteOffset: 16, as: UInt64.self)),
-            records: UInt64(littleEndian: trailer.loadUnaligned(fromByteOffset: 24, as: UInt64.self)),
-            timers: UInt64(littleEndian: trailer.loadUnaligned(fromByteOffset: 32, as: UInt64.self)),
-            framesBytes: UInt64(littleEndian: trailer.loadUnaligned(fromByteOffset: 40, as: UInt64.self)),
-            createdMilliseconds: Int64(littleEndian: trailer.loadUnaligned(fromByteOffset: 48, as: Int64.self)))
-        guard parsed.framesBytes == UInt64(file.count - LogFormat.checkpointTrailerLength) else {
-            return .failure("the trailer says \(parsed.framesBytes) bytes of frames, the file holds \(file.count - LogFormat.checkpointTrailerLength)")
-        }
-        return .success(parsed)
-    }
-
-    /// The 64 trailer bytes, checksum included.
-    package var bytes: [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: LogFormat.checkpointTrailerLength)
-        bytes.withUnsafeMutableBytes { raw in
-            let p = raw.baseAddress!
-            p.storeBytes(of: LogFormat.checkpointMagic.littleEndian, toByteOffset: 0, as: UInt64.self)
-            p.storeBytes(of: LogFormat.checkpointVersion.littleEndian, toByteOffset: 8, as: UInt16.self)
-            p.storeBytes(of: UInt16(LogFormat.checkpointTrailerLength).littleEndian, toByteOffset: 10, as: UInt16.self)
-            p.storeBytes(of: startSequence.littleEndian, toByteOffset: 16, as: UInt64.self)
-            p.storeBytes(of: records.littleEndian, toByteOffset: 24, as: UInt64.self)
-            p.storeBytes(of: timers.littleEndian, toByteOffset: 32, as: UInt64.self)
-            p.storeBytes(of: framesBytes.littleEndian, toByteOffset: 40, as: UInt64.self)
-            p.storeBytes(of: createdMilliseconds.littleEndian, toByteOffset: 48, as: Int64.self)
-            let checksum = crc32c(UnsafeRawBufferPointer(start: p, count: LogFormat.checkpointTrailerChecksumOffset))
-            p.storeBytes(of: checksum.littleEndian, toByteOffset: LogFormat.checkpointTrailerChecksumOffset, as: UInt32.self)
-        }
-        return bytes
     }
 }

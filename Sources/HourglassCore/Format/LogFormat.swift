@@ -18,14 +18,14 @@ package enum LogFormat {
     package static let segmentMagic: UInt64 = 0x4745_534C_4157_4748
     package static let segmentHeaderLength = 64
     /// Offset of the header's CRC-32C (covering the bytes before it).
-    package static let segmentHeaderChecksumOffset = 60
+    package static let segmentHeaderChecksumOffset = SegmentHeaderField.checksum
 
     // MARK: Checkpoints
 
     /// "HGCHKPT1"
     package static let checkpointMagic: UInt64 = 0x3154_504B_4843_4748
     package static let checkpointTrailerLength = 64
-    package static let checkpointTrailerChecksumOffset = 60
+    package static let checkpointTrailerChecksumOffset = CheckpointTrailerField.checksum
 
     // MARK: Long frames (version 1 and 2)
 
@@ -35,9 +35,9 @@ package enum LogFormat {
     package static let frameHeaderLength = 40
     /// Offset of the durable sequence number: every record before it was durable (synced) when
     /// the frame was written.
-    package static let frameDurableOffset = 28
+    package static let frameDurableOffset = LongFrameField.durableSequence
     /// Offset of the frame's CRC-32C (covering the header bytes before it, then the body).
-    package static let frameChecksumOffset = 36
+    package static let frameChecksumOffset = LongFrameField.checksum
     /// The largest raw (uncompressed) body of one frame.
     package static let maxRawFrameLength = 32 << 20
     package static let flagCompressed: UInt8 = 1 << 0
@@ -52,7 +52,7 @@ package enum LogFormat {
     package static let compactFrameMagic: UInt8 = 0x68
     package static let compactFrameHeaderLength = 15
     /// Offset of the compact header's CRC-32C (covering the header bytes before it, then the body).
-    package static let compactFrameChecksumOffset = 11
+    package static let compactFrameChecksumOffset = CompactFrameField.checksum
     /// Stored and raw lengths are 12 bits each in a compact header.
     package static let compactLengthBits = 12
     package static let maxCompactLength = (1 << compactLengthBits) - 1
@@ -94,6 +94,31 @@ package enum LogFormat {
     /// The longest record: a SCHEDULE with the longest id and payload.
     package static let maxRecordLength = 1 + maxVarintLength + maxIDLength + 2 * maxVarintLength + maxVarintLength + maxPayloadLength
 
+    // MARK: Field offsets (FORMAT.md's grammar: every reader and writer uses these)
+
+    /// The segment header's fields.
+    package enum SegmentHeaderField {
+        package static let magic = 0, version = 8, headerLength = 10, segmentNumber = 16, firstSequence = 24
+        package static let segmentLength = 32, created = 40, durableSequence = 48, checksum = 60
+    }
+
+    /// The checkpoint trailer's fields.
+    package enum CheckpointTrailerField {
+        package static let magic = 0, version = 8, trailerLength = 10, startSequence = 16, records = 24
+        package static let timers = 32, framesBytes = 40, created = 48, checksum = 60
+    }
+
+    /// The long frame header's fields.
+    package enum LongFrameField {
+        package static let magic = 0, version = 4, flags = 5, headerLength = 6, storedLength = 8, rawLength = 12
+        package static let firstSequence = 16, recordCount = 24, durableSequence = 28, checksum = 36
+    }
+
+    /// The compact frame header's fields (`lengths` and `firstSequence` are 24-bit).
+    package enum CompactFrameField {
+        package static let magic = 0, flags = 1, recordCount = 2, lengths = 3, durableLag = 6, firstSequence = 8, checksum = 11
+    }
+
     // MARK: Relationships
 
     /// Checks how the constants relate; the tests call it, and so does every reader and writer
@@ -127,5 +152,44 @@ package enum LogFormat {
     /// The smallest segment that holds the largest frame after its header.
     package static var minimumSegmentLength: Int {
         segmentHeaderLength + frameHeaderLength + Int(LZ4_compressBound(Int32(maxRawFrameLength)))
+    }
+}
+
+/// The rule of the directory's numbered files: a prefix, the number in 20 decimal digits (so
+/// that names sort as numbers), a suffix. Segments and checkpoints are named by it; every
+/// reader and writer goes through it.
+package struct NumberedFileName: Sendable {
+    package let prefix: String
+    package let suffix: String
+
+    package func name(_ number: UInt64) -> String {
+        let digits = String(number)
+        return prefix + String(repeating: "0", count: max(0, 20 - digits.count)) + digits + suffix
+    }
+
+    package func number(_ name: String) -> UInt64? {
+        guard name.hasPrefix(prefix), name.hasSuffix(suffix), name.count == prefix.count + 20 + suffix.count else { return nil }
+        return UInt64(name.dropFirst(prefix.count).dropLast(suffix.count))
+    }
+}
+
+/// `wal-<segment number>.log`.
+package enum SegmentName {
+    package static let rule = NumberedFileName(prefix: "wal-", suffix: ".log")
+    package static var prefix: String { rule.prefix }
+    package static func name(_ number: UInt64) -> String { rule.name(number) }
+    package static func number(_ name: String) -> UInt64? { rule.number(name) }
+}
+
+/// `checkpoint-<start sequence>.hgc`.
+package enum CheckpointName {
+    package static let rule = NumberedFileName(prefix: "checkpoint-", suffix: ".hgc")
+    package static var prefix: String { rule.prefix }
+    package static func name(_ startSequence: UInt64) -> String { rule.name(startSequence) }
+    package static func startSequence(_ name: String) -> UInt64? { rule.number(name) }
+
+    /// The start sequences of the checkpoints in `names`, newest first.
+    package static func all(in names: [String]) -> [UInt64] {
+        names.compactMap(startSequence).sorted(by: >)
     }
 }

@@ -1,26 +1,5 @@
 import HourglassCore
 
-/// Checkpoint file names: `checkpoint-` and the start sequence in 20 digits.
-package enum CheckpointName {
-    package static let prefix = "checkpoint-"
-    package static let suffix = ".hgc"
-
-    package static func name(_ startSequence: UInt64) -> String {
-        let digits = String(startSequence)
-        return prefix + String(repeating: "0", count: max(0, 20 - digits.count)) + digits + suffix
-    }
-
-    package static func startSequence(_ name: String) -> UInt64? {
-        guard name.hasPrefix(prefix), name.hasSuffix(suffix), name.count == prefix.count + 20 + suffix.count else { return nil }
-        return UInt64(name.dropFirst(prefix.count).dropLast(suffix.count))
-    }
-
-    /// The start sequences of the checkpoints in `names`, newest first.
-    package static func all(in names: [String]) -> [UInt64] {
-        names.compactMap(startSequence).sorted(by: >)
-    }
-}
-
 /// The background half of writing a checkpoint: sorts the engine's snapshot, compresses the
 /// record bodies the engine encodes into frames, appends them to `checkpoint-L.hgc.tmp`, and at
 /// the end writes the trailer, fsyncs, renames into place and fsyncs the directory.

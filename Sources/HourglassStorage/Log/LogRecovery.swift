@@ -218,7 +218,7 @@ package struct LogRecovery {
                         problem = "the segment header is all zeros but newer segments follow"
                     }
                 case let .invalid(reason):
-                    problem = reason
+                    problem = reason.description
                 case let .valid(header):
                     if header.segmentNumber != segment.number || header.segmentLength != UInt64(length) {
                         problem = "the header says segment \(header.segmentNumber) of \(header.segmentLength) bytes, the file is \(segment.name) of \(length) bytes"

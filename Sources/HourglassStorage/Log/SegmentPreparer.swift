@@ -1,21 +1,5 @@
 import HourglassCore
 
-/// Segment file names: `wal-` and the segment number in 20 digits.
-package enum SegmentName {
-    package static let prefix = "wal-"
-    package static let suffix = ".log"
-
-    package static func name(_ number: UInt64) -> String {
-        let digits = String(number)
-        return prefix + String(repeating: "0", count: max(0, 20 - digits.count)) + digits + suffix
-    }
-
-    package static func number(_ name: String) -> UInt64? {
-        guard name.hasPrefix(prefix), name.hasSuffix(suffix), name.count == prefix.count + 20 + suffix.count else { return nil }
-        return UInt64(name.dropFirst(prefix.count).dropLast(suffix.count))
-    }
-}
-
 /// Prepares the next segment while the writer fills the current one: creates it under a
 /// temporary name, allocates it in full, syncs it, renames it into place and syncs the
 /// directory. So a full disk is known before the writer needs the space, and the writer never
