@@ -4,24 +4,6 @@ import HourglassStorage
 import Logging
 import Synchronization
 
-/// What a thread arriving at the door becomes.
-enum _DoorRole { case refused, queued, leader }
-
-/// What the door guards: who leads, and what waits for the leader.
-struct _DoorState {
-    /// Someone holds the engine: a caller, or the clock thread.
-    var leading = false
-    /// False once the engine has closed: every request is refused.
-    var accepting = true
-    /// Requests left by callers that found the engine held, in arrival order.
-    var queue: [_Request] = []
-    /// The clock thread found the engine held: its leader does the housekeeping before leaving.
-    var housekeepingRequested = false
-    /// A caller that led its own group found others queued: it handed the engine, still held,
-    /// to the clock thread, which leads them.
-    var handedToClock = false
-}
-
 /// The single writer of the wheel and the log, without a thread of its own on the hot path.
 ///
 /// At most one thread at a time *leads*: it alone touches the wheel and the journal. A caller
@@ -37,7 +19,7 @@ struct _DoorState {
 /// The clock thread (`_Ticker`) leads only when the engine has work of its own: firing at a
 /// deadline while nobody calls, the interval sync, loading or writing a checkpoint.
 final class _Engine: @unchecked Sendable {
-    private let door = _Door()
+    let door = _Door()
 
     // MARK: Leader only (whoever holds the door)
 
@@ -353,207 +335,7 @@ final class _Engine: @unchecked Sendable {
         metrics.update(light, scheduled: scheduledTotal, cancelled: cancelledTotal)
     }
 
-    // MARK: Applying a group
-
-    func apply(_ batch: [_Request], into replies: inout _Replies) {
-        noteSyncFailure()
-        for (position, request) in batch.enumerated() {
-            if closeReply != nil {
-                Self.refuse(request)  // nothing after `close` is applied
-                continue
-            }
-            // Start loading what a request a few places ahead will touch, so the cache misses
-            // of a large group overlap.
-            if position + 8 < batch.count { prefetch(for: batch[position + 8]) }
-            apply(request, into: &replies)
-        }
-    }
-
-    private func apply(_ request: _Request, into replies: inout _Replies) {
-        switch request {
-        case let .schedule(item, reply):
-            replies.append(reply, schedule(item))
-        case let .scheduleBatch(items, reply):
-            replies.append(reply, schedule(items))
-        case let .cancel(id, reply):
-            if let result = cancel(id) {
-                replies.append(reply, result)
-            } else {
-                deferredCancels.append((id, reply))
-            }
-        case let .ack(ref, reply):
-            replies.append(reply, ack(ref))
-        case let .ackBatch(refs, reply):
-            replies.append(reply, ack(refs))
-        case let .take(ref, reply):
-            replies.append(reply, take(ref))
-        case let .retry(ref, delay, reply):
-            replies.append(reply, retry(ref, delayMilliseconds: delay))
-        case let .stats(reply):
-            barriers.append(reply)
-        case let .checkpoint(reply):
-            if let error = refuseIfStopped() {
-                replies.append(reply, .failure(error))
-            } else if let journal {
-                checkpointWaiters.append((reply, journal.nextSequence))
-                checkpointRequested = true
-                planNeeded = true
-            } else {
-                replies.append(reply, .success(()))  // in memory: nothing to write
-            }
-        case let .close(reply):
-            closeReply = reply
-        }
-    }
-
-    @inline(__always)
-    private func prefetch(for request: _Request) {
-        switch request {
-        case let .schedule(item, _): item.id.bytes.withUnsafeBytes { wheel.prefetchIndex(id: $0) }
-        case let .cancel(id, _): id.withUnsafeBytes { wheel.prefetchIndex(id: $0) }
-        case let .ack(ref, _), let .retry(ref, _, _), let .take(ref, _): wheel.prefetch(TimerHandle(rawValue: ref.handle))
-        default: break
-        }
-    }
-
-    // MARK: Durability
-
-    /// Writes the group's records as one frame, then answers or syncs as the policy asks: under
-    /// `always` the group waits for a sync that covers it (claimed here, in log order); otherwise
-    /// it is answered at once and the log is synced every interval by the sync thread (or, with
-    /// `none`, only at close). A failure stops the engine: every reply of the group gets it.
-    private func commit(_ replies: inout _Replies) -> HourglassError? {
-        guard let journal, let syncer, stoppedReason == nil else { return refuseIfStopped() }
-        let grownBefore = journal.bytesWritten - logBytesAtLastCheckpoint
-        do throws(HourglassError) {
-            if try journal.commit() {
-                if !unsynced { planNeeded = true }  // the clock thread syncs an interval from now
-                unsynced = true
-                let grown = journal.bytesWritten - logBytesAtLastCheckpoint
-                if checkpointJob == nil && (grown >= configuration.checkpointLogBytes || (grownBefore <= 0 && checkpointIntervalMilliseconds != nil)) {
-                    planNeeded = true  // a checkpoint is due, or the interval now runs: the clock thread knows when
-                }
-            }
-        } catch {
-            stop(because: error)
-            replies.failAll(with: error)
-            return error
-        }
-        switch configuration.durability {
-        case .always:
-            guard unsynced || !replies.isEmpty else { break }
-            let batch = unsynced ? journal.takeSyncBatch() : LogWriter.SyncBatch()
-            unsynced = false
-            if var claimed = claimedSync {
-                claimed.batch.append(batch)
-                claimed.replies.append(contentsOf: replies)
-                claimedSync = claimed
-            } else if syncer.claim(batch, replies) {
-                claimedSync = (batch, replies)
-            }
-            replies = _Replies()
-        case let .interval(ms):
-            if unsynced && monotonicNanoseconds() - lastSyncNanoseconds >= UInt64(ms) * 1_000_000 {
-                syncer.handToThread(journal.takeSyncBatch(), _Replies())
-                unsynced = false
-                lastSyncNanoseconds = monotonicNanoseconds()
-            }
-        case .none:
-            break
-        }
-        return nil
-    }
-
-    func stop(because error: HourglassError) {
-        stoppedReason = error.description
-        stoppedBy = error
-        logger.error("hourglass stopped accepting changes", metadata: ["error": "\(error)"])
-        checkpointJob?.writer.cancel()
-        checkpointJob = nil
-        for (reply, _) in checkpointWaiters { reply.resume(returning: .failure(error)) }
-        checkpointWaiters.removeAll()
-    }
-
-    func refuseIfStopped() -> HourglassError? {
-        stoppedReason.map { HourglassError.stopped(reason: $0) }
-    }
-
-    // MARK: Closing
-
-    /// Applies `close`: refuses what came after, finishes loading (deferred cancels need their
-    /// answer), waits for the syncs, closes the journal and releases the directory. The door
-    /// stays held: nobody leads a closed engine.
-    private func finish() {
-        let leftovers = door.withLock { state -> [_Request] in
-            state.accepting = false
-            defer { state.queue.removeAll() }
-            return state.queue
-        }
-        for request in leftovers { Self.refuse(request) }
-        var result: Result<Void, HourglassError> = .success(())
-        if let loader, stoppedReason == nil {
-            do throws(HourglassError) {
-                try loader.loadAll(into: &wheel)
-            } catch {
-                result = .failure(error)
-            }
-            finishLoading()
-        }
-        for (_, reply) in deferredCancels { reply.resume(returning: .failure(.closed)) }
-        deferredCancels.removeAll()
-        checkpointJob?.writer.cancel()
-        checkpointJob = nil
-        for (waiter, _) in checkpointWaiters { waiter.resume(returning: .failure(.closed)) }
-        checkpointWaiters.removeAll()
-        for barrier in barriers { barrier.resume(returning: stats()) }
-        barriers.removeAll()
-        if let claimed = claimedSync {
-            claimedSync = nil
-            syncer?.perform(claimed.batch, claimed.replies)
-        }
-        syncer?.waitIdle()
-        syncer?.stop()
-        if let failure = stoppedBy ?? syncer?.failed, case .success = result { result = .failure(failure) }
-        if let journal {
-            if stoppedReason != nil || syncer?.failed != nil {
-                journal.abandon()  // after a failure nothing more is written
-            } else {
-                do throws(HourglassError) {
-                    try journal.close()
-                } catch {
-                    result = .failure(error)
-                }
-            }
-        }
-        journal = nil
-        ticker.stop(fromTurn: true)
-        deliveries.finish()
-        closeReply?.resume(returning: result)
-        closeReply = nil
-    }
-
-    /// Closes an engine nobody holds any more (`HourglassEngine.deinit`): as `close()`, waiting
-    /// here until the directory is released.
-    func closeAbandoned() {
-        let done = _Latch()
-        enter(.close(_Reply(callback: { _ in done.open() })))
-        done.wait()
-        ticker.stop()
-    }
-
-    static func refuse(_ request: _Request) {
-        switch request {
-        case let .schedule(_, reply), let .scheduleBatch(_, reply), let .checkpoint(reply), let .close(reply):
-            reply.resume(returning: .failure(.closed))
-        case let .cancel(_, reply), let .ack(_, reply), let .retry(_, _, reply), let .take(_, reply):
-            reply.resume(returning: .failure(.closed))
-        case let .ackBatch(_, reply):
-            reply.resume(returning: .failure(.closed))
-        case let .stats(reply):
-            reply.resume(returning: EngineStats())
-        }
-    }
-
+    /// A snapshot of the counters and the structures' sizes (`HourglassEngine.stats()`).
     func stats() -> EngineStats {
         var snapshot = counters
         snapshot.inFlight = wheel.inFlightCount
@@ -571,39 +353,5 @@ final class _Engine: @unchecked Sendable {
             snapshot.logBytesSinceCheckpoint = journal.bytesWritten - logBytesAtLastCheckpoint
         }
         return snapshot
-    }
-}
-
-/// The door's lock and state: a pthread mutex (held for nanoseconds, never across work), which
-/// ThreadSanitizer understands, so that a run under `-sanitize=thread` checks every access to
-/// leader-only state against the hand-overs of the door.
-final class _Door: @unchecked Sendable {
-    private let lock = ConditionLock()
-    private var state = _DoorState()
-
-    @inline(__always)
-    func withLock<R>(_ body: (inout _DoorState) -> R) -> R {
-        lock.lock()
-        defer { lock.unlock() }
-        return body(&state)
-    }
-}
-
-/// A one-shot gate a thread can wait on.
-final class _Latch: @unchecked Sendable {
-    private let lock = ConditionLock()
-    private var isOpen = false
-
-    func open() {
-        lock.withLock {
-            isOpen = true
-            lock.broadcast()
-        }
-    }
-
-    func wait() {
-        lock.withLock {
-            while !isOpen { lock.wait(nanoseconds: nil) }
-        }
     }
 }
