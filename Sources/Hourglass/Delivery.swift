@@ -19,10 +19,10 @@ public struct Delivery: Sendable, CustomStringConvertible {
 
     let handle: UInt32
     let generation: UInt32
-    /// The serial of the engine that delivered it (`_EngineSerial`).
+    /// The serial of the engine that delivered it (`EngineSerial`).
     let engine: UInt64
 
-    var ref: _DeliveryRef { _DeliveryRef(id: id.bytes, handle: handle, generation: generation, attempt: attempt) }
+    var ref: DeliveryRef { DeliveryRef(id: id.bytes, handle: handle, generation: generation, attempt: attempt) }
 
     /// How late the delivery was, in milliseconds (fired-at minus deadline).
     public var latenessMilliseconds: Int64 { firedAt.millisecondsSinceEpoch - deadline.millisecondsSinceEpoch }
@@ -41,12 +41,12 @@ public struct Delivery: Sendable, CustomStringConvertible {
 /// Under `DeliveryMode.atMostOnce` a delivery counts as delivered when a consumer takes it here.
 public struct Deliveries: AsyncSequence, Sendable {
     public typealias Element = Delivery
-    let queue: _DeliveryQueue
-    let taker: _Taker?
+    let queue: DeliveryQueue
+    let taker: Taker?
 
     public struct AsyncIterator: AsyncIteratorProtocol {
-        let queue: _DeliveryQueue
-        let taker: _Taker?
+        let queue: DeliveryQueue
+        let taker: Taker?
 
         public mutating func next() async -> Delivery? { await next(isolation: #isolation) }
 
@@ -69,13 +69,13 @@ public struct Deliveries: AsyncSequence, Sendable {
     /// Deliveries in batches (see `batches(maxCount:)`).
     public struct Batches: AsyncSequence, Sendable {
         public typealias Element = [Delivery]
-        let queue: _DeliveryQueue
-        let taker: _Taker?
+        let queue: DeliveryQueue
+        let taker: Taker?
         let maxCount: Int
 
         public struct AsyncIterator: AsyncIteratorProtocol {
-            let queue: _DeliveryQueue
-            let taker: _Taker?
+            let queue: DeliveryQueue
+            let taker: Taker?
             let maxCount: Int
 
             public mutating func next() async -> [Delivery]? { await next(isolation: #isolation) }
@@ -99,7 +99,7 @@ public struct Deliveries: AsyncSequence, Sendable {
 }
 
 /// Deliveries waiting for a consumer, and consumers waiting for a delivery.
-final class _DeliveryQueue: Sendable {
+final class DeliveryQueue: Sendable {
     private struct Waiter {
         var id: UInt64
         var continuation: UnsafeContinuation<Delivery?, Never>

@@ -27,7 +27,7 @@ public typealias RecoveryReport = HourglassStorage.RecoveryReport
 /// together are applied as one group, in the order they arrive. Dropping the last reference
 /// to an engine closes it, as `close()` would.
 public final class HourglassEngine: Sendable {
-    let engine: _Engine
+    let engine: Engine
     public let configuration: Configuration
     public let clock: any HourglassClock
     /// The fired timers. Iterate it from one or more tasks; it ends when the engine closes.
@@ -36,11 +36,11 @@ public final class HourglassEngine: Sendable {
     public let recoveryReport: RecoveryReport
     private let closed = Atomic<Bool>(false)
 
-    private init(engine: _Engine, configuration: Configuration, clock: any HourglassClock, deliveries: _DeliveryQueue, report: RecoveryReport) {
+    private init(engine: Engine, configuration: Configuration, clock: any HourglassClock, deliveries: DeliveryQueue, report: RecoveryReport) {
         self.engine = engine
         self.configuration = configuration
         self.clock = clock
-        self.deliveries = Deliveries(queue: deliveries, taker: configuration.deliveryMode == .atMostOnce ? _Taker(engine) : nil)
+        self.deliveries = Deliveries(queue: deliveries, taker: configuration.deliveryMode == .atMostOnce ? Taker(engine) : nil)
         self.recoveryReport = report
     }
 
@@ -61,23 +61,23 @@ public final class HourglassEngine: Sendable {
     ) async throws(HourglassError) -> HourglassEngine {
         let opened = monotonicNanoseconds()
         try configuration.validate()
-        let queue = _DeliveryQueue()
+        let queue = DeliveryQueue()
         let now = clock.now()
         guard Deadline.validRange.contains(now) else {
             throw .invalidConfiguration("the clock reads \(now) ms, outside the representable range")
         }
         var wheel = TimerWheel(tickMilliseconds: configuration.tickMilliseconds, now: now)
-        var journal: _WALJournal? = nil
-        var loader: _CheckpointLoader? = nil
+        var journal: WALJournal? = nil
+        var loader: CheckpointLoader? = nil
         var report = RecoveryReport()
         var replayNanoseconds: UInt64 = 0
         if case let .directory(path) = configuration.storage {
             (journal, loader) = try _recover(path: path, configuration: configuration, clock: clock, into: &wheel, report: &report,
                                              replayNanoseconds: &replayNanoseconds)
         }
-        let engine = _Engine(
+        let engine = Engine(
             wheel: wheel, journal: journal, loader: loader, clock: clock, configuration: configuration, deliveries: queue,
-            serial: _EngineSerial.next(), checkpointNow: !report.dropped.isEmpty, openedNanoseconds: opened,
+            serial: EngineSerial.next(), checkpointNow: !report.dropped.isEmpty, openedNanoseconds: opened,
             logReplayMilliseconds: Double(replayNanoseconds) / 1e6, replayedLogBytes: report.logBytes)
         let result = HourglassEngine(engine: engine, configuration: configuration, clock: clock, deliveries: queue, report: report)
         engine.start()
@@ -167,7 +167,7 @@ public final class HourglassEngine: Sendable {
     nonisolated(nonsending)
     public func checkpoint() async throws(HourglassError) {
         let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Void, HourglassError>, Never>) in
-            engine.enter(.checkpoint(_Reply(continuation)))
+            engine.enter(.checkpoint(Reply(continuation)))
         }
         try result.get()
     }
@@ -192,7 +192,7 @@ public final class HourglassEngine: Sendable {
     public func close() async throws(HourglassError) {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Void, HourglassError>, Never>) in
-            engine.enter(.close(_Reply(continuation)))
+            engine.enter(.close(Reply(continuation)))
         }
         if case .failure(.closed) = result { return }
         try result.get()
@@ -210,21 +210,21 @@ public final class HourglassEngine: Sendable {
     /// batch, before it fires anything (so a cancel right after the schedule of a timer that is
     /// already due still wins). Invalid ones get their error at once and are left out.
     package func submit(_ submissions: [Submission]) {
-        var requests: [_Request] = []
+        var requests: [Request] = []
         requests.reserveCapacity(submissions.count)
         for submission in submissions {
             switch submission {
             case let .schedule(timer, completion):
                 do throws(HourglassError) {
                     try validate(timer)
-                    requests.append(.schedule(timer, _Reply(callback: completion)))
+                    requests.append(.schedule(timer, Reply(callback: completion)))
                 } catch {
                     completion(.failure(error))
                 }
             case let .cancel(id, completion):
                 do throws(HourglassError) {
                     try checkID(id)
-                    requests.append(.cancel(id.bytes, _Reply(callback: completion)))
+                    requests.append(.cancel(id.bytes, Reply(callback: completion)))
                 } catch {
                     completion(.failure(error))
                 }
@@ -239,7 +239,7 @@ public final class HourglassEngine: Sendable {
             completion(.success(false))
             return
         }
-        engine.enter(.ack(delivery.ref, _Reply<Bool>(callback: completion)))
+        engine.enter(.ack(delivery.ref, Reply<Bool>(callback: completion)))
     }
 
     // MARK: Validation
@@ -286,15 +286,15 @@ public struct TimerRequest: Sendable {
 
 /// Numbers the engines opened in this process: a delivery names its engine by this serial,
 /// which is never reused (an address would be, once the engine is freed).
-enum _EngineSerial {
+enum EngineSerial {
     private static let counter = Atomic<UInt64>(0)
     static func next() -> UInt64 { counter.add(1, ordering: .relaxed).newValue }
 }
 
 /// At-most-once delivery: a consumer's take of a delivery is what counts as delivered.
-final class _Taker: Sendable {
-    let engine: _Engine
-    init(_ engine: _Engine) { self.engine = engine }
+final class Taker: Sendable {
+    let engine: Engine
+    init(_ engine: Engine) { self.engine = engine }
 
     /// Whether the delivery is the consumer's (logged as done); false when it was cancelled or
     /// replaced meanwhile, or the engine closed (then it is delivered again after a reopen).

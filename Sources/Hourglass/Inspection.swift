@@ -50,7 +50,7 @@ extension HourglassEngine {
             do {
                 for sequence in CheckpointName.all(in: try directory.list()) {
                     do {
-                        let loader = _CheckpointLoader(reader: try CheckpointReader(directory: directory, name: CheckpointName.name(sequence)))
+                        let loader = CheckpointLoader(reader: try CheckpointReader(directory: directory, name: CheckpointName.name(sequence)))
                         try loader.loadAll(into: &wheel)
                         stored += loader.storedBytes
                         raw += loader.rawBytes

@@ -288,7 +288,7 @@ package struct FrameEncoder: ~Copyable {
 /// segment's frames are decoded in order with one decoder.
 package struct FrameDecoder: ~Copyable {
     private var scratch = ByteWriter(capacity: 64 << 10)
-    private var chain = _LZ4DecompressionChain()
+    private var chain = LZ4DecompressionChain()
 
     package init() {}
 
@@ -344,7 +344,7 @@ package struct FrameDecoder: ~Copyable {
             case let .failure(failure): return .failure(failure)
             }
         } else if header.isCompressed {
-            if header.rawLength <= _LZ4DecompressionChain.capacity {
+            if header.rawLength <= LZ4DecompressionChain.capacity {
                 // Small enough to decode straight into the history of the chain it starts.
                 switch chain.decodeFirst(stored, rawLength: header.rawLength) {
                 case let .success(decoded): body = decoded

@@ -11,7 +11,7 @@ import Darwin
 /// The compressing side of a segment's chain: an `LZ4_stream_t` and a history buffer holding
 /// the raw bodies compressed so far (the last `LogFormat.chainDictionaryLength` bytes at least),
 /// so that each block may refer to what came before it.
-struct _LZ4CompressionChain: ~Copyable {
+struct LZ4CompressionChain: ~Copyable {
     /// Bytes of history kept in memory; when a body does not fit after it, the last 64 KiB move
     /// to the front (`LZ4_saveDict`), so that copy is paid once per megabyte.
     static let capacity = 1 << 20
@@ -23,7 +23,7 @@ struct _LZ4CompressionChain: ~Copyable {
     init() {
         guard let stream = LZ4_createStream() else { fatalError("Hourglass: out of memory creating an LZ4 stream") }
         self.stream = stream
-        history = malloc(_LZ4CompressionChain.capacity)!
+        history = malloc(LZ4CompressionChain.capacity)!
     }
 
     deinit {
@@ -56,7 +56,7 @@ struct _LZ4CompressionChain: ~Copyable {
     /// the chain: it may refer to the bodies before it.
     mutating func compressNext(_ body: UnsafeRawBufferPointer, into destination: UnsafeMutableRawPointer, capacity: Int) -> Int {
         precondition(body.count <= LogFormat.maxChainedRawLength, "a chained body of \(body.count) bytes")
-        if end + body.count > _LZ4CompressionChain.capacity {
+        if end + body.count > LZ4CompressionChain.capacity {
             end = Int(LZ4_saveDict(stream, history.assumingMemoryBound(to: CChar.self), Int32(LogFormat.chainDictionaryLength)))
         }
         let source = history + end
@@ -79,14 +79,14 @@ struct _LZ4CompressionChain: ~Copyable {
 /// The decompressing side: the decoded output of the chain so far (its last 64 KiB at least),
 /// which is the dictionary of the next chained block, kept contiguous before it (LZ4's fast
 /// "prefix" case).
-struct _LZ4DecompressionChain: ~Copyable {
+struct LZ4DecompressionChain: ~Copyable {
     static let capacity = 1 << 20
     private let history: UnsafeMutableRawPointer
     private var end = 0
     /// Whether the history is that of a chain decoded so far (false after `forget`).
     private(set) var isOpen = false
 
-    init() { history = malloc(_LZ4DecompressionChain.capacity)! }
+    init() { history = malloc(LZ4DecompressionChain.capacity)! }
     deinit { free(history) }
 
     mutating func forget() {
@@ -97,7 +97,7 @@ struct _LZ4DecompressionChain: ~Copyable {
     /// Decodes an unchained block of `rawLength` (at most `capacity`) bytes into the start of the
     /// history: a new chain.
     mutating func decodeFirst(_ stored: UnsafeRawBufferPointer, rawLength: Int) -> Result<UnsafeRawBufferPointer, FrameFailure> {
-        precondition(rawLength <= _LZ4DecompressionChain.capacity)
+        precondition(rawLength <= LZ4DecompressionChain.capacity)
         forget()
         let produced = LZ4_decompress_safe(
             stored.baseAddress!.assumingMemoryBound(to: CChar.self), history.assumingMemoryBound(to: CChar.self),
@@ -120,7 +120,7 @@ struct _LZ4DecompressionChain: ~Copyable {
     /// stored as LZ4 or as is, after the history.
     mutating func decodeNext(_ stored: UnsafeRawBufferPointer, rawLength: Int, compressed: Bool) -> Result<UnsafeRawBufferPointer, FrameFailure> {
         precondition(isOpen && rawLength <= LogFormat.maxChainedRawLength)
-        if end + rawLength > _LZ4DecompressionChain.capacity {
+        if end + rawLength > LZ4DecompressionChain.capacity {
             let kept = min(end, LogFormat.chainDictionaryLength)
             memmove(history, history + (end - kept), kept)
             end = kept

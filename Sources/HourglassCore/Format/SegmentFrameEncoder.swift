@@ -7,7 +7,7 @@ import CLZ4
 package struct SegmentFrameEncoder: ~Copyable {
     /// The last frame built: header then stored body.
     package private(set) var frame = ByteWriter(capacity: 64 << 10)
-    private var chain = _LZ4CompressionChain()
+    private var chain = LZ4CompressionChain()
     /// Raw bytes of the open chain (since its unchained frame, included); nil when none is open.
     package private(set) var chainRawBytes: Int? = nil
 

@@ -18,7 +18,7 @@ extension TimerWheel {
             let start = (elapsed & ~blockMask) | (slot &<< shift)
             if best == nil || start <= best!.tick { best = (start, level) }
         }
-        if !slots[Int(_ListID.overflow)].isEmpty {
+        if !slots[Int(ListID.overflow)].isEmpty {
             let epochStart = max(
                 ((elapsed >> UInt64(TimerWheel.wheelBits)) + 1) << UInt64(TimerWheel.wheelBits),
                 (overflowMinTick >> UInt64(TimerWheel.wheelBits)) << UInt64(TimerWheel.wheelBits))
@@ -31,11 +31,11 @@ extension TimerWheel {
     /// cascade point before it; nil when no timer is pending.
     package func nextDeadline() -> Int64? {
         var result: Int64? = nil
-        let overdue = slots + Int(_ListID.overdue)
+        let overdue = slots + Int(ListID.overdue)
         if let first = overdue.pointee.first {
             var earliest = slab.ptr(first).pointee.deadline
             if !overdue.pointee.sorted {
-                for i in overdue.pointee.positions where overdue.pointee[i] != _nil {
+                for i in overdue.pointee.positions where overdue.pointee[i] != nilHandle {
                     earliest = min(earliest, slab.ptr(overdue.pointee[i]).pointee.deadline)
                 }
             }
@@ -59,7 +59,7 @@ extension TimerWheel {
     package mutating func advance(to now: Int64, limit: Int = .max, into fired: inout [TimerHandle]) -> Int {
         guard limit > 0 else { return 0 }
         let target = now < 0 ? 0 : UInt64(tickMilliseconds == 1 ? now : now / tickMilliseconds)
-        let overdueEmpty = slots[Int(_ListID.overdue)].isEmpty
+        let overdueEmpty = slots[Int(ListID.overdue)].isEmpty
         if overdueEmpty && target &+ 1 < expirationLowerBound {
             // Nothing is due and no slot starts at the new time: just move.
             if target + 1 > elapsed { elapsed = target + 1 }
@@ -105,7 +105,7 @@ extension TimerWheel {
         while i < end && firedCount < limit {
             let h = slot.pointee[i]
             i += 1
-            if h == _nil {
+            if h == nilHandle {
                 tombstones += 1
                 continue
             }
@@ -124,7 +124,7 @@ extension TimerWheel {
     @inline(__always)
     mutating func detachForFiring(_ h: UInt32) {
         let entry = slab.ptr(h)
-        entry.pointee.list = _ListID.detached
+        entry.pointee.list = ListID.detached
         hg_prefetch(arena.pointer(entry.pointee.arenaOffset))
         index.prefetch(tag: entry.pointee.hashTag)
     }
@@ -134,7 +134,7 @@ extension TimerWheel {
     mutating func cascade(level: Int, tick: UInt64) {
         let list: UInt16
         if level == TimerWheel.levelCount {
-            list = _ListID.overflow
+            list = ListID.overflow
             overflowMinTick = .max
         } else {
             list = UInt16(level * TimerWheel.slotsPerLevel + Int((tick >> UInt64(level * TimerWheel.bitsPerLevel)) & 63))
@@ -142,12 +142,12 @@ extension TimerWheel {
         }
         let place = slots + Int(list)
         let taken = place.move()
-        place.initialize(to: _SlotArray())
+        place.initialize(to: SlotArray())
         let end = taken.positions.upperBound
         for i in taken.positions {
             if i + 8 < end { slab.prefetch(taken[i + 8]) }
             let h = taken[i]
-            if h != _nil { link(h) }
+            if h != nilHandle { link(h) }
         }
         // Give the memory back to the slot unless it gained a new array meanwhile (overflow).
         if place.pointee.capacity == 0 {
@@ -159,7 +159,7 @@ extension TimerWheel {
 
     /// Fires overdue timers whose tick is at or before `target`, in deadline order.
     mutating func drainOverdue(through target: UInt64, limit: Int, into fired: inout [TimerHandle]) -> Int {
-        let list = _ListID.overdue
+        let list = ListID.overdue
         if !slots[Int(list)].sorted { compact(list, sorting: true) }
         var firedCount = 0
         while firedCount < limit, let h = slots[Int(list)].first {

@@ -3,7 +3,7 @@
 extension TimerWheel {
 
     /// Timers fired and awaiting acknowledgement (see `markInFlight`).
-    package var inFlightCount: Int { slots[Int(_ListID.inFlight)].live }
+    package var inFlightCount: Int { slots[Int(ListID.inFlight)].live }
 
     /// Parks a fired (detached) timer on the in-flight list until `redeliverAt`. Its deadline,
     /// attempt and generation are kept. The list is first in, first out: `redeliverAt` is raised
@@ -12,10 +12,10 @@ extension TimerWheel {
     /// - Complexity: O(1) amortized.
     package mutating func markInFlight(_ handle: TimerHandle, redeliverAt: Int64) {
         let entry = held(handle)
-        precondition(entry.pointee.list == _ListID.detached, "only a fired timer can be in flight")
-        let time = max(redeliverAt, slots[Int(_ListID.inFlight)].lastDeadline)
-        entry.pointee.position = slots[Int(_ListID.inFlight)].append(handle.rawValue, time: time)
-        entry.pointee.list = _ListID.inFlight
+        precondition(entry.pointee.list == ListID.detached, "only a fired timer can be in flight")
+        let time = max(redeliverAt, slots[Int(ListID.inFlight)].lastDeadline)
+        entry.pointee.position = slots[Int(ListID.inFlight)].append(handle.rawValue, time: time)
+        entry.pointee.list = ListID.inFlight
         _checkInvariants()
     }
 
@@ -28,19 +28,19 @@ extension TimerWheel {
 
     /// Whether `handle` names a held timer (pending, detached or in flight).
     package func isHeld(_ handle: TimerHandle) -> Bool {
-        handle.rawValue < slab.highWater && slab.ptr(handle.rawValue).pointee.list != _ListID.free
+        handle.rawValue < slab.highWater && slab.ptr(handle.rawValue).pointee.list != ListID.free
     }
 
     /// Whether the timer is on the in-flight list.
-    package func isInFlight(_ handle: TimerHandle) -> Bool { held(handle).pointee.list == _ListID.inFlight }
+    package func isInFlight(_ handle: TimerHandle) -> Bool { held(handle).pointee.list == ListID.inFlight }
 
     /// When the earliest in-flight timer is due for redelivery.
-    package func nextRedelivery() -> Int64? { slots[Int(_ListID.inFlight)].firstTime }
+    package func nextRedelivery() -> Int64? { slots[Int(ListID.inFlight)].firstTime }
 
     /// Detaches in-flight timers due for redelivery at `now`, oldest first, up to `limit`.
     package mutating func takeRedeliveries(through now: Int64, limit: Int, into taken: inout [TimerHandle]) -> Int {
         var count = 0
-        let list = Int(_ListID.inFlight)
+        let list = Int(ListID.inFlight)
         while count < limit, let time = slots[list].firstTime, time <= now, let h = slots[list].first {
             unlinkIfLinked(h)
             taken.append(TimerHandle(rawValue: h))

@@ -17,12 +17,12 @@ extension TimerWheel {
     #endif
 
     func _checkSlots() {
-        for list in 0 ..< _ListID.count {
+        for list in 0 ..< ListID.count {
             let slot = slots + list
             precondition(slot.pointee.start <= slot.pointee.count && slot.pointee.count <= slot.pointee.capacity, "slot \(list) bounds")
             precondition(slot.pointee.dead <= slot.pointee.count - slot.pointee.start, "slot \(list) counts more tombstones than handles")
-            precondition(slot.pointee.start == slot.pointee.count || slot.pointee[Int(slot.pointee.start)] != _nil, "slot \(list) starts at a tombstone")
-            if list < Int(_ListID.wheelSlots) {
+            precondition(slot.pointee.start == slot.pointee.count || slot.pointee[Int(slot.pointee.start)] != nilHandle, "slot \(list) starts at a tombstone")
+            if list < Int(ListID.wheelSlots) {
                 let level = list / TimerWheel.slotsPerLevel
                 let bit = masks[level] & (1 << UInt64(list % TimerWheel.slotsPerLevel)) != 0
                 precondition(bit == !slot.pointee.isEmpty, "occupancy mask disagrees with slot \(list)")
@@ -36,15 +36,15 @@ extension TimerWheel {
     /// Every invariant, in O(timers). Tests call it directly.
     package func _checkAllInvariants() {
         _checkSlots()
-        precondition(MemoryLayout<_Entry>.stride == 32, "an entry is no longer 32 bytes")
+        precondition(MemoryLayout<Entry>.stride == 32, "an entry is no longer 32 bytes")
         var inSlots = 0
-        for list in 0 ..< _ListID.count {
+        for list in 0 ..< ListID.count {
             let slot = slots + list
             var lastDeadline = Int64.min
             var dead = 0
             for position in slot.pointee.positions {
                 let h = slot.pointee[position]
-                if h == _nil {
+                if h == nilHandle {
                     dead += 1
                     continue
                 }
@@ -53,11 +53,11 @@ extension TimerWheel {
                 precondition(entry.position == UInt32(position), "entry \(h) has a stale position")
                 let t = tick(forDeadline: entry.deadline)
                 switch UInt16(list) {
-                case _ListID.overdue:
+                case ListID.overdue:
                     precondition(t < elapsed, "overdue entry \(h) is not overdue")
-                case _ListID.inFlight:
+                case ListID.inFlight:
                     precondition(entry.deadline >= 0, "in-flight entry \(h) has no deadline")
-                case _ListID.overflow:
+                case ListID.overflow:
                     precondition((t ^ elapsed) >> UInt64(TimerWheel.wheelBits) != 0, "overflow entry \(h) fits the wheel")
                     precondition(t >= overflowMinTick, "overflow lower bound too high")
                 default:
@@ -68,7 +68,7 @@ extension TimerWheel {
                     let slotIndex = Int(t >> UInt64(level * TimerWheel.bitsPerLevel)) & 63
                     precondition(list == level * TimerWheel.slotsPerLevel + slotIndex, "entry \(h) in slot \(list), belongs in \(level * 64 + slotIndex)")
                 }
-                if UInt16(list) == _ListID.inFlight {
+                if UInt16(list) == ListID.inFlight {
                     let time = slot.pointee.time(at: position)
                     precondition(time >= lastDeadline, "in-flight list out of order")
                     lastDeadline = time
@@ -85,18 +85,18 @@ extension TimerWheel {
         var liveUnits = 0
         for h in 0 ..< slab.highWater {
             let entry = slab.ptr(h).pointee
-            if entry.list == _ListID.free { continue }
+            if entry.list == ListID.free { continue }
             held += 1
-            if entry.list == _ListID.detached { detached += 1 }
-            liveUnits += _Arena.sizeClass(units: _Arena.units(forBytes: entry.storedBytes)).units
+            if entry.list == ListID.detached { detached += 1 }
+            liveUnits += Arena.sizeClass(units: Arena.units(forBytes: entry.storedBytes)).units
             let id = UnsafeRawBufferPointer(start: arena.pointer(entry.arenaOffset), count: entry.idLength)
             precondition(lookup(id: id) == TimerHandle(rawValue: h), "id index does not find entry \(h)")
-            precondition(entry.hashTag == _IDIndex.tag(hashID(id, seed: index.seed)), "entry \(h) has a stale hash tag")
+            precondition(entry.hashTag == IDIndex.tag(hashID(id, seed: index.seed)), "entry \(h) has a stale hash tag")
         }
         var free = 0
         var f = slab.freeHead
-        while f != _nil {
-            precondition(slab.ptr(f).pointee.list == _ListID.free, "free list holds a live entry")
+        while f != nilHandle {
+            precondition(slab.ptr(f).pointee.list == ListID.free, "free list holds a live entry")
             free += 1
             f = slab.ptr(f).pointee.position
         }

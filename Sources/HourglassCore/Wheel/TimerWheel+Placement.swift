@@ -10,11 +10,11 @@ extension TimerWheel {
         let t = tick(forDeadline: deadline)
         let list: UInt16
         if t < elapsed {
-            list = _ListID.overdue
+            list = ListID.overdue
         } else {
             let difference = t ^ elapsed
             if difference >> UInt64(TimerWheel.wheelBits) != 0 {
-                list = _ListID.overflow
+                list = ListID.overflow
                 if t < overflowMinTick { overflowMinTick = t }
                 let nextEpoch = ((elapsed >> UInt64(TimerWheel.wheelBits)) + 1) << UInt64(TimerWheel.wheelBits)
                 if nextEpoch < expirationLowerBound { expirationLowerBound = nextEpoch }
@@ -36,8 +36,8 @@ extension TimerWheel {
     mutating func unlinkIfLinked(_ handle: UInt32) {
         let entry = slab.ptr(handle)
         let list = entry.pointee.list
-        guard list < UInt16(_ListID.count) else { return }
-        entry.pointee.list = _ListID.detached
+        guard list < UInt16(ListID.count) else { return }
+        entry.pointee.list = ListID.detached
         let outcome = slots[Int(list)].remove(handle, at: entry.pointee.position)
         if outcome.emptied {
             emptied(list)
@@ -50,7 +50,7 @@ extension TimerWheel {
     @inline(__always)
     mutating func emptied(_ list: UInt16) {
         slots[Int(list)].reset()
-        if list < _ListID.wheelSlots {
+        if list < ListID.wheelSlots {
             let level = Int(list) / TimerWheel.slotsPerLevel
             masks[level] &= ~(1 &<< UInt64(Int(list) % TimerWheel.slotsPerLevel))
         }

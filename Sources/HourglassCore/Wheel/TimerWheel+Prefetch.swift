@@ -11,7 +11,7 @@ extension TimerWheel {
     @inline(__always)
     package func prefetchIndex(id: UnsafeRawBufferPointer) {
         guard id.count > 0 else { return }
-        index.prefetch(tag: _IDIndex.tag(hashID(id, seed: index.seed)))
+        index.prefetch(tag: IDIndex.tag(hashID(id, seed: index.seed)))
     }
 
     /// The second stage: probes the index (loaded by `prefetchIndex`) and starts loading the
@@ -28,13 +28,13 @@ extension TimerWheel {
         guard let entry = probeForPrefetch(id) else { return }
         hg_prefetch(arena.pointer(entry.pointee.arenaOffset))
         let list = Int(entry.pointee.list)
-        if list < _ListID.count { slots[list].prefetch(at: entry.pointee.position) }
+        if list < ListID.count { slots[list].prefetch(at: entry.pointee.position) }
     }
 
     @inline(__always)
-    func probeForPrefetch(_ id: UnsafeRawBufferPointer) -> UnsafeMutablePointer<_Entry>? {
+    func probeForPrefetch(_ id: UnsafeRawBufferPointer) -> UnsafeMutablePointer<Entry>? {
         guard id.count > 0 else { return nil }
-        var probe = index.probe(tag: _IDIndex.tag(hashID(id, seed: index.seed)))
+        var probe = index.probe(tag: IDIndex.tag(hashID(id, seed: index.seed)))
         return probe.nextCandidate().map { slab.ptr($0) }
     }
 
@@ -51,7 +51,7 @@ extension TimerWheel {
     package func prefetchBytes(_ handle: TimerHandle) {
         guard handle.rawValue < slab.highWater else { return }
         let entry = slab.ptr(handle.rawValue)
-        guard entry.pointee.list != _ListID.free else { return }
+        guard entry.pointee.list != ListID.free else { return }
         let start = arena.pointer(entry.pointee.arenaOffset)
         let length = min(256, Int(entry.pointee.idLength) + Int(entry.pointee.payloadLength))
         var offset = 0

@@ -31,8 +31,8 @@ import Darwin
 /// `TimerWheel+Placement.swift` puts a timer in its slot and takes it out, `+Advancing` moves
 /// time and fires, `+InFlight` keeps fired timers until they are acknowledged, `+Prefetch` the
 /// software pipeline of batches, `+Invariants` the checks. Each structure has its own file and
-/// door: entries only through `_Slab`, the id index only through `_IDIndex.Probe`, slot arrays
-/// only through `_SlotArray`'s operations.
+/// door: entries only through `Slab`, the id index only through `IDIndex.Probe`, slot arrays
+/// only through `SlotArray`'s operations.
 package struct TimerWheel: ~Copyable {
     package static let levelCount = 7
     package static let slotsPerLevel = 64
@@ -42,21 +42,21 @@ package struct TimerWheel: ~Copyable {
     /// The latest deadline the wheel accepts: 9999-12-31T23:59:59.999Z.
     package static let maxDeadline: Int64 = 253_402_300_799_999
     /// The longest id, in bytes.
-    package static let maxIDLength = _Entry.maxIDLength
+    package static let maxIDLength = Entry.maxIDLength
     /// The longest payload, in bytes: 16 MiB - 1.
-    package static let maxPayloadLength = _Entry.maxPayloadLength
+    package static let maxPayloadLength = Entry.maxPayloadLength
     /// The largest attempt number stored; larger ones are stored as this.
-    package static let maxAttempt = _Entry.maxAttempt
+    package static let maxAttempt = Entry.maxAttempt
     /// The largest tag.
-    package static let maxTag = _Entry.maxTag
+    package static let maxTag = Entry.maxTag
 
     /// Milliseconds per tick.
     package let tickMilliseconds: Int64
 
-    var slab: _Slab
-    var arena: _Arena
-    var index: _IDIndex
-    var slots: UnsafeMutablePointer<_SlotArray>
+    var slab: Slab
+    var arena: Arena
+    var index: IDIndex
+    var slots: UnsafeMutablePointer<SlotArray>
     var masks: UnsafeMutablePointer<UInt64>
     /// Every tick before this one is fully processed; this tick may be partly processed.
     var elapsed: UInt64
@@ -87,12 +87,12 @@ package struct TimerWheel: ~Copyable {
         precondition(tickMilliseconds >= 1, "tickMilliseconds must be at least 1")
         precondition(now >= 0 && now <= TimerWheel.maxDeadline, "now is outside the representable range")
         self.tickMilliseconds = tickMilliseconds
-        slab = _Slab(capacity: reservingCapacity)
-        arena = _Arena(capacityBytes: reservingCapacity * 32)
-        index = _IDIndex(minimumCapacity: reservingCapacity, seed: hashSeed ?? UInt64.random(in: .min ... .max))
-        slots = .allocate(capacity: _ListID.count)
-        for list in 0 ..< _ListID.count {
-            (slots + list).initialize(to: _SlotArray(keepsTimes: list == Int(_ListID.inFlight)))
+        slab = Slab(capacity: reservingCapacity)
+        arena = Arena(capacityBytes: reservingCapacity * 32)
+        index = IDIndex(minimumCapacity: reservingCapacity, seed: hashSeed ?? UInt64.random(in: .min ... .max))
+        slots = .allocate(capacity: ListID.count)
+        for list in 0 ..< ListID.count {
+            (slots + list).initialize(to: SlotArray(keepsTimes: list == Int(ListID.inFlight)))
         }
         masks = .allocate(capacity: TimerWheel.levelCount)
         masks.initialize(repeating: 0, count: TimerWheel.levelCount)
@@ -103,7 +103,7 @@ package struct TimerWheel: ~Copyable {
     }
 
     deinit {
-        slots.deinitialize(count: _ListID.count)
+        slots.deinitialize(count: ListID.count)
         slots.deallocate()
         masks.deallocate()
     }
@@ -149,7 +149,7 @@ package struct TimerWheel: ~Copyable {
         precondition(id.count > 0 && id.count <= TimerWheel.maxIDLength, "id length outside 1...\(TimerWheel.maxIDLength)")
         precondition(payload.count <= TimerWheel.maxPayloadLength, "payload longer than \(TimerWheel.maxPayloadLength) bytes")
         precondition(tag <= TimerWheel.maxTag, "tag above \(TimerWheel.maxTag)")
-        let tagBits = _IDIndex.tag(hashID(id, seed: index.seed))
+        let tagBits = IDIndex.tag(hashID(id, seed: index.seed))
         var (found, position) = find(id, tag: tagBits)
         if let handle = found {
             let previousTag = slab.ptr(handle).pointee.tag
@@ -167,7 +167,7 @@ package struct TimerWheel: ~Copyable {
             index.grow()
             position = index.emptySlot(for: tagBits)
         }
-        index.insert(_IDIndex.slotValue(tag: tagBits, handle: handle), at: position)
+        index.insert(IDIndex.slotValue(tag: tagBits, handle: handle), at: position)
         let entry = slab.ptr(handle)
         entry.pointee.deadline = deadline
         entry.pointee.arenaOffset = offset
@@ -195,7 +195,7 @@ package struct TimerWheel: ~Copyable {
         let idLength = entry.pointee.idLength
         let oldBytes = entry.pointee.storedBytes
         let newBytes = idLength + payload.count
-        if !_Arena.sameClass(oldBytes, newBytes) {
+        if !Arena.sameClass(oldBytes, newBytes) {
             guard let offset = arena.allocate(bytes: newBytes) else { throw .arenaFull }
             arena.pointer(offset).copyMemory(from: arena.pointer(entry.pointee.arenaOffset), byteCount: idLength)
             arena.release(entry.pointee.arenaOffset, bytes: oldBytes)
@@ -217,7 +217,7 @@ package struct TimerWheel: ~Copyable {
     /// - Complexity: O(1) expected.
     package func lookup(id: UnsafeRawBufferPointer) -> TimerHandle? {
         guard id.count > 0 && id.count <= TimerWheel.maxIDLength else { return nil }
-        return find(id, tag: _IDIndex.tag(hashID(id, seed: index.seed))).handle.map { TimerHandle(rawValue: $0) }
+        return find(id, tag: IDIndex.tag(hashID(id, seed: index.seed))).handle.map { TimerHandle(rawValue: $0) }
     }
 
     /// The held timer with this id and its index slot; or nil and the empty slot where the id
@@ -236,7 +236,7 @@ package struct TimerWheel: ~Copyable {
     @discardableResult
     package mutating func cancel(id: UnsafeRawBufferPointer) -> Bool {
         guard id.count > 0 && id.count <= TimerWheel.maxIDLength else { return false }
-        let (found, position) = find(id, tag: _IDIndex.tag(hashID(id, seed: index.seed)))
+        let (found, position) = find(id, tag: IDIndex.tag(hashID(id, seed: index.seed)))
         guard let handle = found else { return false }
         index.remove(at: position)
         dispose(handle)
@@ -249,7 +249,7 @@ package struct TimerWheel: ~Copyable {
     package mutating func remove(_ handle: TimerHandle) {
         let h = handle.rawValue
         let entry = held(handle)
-        index.remove(at: index.position(of: _IDIndex.slotValue(tag: entry.pointee.hashTag, handle: h)))
+        index.remove(at: index.position(of: IDIndex.slotValue(tag: entry.pointee.hashTag, handle: h)))
         dispose(h)
         _checkInvariants()
     }
@@ -290,13 +290,13 @@ package struct TimerWheel: ~Copyable {
     /// Bytes of memory the wheel holds: entries, index, arena, slot arrays (allocated, not
     /// necessarily touched).
     package var allocatedBytes: Int {
-        var slotBytes = _ListID.count * MemoryLayout<_SlotArray>.stride
-        for list in 0 ..< _ListID.count { slotBytes += slots[list].allocatedBytes }
+        var slotBytes = ListID.count * MemoryLayout<SlotArray>.stride
+        for list in 0 ..< ListID.count { slotBytes += slots[list].allocatedBytes }
         return slab.allocatedBytes + index.allocatedBytes + arena.allocatedBytes + slotBytes + TimerWheel.levelCount * 8
     }
 
     /// Bytes of id and payload blocks in use, including size-class rounding.
-    package var arenaLiveBytes: Int { arena.liveUnits * _Arena.unit }
+    package var arenaLiveBytes: Int { arena.liveUnits * Arena.unit }
 
     /// Reserves room for `capacity` timers.
     package mutating func reserveCapacity(_ capacity: Int) {
@@ -312,7 +312,7 @@ package struct TimerWheel: ~Copyable {
     package func tag(of handle: TimerHandle) -> UInt8 { held(handle).pointee.tag }
     package func generation(of handle: TimerHandle) -> UInt32 { held(handle).pointee.generation }
     /// Whether the timer has fired and not been re-armed or removed.
-    package func isDetached(_ handle: TimerHandle) -> Bool { held(handle).pointee.list == _ListID.detached }
+    package func isDetached(_ handle: TimerHandle) -> Bool { held(handle).pointee.list == ListID.detached }
 
     package mutating func setTag(_ tag: UInt8, of handle: TimerHandle) { held(handle).pointee.tag = tag }
     package mutating func setAttempt(_ attempt: UInt32, of handle: TimerHandle) { held(handle).pointee.attempt = attempt }
@@ -343,10 +343,10 @@ package struct TimerWheel: ~Copyable {
     }
 
     @inline(__always)
-    func held(_ handle: TimerHandle) -> UnsafeMutablePointer<_Entry> {
+    func held(_ handle: TimerHandle) -> UnsafeMutablePointer<Entry> {
         precondition(handle.rawValue < slab.highWater, "handle out of bounds")
         let entry = slab.ptr(handle.rawValue)
-        precondition(entry.pointee.list != _ListID.free, "handle \(handle) is not held")
+        precondition(entry.pointee.list != ListID.free, "handle \(handle) is not held")
         return entry
     }
 
@@ -354,7 +354,7 @@ package struct TimerWheel: ~Copyable {
     /// are stable, so a scan may be split over several calls by `range`.
     package func forEachHandle(in range: Range<UInt32>? = nil, _ body: (TimerHandle) throws -> Void) rethrows {
         let bounds = range.map { $0.clamped(to: 0 ..< slab.highWater) } ?? (0 ..< slab.highWater)
-        for h in bounds where slab.ptr(h).pointee.list != _ListID.free {
+        for h in bounds where slab.ptr(h).pointee.list != ListID.free {
             try body(TimerHandle(rawValue: h))
         }
     }

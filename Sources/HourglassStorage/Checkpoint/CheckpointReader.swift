@@ -74,11 +74,11 @@ package final class CheckpointReader {
     private static func checkChecksums(_ file: any StorageFile, _ offsets: [Int], end: Int, threads: Int) -> (Int, String)? {
         let parts = max(1, min(threads, offsets.count))
         if parts == 1 { return checkRange(file, offsets, 0 ..< offsets.count, end: end) }
-        let results = _ResultBox<(Int, String)?>(count: parts)
+        let results = ResultBox<(Int, String)?>(count: parts)
         let done = Semaphore()
         let chunk = (offsets.count + parts - 1) / parts
         // Reading a file's bytes from several threads is safe: nothing writes it meanwhile.
-        let shared = _Unchecked(file)
+        let shared = Unchecked(file)
         for part in 1 ..< parts {
             let range = (part * chunk) ..< min(offsets.count, (part + 1) * chunk)
             startThread(name: "hourglass-check") {
@@ -129,7 +129,7 @@ package final class CheckpointReader {
 }
 
 /// Results written by several threads, one slot each.
-final class _ResultBox<T>: @unchecked Sendable {
+final class ResultBox<T>: @unchecked Sendable {
     private let lock = ConditionLock()
     private var slots: [T?]
     init(count: Int) { slots = Array(repeating: nil, count: count) }
@@ -138,7 +138,7 @@ final class _ResultBox<T>: @unchecked Sendable {
 }
 
 /// Hands a non-`Sendable` value to another thread where the caller guarantees it is safe.
-struct _Unchecked<T>: @unchecked Sendable {
+struct Unchecked<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
 }

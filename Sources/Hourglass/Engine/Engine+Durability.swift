@@ -2,12 +2,12 @@ import HourglassCore
 import HourglassStorage
 
 /// Durability: the group's frame written and answered, or synced first, as the policy asks.
-extension _Engine {
+extension Engine {
     /// Writes the group's records as one frame, then answers or syncs as the policy asks: under
     /// `always` the group waits for a sync that covers it (claimed here, in log order); otherwise
     /// it is answered at once and the log is synced every interval by the sync thread (or, with
     /// `none`, only at close). A failure stops the engine: every reply of the group gets it.
-    func commit(_ replies: inout _Replies) -> HourglassError? {
+    func commit(_ replies: inout Replies) -> HourglassError? {
         guard let journal, let syncer, stoppedReason == nil else { return refuseIfStopped() }
         let grownBefore = journal.bytesWritten - logBytesAtLastCheckpoint
         do throws(HourglassError) {
@@ -36,10 +36,10 @@ extension _Engine {
             } else if syncer.claim(batch, replies) {
                 claimedSync = (batch, replies)
             }
-            replies = _Replies()
+            replies = Replies()
         case let .interval(ms):
             if unsynced && monotonicNanoseconds() - lastSyncNanoseconds >= UInt64(ms) * 1_000_000 {
-                syncer.handToThread(journal.takeSyncBatch(), _Replies())
+                syncer.handToThread(journal.takeSyncBatch(), Replies())
                 unsynced = false
                 lastSyncNanoseconds = monotonicNanoseconds()
             }

@@ -3,7 +3,7 @@ import HourglassStorage
 
 /// Background work, in slices given by whoever leads when the clock thread asks for it (see
 /// `housekeeping`): loading the rest of a checkpoint after a restart, and writing a checkpoint.
-extension _Engine {
+extension Engine {
     var checkpointDue: Bool {
         guard let journal, checkpointJob == nil, stoppedReason == nil, loader == nil else { return false }
         if checkpointRequested || journal.bytesWritten - logBytesAtLastCheckpoint >= configuration.checkpointLogBytes { return true }
@@ -67,7 +67,7 @@ extension _Engine {
         }
     }
 
-    func endCheckpoint(_ job: _CheckpointJob, _ outcome: CheckpointWriter.Outcome) {
+    func endCheckpoint(_ job: CheckpointJob, _ outcome: CheckpointWriter.Outcome) {
         checkpointJob = nil
         guard let journal else { return }
         var result: Result<Void, HourglassError> = .success(())
@@ -91,7 +91,7 @@ extension _Engine {
             logger.error("hourglass checkpoint failed", metadata: ["error": "\(error)"])
         }
         // Answer the callers whose changes this checkpoint covers; start another for the rest.
-        var remaining: [(_Reply<Void>, UInt64)] = []
+        var remaining: [(Reply<Void>, UInt64)] = []
         for (reply, sequence) in checkpointWaiters {
             if case .failure = result {
                 reply.resume(returning: result)

@@ -5,7 +5,7 @@ import Glibc
 
 /// Firing: whoever leads fires what is due at the end of its group, so timers fire on the
 /// callers' threads while callers are active and on the clock thread otherwise.
-extension _Engine {
+extension Engine {
     func roomToFire() -> Int { configuration.maxInFlight - wheel.inFlightCount }
 
     /// Fires what is due at the clock's time: redeliveries first (they are older), then due

@@ -1,35 +1,35 @@
 import CHourglass
 
-/// Contiguous storage of `_Entry`, addressed by 32-bit handles, with a free list.
+/// Contiguous storage of `Entry`, addressed by 32-bit handles, with a free list.
 ///
 /// The only door to the entries is `ptr(_:)`, which checks bounds in debug builds. Memory is an
 /// anonymous mapping with huge pages requested; it grows with `mremap` (no copy) and never shrinks.
-struct _Slab: ~Copyable {
-    private var base: UnsafeMutablePointer<_Entry>
+struct Slab: ~Copyable {
+    private var base: UnsafeMutablePointer<Entry>
     private(set) var capacity: Int
     /// Handles `0 ..< highWater` have been handed out at least once.
     var highWater: UInt32
     var freeHead: UInt32
 
-    /// Handles above this are never produced (`_nil` is reserved).
+    /// Handles above this are never produced (`nilHandle` is reserved).
     static let maxHandles = Int(UInt32.max - 1)
 
 
     init(capacity: Int) {
         let initial = max(capacity, 64)
-        guard let memory = hg_table_allocate(initial * MemoryLayout<_Entry>.stride) else {
+        guard let memory = hg_table_allocate(initial * MemoryLayout<Entry>.stride) else {
             fatalError("Hourglass: out of memory allocating \(initial) timer entries")
         }
-        base = memory.bindMemory(to: _Entry.self, capacity: initial)
+        base = memory.bindMemory(to: Entry.self, capacity: initial)
         self.capacity = initial
         highWater = 0
-        freeHead = _nil
+        freeHead = nilHandle
     }
 
-    deinit { hg_table_free(base, capacity * MemoryLayout<_Entry>.stride) }
+    deinit { hg_table_free(base, capacity * MemoryLayout<Entry>.stride) }
 
     @inline(__always)
-    func ptr(_ handle: UInt32) -> UnsafeMutablePointer<_Entry> {
+    func ptr(_ handle: UInt32) -> UnsafeMutablePointer<Entry> {
         assert(handle < highWater, "handle \(handle) out of bounds (\(highWater))")
         return base + Int(handle)
     }
@@ -37,11 +37,11 @@ struct _Slab: ~Copyable {
     /// A copyable window on the entries, for the callbacks of a structure that holds handles
     /// (a slot array being compacted). Valid until the slab next grows.
     struct View {
-        fileprivate let base: UnsafeMutablePointer<_Entry>
+        fileprivate let base: UnsafeMutablePointer<Entry>
         let highWater: UInt32
 
         @inline(__always)
-        func ptr(_ handle: UInt32) -> UnsafeMutablePointer<_Entry> {
+        func ptr(_ handle: UInt32) -> UnsafeMutablePointer<Entry> {
             assert(handle < highWater, "handle \(handle) out of bounds (\(highWater))")
             return base + Int(handle)
         }
@@ -64,25 +64,25 @@ struct _Slab: ~Copyable {
     /// A fresh entry (its `list` says free until the caller links it). Returns nil when
     /// 2^32 - 1 entries are live.
     mutating func allocate() -> UInt32? {
-        if freeHead != _nil {
+        if freeHead != nilHandle {
             let handle = freeHead
             freeHead = base[Int(handle)].position
             return handle
         }
         if Int(highWater) == capacity {
-            guard capacity < _Slab.maxHandles else { return nil }
+            guard capacity < Slab.maxHandles else { return nil }
             grow()
         }
         let handle = highWater
         highWater += 1
-        (base + Int(handle)).initialize(to: _Entry())
+        (base + Int(handle)).initialize(to: Entry())
         return handle
     }
 
 
     mutating func release(_ handle: UInt32) {
         let entry = ptr(handle)
-        entry.pointee.list = _ListID.free
+        entry.pointee.list = ListID.free
         entry.pointee.generation &+= 1
         entry.pointee.position = freeHead
         freeHead = handle
@@ -90,21 +90,21 @@ struct _Slab: ~Copyable {
 
 
     mutating func grow() {
-        let newCapacity = min(max(capacity * 2, 64), _Slab.maxHandles)
+        let newCapacity = min(max(capacity * 2, 64), Slab.maxHandles)
         reserve(newCapacity)
     }
 
 
     mutating func reserve(_ newCapacity: Int) {
         guard newCapacity > capacity else { return }
-        let stride = MemoryLayout<_Entry>.stride
+        let stride = MemoryLayout<Entry>.stride
         guard let memory = hg_table_reallocate(base, capacity * stride, newCapacity * stride) else {
             fatalError("Hourglass: out of memory growing the timer slab to \(newCapacity) entries")
         }
-        base = memory.bindMemory(to: _Entry.self, capacity: newCapacity)
+        base = memory.bindMemory(to: Entry.self, capacity: newCapacity)
         capacity = newCapacity
     }
 
     /// Bytes allocated for entries.
-    var allocatedBytes: Int { capacity * MemoryLayout<_Entry>.stride }
+    var allocatedBytes: Int { capacity * MemoryLayout<Entry>.stride }
 }

@@ -19,7 +19,7 @@ import CoreMetrics
 /// | `hourglass_lateness` | timer | fired-at minus deadline, per delivery |
 /// | `hourglass_sync_duration` | timer | each msync/fsync of the log |
 /// | `hourglass_checkpoint_duration` | timer | each checkpoint, start to durable |
-struct _EngineMetrics {
+struct EngineMetrics {
     let pending: Gauge
     let inFlight: Gauge
     let scheduled: Counter

@@ -7,7 +7,7 @@ import CHourglass
 /// empty slot). The home slot is `tag & mask`, so the table rehashes without reading ids; a
 /// probe compares tags first and reads the id bytes only on a tag match. Id comparison is the
 /// wheel's business: the index only walks probe sequences.
-struct _IDIndex: ~Copyable {
+struct IDIndex: ~Copyable {
     var slots: UnsafeMutablePointer<UInt64>
     var mask: Int
     var count: Int
@@ -17,7 +17,7 @@ struct _IDIndex: ~Copyable {
     init(minimumCapacity: Int, seed: UInt64) {
         var capacity = 16
         while capacity * 3 / 4 < minimumCapacity { capacity *= 2 }
-        slots = _IDIndex.allocateSlots(capacity)
+        slots = IDIndex.allocateSlots(capacity)
         mask = capacity - 1
         count = 0
         self.seed = seed
@@ -62,7 +62,7 @@ struct _IDIndex: ~Copyable {
         private(set) var position: Int
         private var started = false
 
-        init(_ index: borrowing _IDIndex, tag: UInt32) {
+        init(_ index: borrowing IDIndex, tag: UInt32) {
             slots = index.slots
             mask = index.mask
             self.tag = tag
@@ -76,7 +76,7 @@ struct _IDIndex: ~Copyable {
             while true {
                 let value = slots[position]
                 if value == 0 { return nil }
-                if _IDIndex.tag(value) == tag { return _IDIndex.handle(of: value) }
+                if IDIndex.tag(value) == tag { return IDIndex.handle(of: value) }
                 position = (position + 1) & mask
             }
         }
@@ -117,7 +117,7 @@ struct _IDIndex: ~Copyable {
         while true {
             let value = slots[next]
             if value == 0 { break }
-            let home = self.home(_IDIndex.tag(value))
+            let home = self.home(IDIndex.tag(value))
             // Move `value` into the hole unless its home lies cyclically in (hole, next].
             if (next &- home) & mask >= (next &- hole) & mask {
                 slots[hole] = value
@@ -131,7 +131,7 @@ struct _IDIndex: ~Copyable {
 
     /// The slot holding exactly `value`; traps if it is missing (a broken invariant).
     func position(of value: UInt64) -> Int {
-        var i = home(_IDIndex.tag(value))
+        var i = home(IDIndex.tag(value))
         while true {
             let current = slots[i]
             if current == value { return i }
@@ -146,12 +146,12 @@ struct _IDIndex: ~Copyable {
         let oldCapacity = capacity
         let newCapacity = oldCapacity * 2
         precondition(newCapacity <= 1 << 32, "Hourglass: id index cannot grow past 2^32 slots")
-        slots = _IDIndex.allocateSlots(newCapacity)
+        slots = IDIndex.allocateSlots(newCapacity)
         mask = newCapacity - 1
         for i in 0 ..< oldCapacity {
             let value = oldSlots[i]
             if value == 0 { continue }
-            slots[emptySlot(for: _IDIndex.tag(value))] = value
+            slots[emptySlot(for: IDIndex.tag(value))] = value
         }
         hg_table_free(oldSlots, oldCapacity * 8)
     }

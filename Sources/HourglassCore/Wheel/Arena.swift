@@ -7,7 +7,7 @@ import CHourglass
 /// waste). A freed block goes on its class's free list (the link lives in its first 4 bytes)
 /// and is reused by the next block of that class. Offsets, not pointers, name blocks, so the
 /// block can move when it grows. Memory is never returned to the system while the wheel lives.
-struct _Arena: ~Copyable {
+struct Arena: ~Copyable {
     static let unit = 8
     static let exactClasses = 256
     static let classCount = 256 + 24 * 8
@@ -23,21 +23,21 @@ struct _Arena: ~Copyable {
 
 
     init(capacityBytes: Int) {
-        let units = max((capacityBytes + _Arena.unit - 1) / _Arena.unit, 512)
-        guard let memory = hg_table_allocate(units * _Arena.unit) else {
+        let units = max((capacityBytes + Arena.unit - 1) / Arena.unit, 512)
+        guard let memory = hg_table_allocate(units * Arena.unit) else {
             fatalError("Hourglass: out of memory allocating the id and payload arena")
         }
         base = memory
         capacityUnits = units
         // Unit 0 is never handed out, so that a zeroed entry never aliases a live block.
         topUnits = 1
-        freeHeads = .allocate(capacity: _Arena.classCount)
-        freeHeads.initialize(repeating: _nil, count: _Arena.classCount)
+        freeHeads = .allocate(capacity: Arena.classCount)
+        freeHeads.initialize(repeating: nilHandle, count: Arena.classCount)
         liveUnits = 0
     }
 
     deinit {
-        hg_table_free(base, capacityUnits * _Arena.unit)
+        hg_table_free(base, capacityUnits * Arena.unit)
         freeHeads.deallocate()
     }
 
@@ -57,15 +57,15 @@ struct _Arena: ~Copyable {
     @inline(__always)
     func pointer(_ offset: UInt32) -> UnsafeMutableRawPointer {
         assert(Int(offset) < topUnits && offset > 0, "arena offset \(offset) out of bounds")
-        return base + Int(offset) * _Arena.unit
+        return base + Int(offset) * Arena.unit
     }
 
     /// A block of at least `bytes` bytes; nil when the arena would pass 32 GiB.
     mutating func allocate(bytes: Int) -> UInt32? {
-        let (index, units) = _Arena.sizeClass(units: _Arena.units(forBytes: bytes))
+        let (index, units) = Arena.sizeClass(units: Arena.units(forBytes: bytes))
         let head = freeHeads[index]
-        if head != _nil {
-            freeHeads[index] = (base + Int(head) * _Arena.unit).load(as: UInt32.self)
+        if head != nilHandle {
+            freeHeads[index] = (base + Int(head) * Arena.unit).load(as: UInt32.self)
             liveUnits += units
             return head
         }
@@ -80,7 +80,7 @@ struct _Arena: ~Copyable {
 
 
     mutating func release(_ offset: UInt32, bytes: Int) {
-        let (index, units) = _Arena.sizeClass(units: _Arena.units(forBytes: bytes))
+        let (index, units) = Arena.sizeClass(units: Arena.units(forBytes: bytes))
         pointer(offset).storeBytes(of: freeHeads[index], as: UInt32.self)
         freeHeads[index] = offset
         liveUnits -= units
@@ -94,16 +94,16 @@ struct _Arena: ~Copyable {
 
 
     mutating func grow(toHold units: Int) -> Bool {
-        guard units <= _Arena.maxUnits else { return false }
-        let newUnits = min(max(capacityUnits * 2, units), _Arena.maxUnits)
-        guard let memory = hg_table_reallocate(base, capacityUnits * _Arena.unit, newUnits * _Arena.unit) else {
-            fatalError("Hourglass: out of memory growing the arena to \(newUnits * _Arena.unit) bytes")
+        guard units <= Arena.maxUnits else { return false }
+        let newUnits = min(max(capacityUnits * 2, units), Arena.maxUnits)
+        guard let memory = hg_table_reallocate(base, capacityUnits * Arena.unit, newUnits * Arena.unit) else {
+            fatalError("Hourglass: out of memory growing the arena to \(newUnits * Arena.unit) bytes")
         }
         base = memory
         capacityUnits = newUnits
         return true
     }
 
-    var allocatedBytes: Int { capacityUnits * _Arena.unit }
-    var usedBytes: Int { topUnits * _Arena.unit }
+    var allocatedBytes: Int { capacityUnits * Arena.unit }
+    var usedBytes: Int { topUnits * Arena.unit }
 }

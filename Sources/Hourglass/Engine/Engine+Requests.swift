@@ -1,7 +1,7 @@
 import HourglassCore
 
 /// What each request does to the wheel and the journal. Called by the leader only.
-extension _Engine {
+extension Engine {
     func schedule(_ item: TimerRequest) -> Result<Void, HourglassError> {
         if let error = refuseIfStopped() { return .failure(error) }
         return apply(item)
@@ -69,7 +69,7 @@ extension _Engine {
 
     /// The timer a delivery refers to, if it is still that delivery in flight: the same slot,
     /// generation and attempt, and the same id (a slot reused by another timer never matches).
-    func inFlightTimer(_ ref: _DeliveryRef) -> TimerHandle? {
+    func inFlightTimer(_ ref: DeliveryRef) -> TimerHandle? {
         let handle = TimerHandle(rawValue: ref.handle)
         guard wheel.isHeld(handle), wheel.isInFlight(handle),
               wheel.generation(of: handle) == ref.generation,
@@ -79,7 +79,7 @@ extension _Engine {
         return handle
     }
 
-    func ack(_ ref: _DeliveryRef) -> Result<Bool, HourglassError> {
+    func ack(_ ref: DeliveryRef) -> Result<Bool, HourglassError> {
         if let error = refuseIfStopped() { return .failure(error) }
         guard let handle = inFlightTimer(ref) else { return .success(false) }
         removeForGood(handle)
@@ -87,7 +87,7 @@ extension _Engine {
         return .success(true)
     }
 
-    func ack(_ refs: [_DeliveryRef]) -> Result<Int, HourglassError> {
+    func ack(_ refs: [DeliveryRef]) -> Result<Int, HourglassError> {
         if let error = refuseIfStopped() { return .failure(error) }
         var done = 0
         for (i, ref) in refs.enumerated() {
@@ -102,14 +102,14 @@ extension _Engine {
 
     /// At-most-once: a consumer takes the delivery; from now on it counts as delivered (logged
     /// as done). False when it is no longer in flight (cancelled or replaced meanwhile).
-    func take(_ ref: _DeliveryRef) -> Result<Bool, HourglassError> {
+    func take(_ ref: DeliveryRef) -> Result<Bool, HourglassError> {
         if let error = refuseIfStopped() { return .failure(error) }
         guard let handle = inFlightTimer(ref) else { return .success(false) }
         removeForGood(handle)
         return .success(true)
     }
 
-    func retry(_ ref: _DeliveryRef, delayMilliseconds: Int64) -> Result<Bool, HourglassError> {
+    func retry(_ ref: DeliveryRef, delayMilliseconds: Int64) -> Result<Bool, HourglassError> {
         if let error = refuseIfStopped() { return .failure(error) }
         let (deadline, overflow) = clock.now().addingReportingOverflow(delayMilliseconds)
         guard !overflow, deadline <= TimerWheel.maxDeadline else {

@@ -6,7 +6,7 @@ import HourglassStorage
 ///
 /// The record methods cannot fail: an error while writing an early frame (a big batch) is kept
 /// and reported by the next `commit`, before anything is acknowledged.
-final class _WALJournal {
+final class WALJournal {
     let writer: LogWriter
     let directory: any StorageDirectory
     @exclusivity(unchecked) private var pendingError: StorageError?
@@ -64,7 +64,7 @@ final class _WALJournal {
         }
     }
 
-    /// The ranges written since the last call, for the sync thread (see `_Syncer`).
+    /// The ranges written since the last call, for the sync thread (see `Syncer`).
     func takeSyncBatch() -> LogWriter.SyncBatch { writer.takeSyncBatch() }
 
     /// Closes without writing or syncing anything more (the engine stopped after a failure).
@@ -88,12 +88,12 @@ final class _WALJournal {
 
     /// Starts a checkpoint: moves the log to a new segment, whose first record is the
     /// checkpoint's start sequence, and starts the checkpoint thread.
-    func beginCheckpoint(handleLimit: UInt32, clock: any HourglassClock, notify: @escaping @Sendable () -> Void) throws(HourglassError) -> _CheckpointJob {
+    func beginCheckpoint(handleLimit: UInt32, clock: any HourglassClock, notify: @escaping @Sendable () -> Void) throws(HourglassError) -> CheckpointJob {
         if let pendingError { throw HourglassError(pendingError) }
         do throws(StorageError) {
             let (segment, sequence) = try writer.startNewSegment()
             let checkpointWriter = CheckpointWriter(directory: directory, startSequence: sequence, clock: { [clock] in clock.now() }, notify: notify)
-            return _CheckpointJob(writer: checkpointWriter, startSequence: sequence, startSegment: segment, handleLimit: handleLimit)
+            return CheckpointJob(writer: checkpointWriter, startSequence: sequence, startSegment: segment, handleLimit: handleLimit)
         } catch {
             pendingError = error
             throw HourglassError(error)
@@ -101,7 +101,7 @@ final class _WALJournal {
     }
 
     /// The checkpoint is durable: deletes the segments and the older checkpoints it covers.
-    func completeCheckpoint(_ job: _CheckpointJob) throws(HourglassError) {
+    func completeCheckpoint(_ job: CheckpointJob) throws(HourglassError) {
         do throws(StorageError) {
             try writer.removeSegments(before: job.startSegment)
             for name in try directory.list() {

@@ -4,7 +4,7 @@ import HourglassStorage
 /// Loads a checkpoint into the wheel: first its head (in flight and overdue timers) before the
 /// log is replayed, then the rest, after the log, skipping every timer that the log or a caller
 /// has touched since (see `Docs/CHECKPOINTS.md`, "ready before fully loaded").
-final class _CheckpointLoader {
+final class CheckpointLoader {
     let reader: CheckpointReader
     /// Every record loaded so far has a deadline at or before this; every record left has one at
     /// or after it (the checkpoint is in deadline order). Timers fire only before it while
@@ -105,7 +105,7 @@ final class _CheckpointLoader {
 }
 
 /// The engine's checkpoint in progress, advanced a slice at a time on the engine thread.
-final class _CheckpointJob {
+final class CheckpointJob {
     enum Phase {
         /// Listing handles and deadlines: the next handle to look at.
         case scanning(cursor: UInt32, limit: UInt32)

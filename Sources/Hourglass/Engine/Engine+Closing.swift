@@ -2,12 +2,12 @@ import HourglassCore
 import HourglassStorage
 
 /// Closing: what `close` (or a dropped engine) does once the leader applies it.
-extension _Engine {
+extension Engine {
     /// Applies `close`: refuses what came after, finishes loading (deferred cancels need their
     /// answer), waits for the syncs, closes the journal and releases the directory. The door
     /// stays held: nobody leads a closed engine.
     func finish() {
-        let leftovers = door.withLock { state -> [_Request] in
+        let leftovers = door.withLock { state -> [Request] in
             state.accepting = false
             defer { state.queue.removeAll() }
             return state.queue
@@ -58,13 +58,13 @@ extension _Engine {
     /// Closes an engine nobody holds any more (`HourglassEngine.deinit`): as `close()`, waiting
     /// here until the directory is released.
     func closeAbandoned() {
-        let done = _Latch()
-        enter(.close(_Reply(callback: { _ in done.open() })))
+        let done = Latch()
+        enter(.close(Reply(callback: { _ in done.open() })))
         done.wait()
         ticker.stop()
     }
 
-    static func refuse(_ request: _Request) {
+    static func refuse(_ request: Request) {
         switch request {
         case let .schedule(_, reply), let .scheduleBatch(_, reply), let .checkpoint(reply), let .close(reply):
             reply.resume(returning: .failure(.closed))

@@ -2,12 +2,12 @@ import HourglassStorage
 /// The engine's clock thread: it sleeps until the engine next has work of its own (a deadline,
 /// a redelivery, an interval sync, a checkpoint slice) and then takes a turn as leader.
 ///
-/// Callers never wait for it: they do their own work (see `_Engine`). It exists for what no
+/// Callers never wait for it: they do their own work (see `Engine`). It exists for what no
 /// caller is there to do: firing a timer at its millisecond while nobody calls, syncing the
 /// log an interval after the last write, and background work. Its plan (`wakeAt`) is set by
 /// whoever last led the engine, which knows what comes next; a leader that sees work earlier
 /// than the plan moves it forward (one wake-up), never once per call.
-final class _Ticker: @unchecked Sendable {
+final class Ticker: @unchecked Sendable {
     private let lock = ConditionLock()
     // Guarded by `lock`.
     private var wakeAt: UInt64 = .max

@@ -14,20 +14,20 @@ import Synchronization
 /// queued as one group (one frame) and answers it. So callers that arrive together form write
 /// groups whose cost is shared (RocksDB's `WriteThread`, LevelDB's writer queue), and a lone
 /// caller pays for nothing but its own work. Under `always` every caller waits for a sync, and
-/// one sync covers every group written before it (see `_Syncer`).
+/// one sync covers every group written before it (see `Syncer`).
 ///
-/// The clock thread (`_Ticker`) leads only when the engine has work of its own: firing at a
+/// The clock thread (`Ticker`) leads only when the engine has work of its own: firing at a
 /// deadline while nobody calls, the interval sync, loading or writing a checkpoint.
-final class _Engine: @unchecked Sendable {
-    let door = _Door()
+final class Engine: @unchecked Sendable {
+    let door = Door()
 
     // MARK: Leader only (whoever holds the door)
 
     @exclusivity(unchecked) var wheel: TimerWheel
     let clock: any HourglassClock
     let configuration: Configuration
-    let deliveries: _DeliveryQueue
-    @exclusivity(unchecked) var journal: _WALJournal?
+    let deliveries: DeliveryQueue
+    @exclusivity(unchecked) var journal: WALJournal?
     @exclusivity(unchecked) var stoppedReason: String?
     /// The failure that stopped the engine: `close` reports it.
     @exclusivity(unchecked) var stoppedBy: HourglassError?
@@ -37,7 +37,7 @@ final class _Engine: @unchecked Sendable {
     @exclusivity(unchecked) var lastSyncNanoseconds: UInt64 = monotonicNanoseconds()
     @exclusivity(unchecked) var unsynced = false
     /// A sync this leader claimed (under `always`), run once it lets go of the door.
-    @exclusivity(unchecked) var claimedSync: (batch: LogWriter.SyncBatch, replies: _Replies)?
+    @exclusivity(unchecked) var claimedSync: (batch: LogWriter.SyncBatch, replies: Replies)?
     @exclusivity(unchecked) var counters = EngineStats()
     /// Distinguishes this engine from every other opened in the process (deliveries carry it).
     let serial: UInt64
@@ -47,14 +47,14 @@ final class _Engine: @unchecked Sendable {
     let returnsOnWrite: Bool
 
     /// The rest of the checkpoint still loading after a restart.
-    @exclusivity(unchecked) var loader: _CheckpointLoader?
+    @exclusivity(unchecked) var loader: CheckpointLoader?
     /// Cancels of ids not held while the checkpoint loads: answered when it is known whether
     /// the timer existed.
-    @exclusivity(unchecked) var deferredCancels: [([UInt8], _Reply<Bool>)] = []
+    @exclusivity(unchecked) var deferredCancels: [([UInt8], Reply<Bool>)] = []
     /// The checkpoint being written.
-    @exclusivity(unchecked) var checkpointJob: _CheckpointJob?
+    @exclusivity(unchecked) var checkpointJob: CheckpointJob?
     /// Callers of `checkpoint()`, with the sequence number the checkpoint must reach.
-    @exclusivity(unchecked) var checkpointWaiters: [(_Reply<Void>, UInt64)] = []
+    @exclusivity(unchecked) var checkpointWaiters: [(Reply<Void>, UInt64)] = []
     /// `journal.bytesWritten` when the last checkpoint began; negative at first, by the log
     /// bytes recovery replayed (they are part of the log since the last checkpoint).
     @exclusivity(unchecked) var logBytesAtLastCheckpoint = 0
@@ -62,24 +62,24 @@ final class _Engine: @unchecked Sendable {
     @exclusivity(unchecked) var lastCheckpointAt: Int64
     let checkpointIntervalMilliseconds: Int64?
     @exclusivity(unchecked) var checkpointRequested = false
-    @exclusivity(unchecked) var metrics: _EngineMetrics
+    @exclusivity(unchecked) var metrics: EngineMetrics
     @exclusivity(unchecked) var turnsSinceMetrics = 0
     /// When `open` began (for `fullyLoadedMilliseconds`).
     let openedNanoseconds: UInt64
     /// Syncs the log and answers the callers waiting on it (directory engines only).
-    let syncer: _Syncer?
-    let ticker = _Ticker()
+    let syncer: Syncer?
+    let ticker = Ticker()
     /// The wall-clock time up to which the clock thread's plan holds: a deadline before it
     /// moves the plan forward.
     @exclusivity(unchecked) var plannedUntil: Int64 = .min
     @exclusivity(unchecked) var planNeeded = true
     /// The `close` request, once applied: nothing after it is.
-    @exclusivity(unchecked) var closeReply: _Reply<Void>?
+    @exclusivity(unchecked) var closeReply: Reply<Void>?
     @exclusivity(unchecked) var scheduledTotal = 0
     @exclusivity(unchecked) var cancelledTotal = 0
 
-    init(wheel: consuming TimerWheel, journal: _WALJournal?, loader: _CheckpointLoader?, clock: any HourglassClock,
-         configuration: Configuration, deliveries: _DeliveryQueue, serial: UInt64, checkpointNow: Bool,
+    init(wheel: consuming TimerWheel, journal: WALJournal?, loader: CheckpointLoader?, clock: any HourglassClock,
+         configuration: Configuration, deliveries: DeliveryQueue, serial: UInt64, checkpointNow: Bool,
          openedNanoseconds: UInt64, logReplayMilliseconds: Double = 0, replayedLogBytes: Int = 0) {
         self.openedNanoseconds = openedNanoseconds
         self.logBytesAtLastCheckpoint = -replayedLogBytes
@@ -96,11 +96,11 @@ final class _Engine: @unchecked Sendable {
         self.logger = configuration.logger
         self.checkpointRequested = checkpointNow
         if case .always = configuration.durability { returnsOnWrite = false } else { returnsOnWrite = true }
-        let metrics = _EngineMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory, dimensions: configuration.metricsDimensions)
+        let metrics = EngineMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory, dimensions: configuration.metricsDimensions)
         self.metrics = metrics
         if journal != nil {
             let syncDuration = metrics.syncDuration
-            self.syncer = _Syncer { syncDuration.recordNanoseconds(Int64($0)) }
+            self.syncer = Syncer { syncDuration.recordNanoseconds(Int64($0)) }
         } else {
             self.syncer = nil
         }
@@ -124,7 +124,7 @@ final class _Engine: @unchecked Sendable {
     @inline(__always)
     nonisolated(nonsending)
     func perform<T: Sendable>(
-        _ body: (_Engine) -> Result<T, HourglassError>, orQueue request: (_Reply<T>) -> _Request
+        _ body: (Engine) -> Result<T, HourglassError>, orQueue request: (Reply<T>) -> Request
     ) async -> Result<T, HourglassError> {
         if returnsOnWrite && tryLead() {
             noteSyncFailure()
@@ -133,7 +133,7 @@ final class _Engine: @unchecked Sendable {
             return result
         }
         return await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<T, HourglassError>, Never>) in
-            enter(request(_Reply(continuation)))
+            enter(request(Reply(continuation)))
         }
     }
 
@@ -148,12 +148,12 @@ final class _Engine: @unchecked Sendable {
                 return result
             }
             return await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Bool, HourglassError>, Never>) in
-                deferredCancels.append((id, _Reply(continuation)))
+                deferredCancels.append((id, Reply(continuation)))
                 leave()
             }
         }
         return await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Bool, HourglassError>, Never>) in
-            enter(.cancel(id, _Reply(continuation)))
+            enter(.cancel(id, Reply(continuation)))
         }
     }
 
@@ -168,14 +168,14 @@ final class _Engine: @unchecked Sendable {
     }
 
     /// Leaves `request` for the leader, or leads it when the engine is free. Refused once closed.
-    func enter(_ request: _Request) {
+    func enter(_ request: Request) {
         enter(contentsOf: CollectionOfOne(request))
     }
 
     /// Leaves several requests at once, in order: they are applied in one group, before anything
     /// fires (so a cancel right after the schedule of a timer already due still wins).
-    func enter(contentsOf requests: some Collection<_Request>) {
-        let role = door.withLock { state -> _DoorRole in
+    func enter(contentsOf requests: some Collection<Request>) {
+        let role = door.withLock { state -> DoorRole in
             guard state.accepting else { return .refused }
             if state.leading {
                 state.queue.append(contentsOf: requests)
@@ -190,7 +190,7 @@ final class _Engine: @unchecked Sendable {
         case .queued:
             break
         case .leader:
-            var replies = _Replies()
+            var replies = Replies()
             apply(Array(requests), into: &replies)
             _ = leave(replies)
         }
@@ -205,7 +205,7 @@ final class _Engine: @unchecked Sendable {
     /// Returns the failure that stopped the engine while writing the first group (the leader's
     /// own work is not durable then).
     @discardableResult
-    func leave(_ replies: consuming _Replies = _Replies(), isClockThread: Bool = false) -> HourglassError? {
+    func leave(_ replies: consuming Replies = Replies(), isClockThread: Bool = false) -> HourglassError? {
         var replies = replies
         var firstFailure: HourglassError? = nil
         var isFirstGroup = true
@@ -223,7 +223,7 @@ final class _Engine: @unchecked Sendable {
             // thread, which leads for as long as callers keep queuing: callers keep their
             // threads to themselves, and nobody sleeps or wakes per call while the load lasts.
             let mayHandOver = !isClockThread
-            enum Next { case group([_Request]), housekeeping, done, handedOver }
+            enum Next { case group([Request]), housekeeping, done, handedOver }
             let next = door.withLock { state -> Next in
                 if state.housekeepingRequested {
                     state.housekeepingRequested = false
@@ -237,7 +237,7 @@ final class _Engine: @unchecked Sendable {
                     state.handedToClock = true
                     return .handedOver
                 }
-                var batch: [_Request] = []
+                var batch: [Request] = []
                 swap(&batch, &state.queue)
                 return .group(batch)
             }
@@ -261,11 +261,11 @@ final class _Engine: @unchecked Sendable {
 
     /// The end of a group: fire what is due, write and answer the group, hand over deliveries,
     /// answer `stats()` barriers, replan the clock thread if needed. Returns the commit's failure.
-    private func endGroup(_ replies: inout _Replies) -> HourglassError? {
+    private func endGroup(_ replies: inout Replies) -> HourglassError? {
         if closeReply == nil { fireDue() }
         let failure = commit(&replies)
         replies.resumeAll()
-        replies = _Replies()
+        replies = Replies()
         if !outgoing.isEmpty {
             deliveries.push(outgoing)
             outgoing.removeAll(keepingCapacity: true)

@@ -8,7 +8,7 @@ import Logging
 func _recover(
     path: String, configuration: Configuration, clock: any HourglassClock,
     into wheel: inout TimerWheel, report: inout RecoveryReport, replayNanoseconds: inout UInt64
-) throws(HourglassError) -> (_WALJournal, _CheckpointLoader?) {
+) throws(HourglassError) -> (WALJournal, CheckpointLoader?) {
     let started = monotonicNanoseconds()
     let directory: any StorageDirectory
     do throws(StorageError) {
@@ -38,9 +38,9 @@ func _recover(
 private func _recover(
     _ directory: any StorageDirectory, configuration: Configuration, clock: any HourglassClock,
     into wheel: inout TimerWheel, report: inout RecoveryReport, replayNanoseconds: inout UInt64
-) throws(HourglassError) -> (_WALJournal, _CheckpointLoader?) {
+) throws(HourglassError) -> (WALJournal, CheckpointLoader?) {
     // The checkpoint: the newest one that reads back whole.
-    var loader: _CheckpointLoader? = nil
+    var loader: CheckpointLoader? = nil
     var damaged: HourglassError? = nil
     do throws(StorageError) {
         let names = try directory.list()
@@ -50,7 +50,7 @@ private func _recover(
         for sequence in CheckpointName.all(in: names) {
             do throws(StorageError) {
                 let reader = try CheckpointReader(directory: directory, name: CheckpointName.name(sequence))
-                loader = _CheckpointLoader(reader: reader)
+                loader = CheckpointLoader(reader: reader)
                 report.checkpointSequence = sequence
                 break
             } catch {
@@ -100,7 +100,7 @@ private func _recover(
         let writer = try LogWriter(
             directory: directory, segmentLength: configuration.segmentBytes, tail: tail,
             clock: { [clock] in clock.now() })
-        return (_WALJournal(writer: writer, directory: directory), loader.flatMap { $0.isDone ? nil : $0 })
+        return (WALJournal(writer: writer, directory: directory), loader.flatMap { $0.isDone ? nil : $0 })
     } catch {
         throw HourglassError(error)
     }
@@ -109,7 +109,7 @@ private func _recover(
 /// Applies one log record to the wheel. Every record is idempotent: replaying a record whose
 /// effect is already there changes nothing. While the rest of a checkpoint waits to load,
 /// removals leave tombstones, and a record about a timer not loaded yet loads the rest first.
-func _replay(_ record: RecordView, into wheel: inout TimerWheel, loader: _CheckpointLoader?) throws(HourglassError) {
+func _replay(_ record: RecordView, into wheel: inout TimerWheel, loader: CheckpointLoader?) throws(HourglassError) {
     let pending = loader.map { !$0.isDone } ?? false
     switch record.type {
     case .schedule:

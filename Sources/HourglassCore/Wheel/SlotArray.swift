@@ -7,7 +7,7 @@ import Darwin
 
 /// The timers of one slot, in the order they joined it: a growable array of handles.
 ///
-/// Removing a timer leaves a tombstone (`_nil`) so that order is kept and removal is O(1);
+/// Removing a timer leaves a tombstone (`nilHandle`) so that order is kept and removal is O(1);
 /// handles before `start` are all gone (fired), so a slot drained in several calls is not
 /// rescanned. When tombstones outnumber live handles the array is compacted, so memory stays
 /// within twice the live handles. Arrays rather than linked lists: cascading and firing walk
@@ -15,7 +15,7 @@ import Darwin
 ///
 /// It owns its memory (`malloc`'d), so it cannot be copied: the wheel keeps its arrays in place
 /// and moves one out only to cascade it.
-struct _SlotArray: ~Copyable {
+struct SlotArray: ~Copyable {
     private(set) var base: UnsafeMutablePointer<UInt32>? = nil
     private(set) var start: UInt32 = 0
     private(set) var count: UInt32 = 0
@@ -41,7 +41,7 @@ struct _SlotArray: ~Copyable {
     var live: Int { Int(count - start - dead) }
     var isEmpty: Bool { count == start + dead }
 
-    /// The handle at `position` (`_nil` for a tombstone).
+    /// The handle at `position` (`nilHandle` for a tombstone).
     @inline(__always)
     subscript(position: Int) -> UInt32 { base![position] }
 
@@ -87,7 +87,7 @@ struct _SlotArray: ~Copyable {
     @inline(__always)
     mutating func remove(_ handle: UInt32, at position: UInt32) -> (emptied: Bool, needsCompaction: Bool) {
         assert(base![Int(position)] == handle)
-        base![Int(position)] = _nil
+        base![Int(position)] = nilHandle
         if position == start {
             // Keep `start` on a live handle (or the end).
             start += 1
@@ -109,7 +109,7 @@ struct _SlotArray: ~Copyable {
 
     @inline(__always)
     private mutating func skipTombstones() {
-        while start < count && base![Int(start)] == _nil {
+        while start < count && base![Int(start)] == nilHandle {
             start += 1
             dead -= 1
         }
@@ -117,14 +117,14 @@ struct _SlotArray: ~Copyable {
 
     /// Squeezes tombstones out, keeping order; with `deadline`, also sorts stably by it (once:
     /// a sorted array stays sorted until an append breaks the order). `moved` learns each live
-    /// handle's new position, and the handle some places ahead (`_nil` near the end), which the
+    /// handle's new position, and the handle some places ahead (`nilHandle` near the end), which the
     /// caller may start loading.
     mutating func compact(sortingBy deadline: ((UInt32) -> Int64)? = nil, moved: (_ handle: UInt32, _ position: UInt32, _ ahead: UInt32) -> Void) {
         guard let base else { return }
         var write = 0
         for read in Int(start) ..< Int(count) {
             let h = base[read]
-            if h != _nil {
+            if h != nilHandle {
                 base[write] = h
                 if let times { times[write] = times[read] }
                 write += 1
@@ -137,7 +137,7 @@ struct _SlotArray: ~Copyable {
             sorted = true
             lastDeadline = keyed.last?.0 ?? .min
         }
-        for i in 0 ..< write { moved(base[i], UInt32(i), i + 8 < write ? base[i + 8] : _nil) }
+        for i in 0 ..< write { moved(base[i], UInt32(i), i + 8 < write ? base[i + 8] : nilHandle) }
         start = 0
         count = UInt32(write)
         dead = 0

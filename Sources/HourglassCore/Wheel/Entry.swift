@@ -10,12 +10,12 @@
 /// | word       | bits  | field                                              |
 /// |------------|-------|----------------------------------------------------|
 /// | `word0`    | 0-47  | deadline, ms since the Unix epoch (< 2^48)         |
-/// |            | 48-57 | list (`_ListID`)                                   |
+/// |            | 48-57 | list (`ListID`)                                   |
 /// |            | 58-63 | tag: the engine's state for the timer              |
 /// | `word1`    | 0-10  | id length (1 ... 1024)                             |
 /// |            | 11-34 | payload length (< 2^24)                            |
 /// |            | 35-63 | attempt (< 2^29)                                   |
-struct _Entry {
+struct Entry {
     var word0: UInt64
     var word1: UInt64
     /// Index in the slot array of `list`; the next free handle while free.
@@ -36,17 +36,17 @@ struct _Entry {
     static let maxPayloadLength = (1 << 24) - 1
 
     init() {
-        word0 = UInt64(_ListID.free) << 48
+        word0 = UInt64(ListID.free) << 48
         word1 = 0
-        position = _nil
+        position = nilHandle
         arenaOffset = 0
         hashTag = 0
         generation = 0
     }
 
     var deadline: Int64 {
-        @inline(__always) get { Int64(word0 & _Entry.deadlineMask) }
-        @inline(__always) set { word0 = word0 & ~_Entry.deadlineMask | UInt64(newValue) }
+        @inline(__always) get { Int64(word0 & Entry.deadlineMask) }
+        @inline(__always) set { word0 = word0 & ~Entry.deadlineMask | UInt64(newValue) }
     }
 
     var list: UInt16 {
@@ -71,7 +71,7 @@ struct _Entry {
 
     var attempt: UInt32 {
         @inline(__always) get { UInt32(truncatingIfNeeded: word1 >> 35) }
-        @inline(__always) set { word1 = word1 & ((1 << 35) - 1) | UInt64(min(newValue, _Entry.maxAttempt)) << 35 }
+        @inline(__always) set { word1 = word1 & ((1 << 35) - 1) | UInt64(min(newValue, Entry.maxAttempt)) << 35 }
     }
 
     /// Id plus payload: the size of the timer's arena block.
@@ -79,10 +79,10 @@ struct _Entry {
 }
 
 /// The null handle; also the tombstone in slot arrays.
-let _nil: UInt32 = .max
+let nilHandle: UInt32 = .max
 
-/// List identifiers stored in `_Entry.list` (10 bits).
-enum _ListID {
+/// List identifiers stored in `Entry.list` (10 bits).
+enum ListID {
     /// Wheel slots are `level * 64 + slot`, 0 ..< 448.
     static let wheelSlots: UInt16 = UInt16(TimerWheel.levelCount * TimerWheel.slotsPerLevel)
     /// Timers whose deadline tick was already processed when they were scheduled.

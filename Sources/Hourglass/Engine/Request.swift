@@ -1,5 +1,5 @@
 /// A reference to one delivery, for `ack` and `retry`.
-struct _DeliveryRef: Sendable {
+struct DeliveryRef: Sendable {
     var id: [UInt8]
     var handle: UInt32
     var generation: UInt32
@@ -8,7 +8,7 @@ struct _DeliveryRef: Sendable {
 
 /// Where the engine sends a request's result: a suspended caller, or a callback (the
 /// `hourglass run` command submits in order without waiting).
-struct _Reply<T: Sendable>: Sendable {
+struct Reply<T: Sendable>: Sendable {
     private enum Target: Sendable {
         case continuation(UnsafeContinuation<Result<T, HourglassError>, Never>)
         case callback(@Sendable (Result<T, HourglassError>) -> Void)
@@ -30,40 +30,40 @@ struct _Reply<T: Sendable>: Sendable {
     }
 }
 
-/// Work left for the engine's leader by a caller that found it busy (see `_Engine`).
-enum _Request: Sendable {
-    case schedule(TimerRequest, _Reply<Void>)
-    case scheduleBatch([TimerRequest], _Reply<Void>)
-    case cancel([UInt8], _Reply<Bool>)
-    case ack(_DeliveryRef, _Reply<Bool>)
+/// Work left for the engine's leader by a caller that found it busy (see `Engine`).
+enum Request: Sendable {
+    case schedule(TimerRequest, Reply<Void>)
+    case scheduleBatch([TimerRequest], Reply<Void>)
+    case cancel([UInt8], Reply<Bool>)
+    case ack(DeliveryRef, Reply<Bool>)
     /// Acknowledges many deliveries; answers how many took effect.
-    case ackBatch([_DeliveryRef], _Reply<Int>)
+    case ackBatch([DeliveryRef], Reply<Int>)
     /// At-most-once: a consumer takes a delivery, which counts as delivered from now on.
-    case take(_DeliveryRef, _Reply<Bool>)
-    case retry(_DeliveryRef, delayMilliseconds: Int64, _Reply<Bool>)
+    case take(DeliveryRef, Reply<Bool>)
+    case retry(DeliveryRef, delayMilliseconds: Int64, Reply<Bool>)
     /// Answered after the engine has fired what is due at the clock's current time.
     case stats(UnsafeContinuation<EngineStats, Never>)
-    case checkpoint(_Reply<Void>)
-    case close(_Reply<Void>)
+    case checkpoint(Reply<Void>)
+    case close(Reply<Void>)
 }
 
 /// Replies held back until the group is written (or durable), answered in the order the
 /// requests came.
-struct _Replies {
+struct Replies {
     private enum Entry {
-        case void(_Reply<Void>, Result<Void, HourglassError>)
-        case bool(_Reply<Bool>, Result<Bool, HourglassError>)
-        case int(_Reply<Int>, Result<Int, HourglassError>)
+        case void(Reply<Void>, Result<Void, HourglassError>)
+        case bool(Reply<Bool>, Result<Bool, HourglassError>)
+        case int(Reply<Int>, Result<Int, HourglassError>)
     }
 
     private var entries: [Entry] = []
 
     var isEmpty: Bool { entries.isEmpty }
 
-    mutating func append(_ reply: _Reply<Void>, _ result: Result<Void, HourglassError>) { entries.append(.void(reply, result)) }
-    mutating func append(_ reply: _Reply<Bool>, _ result: Result<Bool, HourglassError>) { entries.append(.bool(reply, result)) }
-    mutating func append(_ reply: _Reply<Int>, _ result: Result<Int, HourglassError>) { entries.append(.int(reply, result)) }
-    mutating func append(contentsOf other: _Replies) { entries.append(contentsOf: other.entries) }
+    mutating func append(_ reply: Reply<Void>, _ result: Result<Void, HourglassError>) { entries.append(.void(reply, result)) }
+    mutating func append(_ reply: Reply<Bool>, _ result: Result<Bool, HourglassError>) { entries.append(.bool(reply, result)) }
+    mutating func append(_ reply: Reply<Int>, _ result: Result<Int, HourglassError>) { entries.append(.int(reply, result)) }
+    mutating func append(contentsOf other: Replies) { entries.append(contentsOf: other.entries) }
 
     mutating func failAll(with error: HourglassError) {
         entries = entries.map { entry in

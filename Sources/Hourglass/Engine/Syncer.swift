@@ -11,13 +11,13 @@ import Synchronization
 /// every group that arrived meanwhile. Whoever finishes a sync and finds groups pending hands
 /// them to the sync thread, which keeps syncing while groups keep coming, so under load no
 /// thread sleeps or wakes per call. Interval syncs go to the sync thread directly.
-final class _Syncer: @unchecked Sendable {
+final class Syncer: @unchecked Sendable {
     private enum Owner { case none, caller, thread }
 
     private let lock = ConditionLock()
     // Guarded by `lock`.
     private var owner = Owner.none
-    private var pending: [(LogWriter.SyncBatch, _Replies)] = []
+    private var pending: [(LogWriter.SyncBatch, Replies)] = []
     private var stopping = false
     private var failure: HourglassError? = nil
     private var performed = 0
@@ -32,7 +32,7 @@ final class _Syncer: @unchecked Sendable {
     /// Called by the leader, in log order. True: the caller is now the syncer and must call
     /// `perform` once it has stopped leading. False: the group waits for a sync already running
     /// (or was failed at once after an earlier sync failure).
-    func claim(_ batch: LogWriter.SyncBatch, _ replies: _Replies) -> Bool {
+    func claim(_ batch: LogWriter.SyncBatch, _ replies: Replies) -> Bool {
         let outcome = lock.withLock { () -> Bool? in
             if failure != nil { return nil }
             if owner == .none {
@@ -50,7 +50,7 @@ final class _Syncer: @unchecked Sendable {
     }
 
     /// Hands a group to the sync thread (interval syncs, and groups from the clock thread).
-    func handToThread(_ batch: LogWriter.SyncBatch, _ replies: _Replies) {
+    func handToThread(_ batch: LogWriter.SyncBatch, _ replies: Replies) {
         let failed = lock.withLock { () -> Bool in
             if failure != nil { return true }
             pending.append((batch, replies))
@@ -64,7 +64,7 @@ final class _Syncer: @unchecked Sendable {
     }
 
     /// Runs the sync claimed with `claim`, answers the group, then passes on the syncer's role.
-    func perform(_ batch: LogWriter.SyncBatch, _ replies: _Replies) {
+    func perform(_ batch: LogWriter.SyncBatch, _ replies: Replies) {
         sync(batch, replies)
         lock.withLock {
             if pending.isEmpty {
@@ -77,14 +77,14 @@ final class _Syncer: @unchecked Sendable {
         }
     }
 
-    private func fail(_ replies: _Replies) {
+    private func fail(_ replies: Replies) {
         var replies = replies
         replies.failAll(with: failed ?? .closed)
         replies.resumeAll()
     }
 
     /// msyncs `batch`, then answers `replies` (with the failure, if it failed or one came before).
-    private func sync(_ batch: LogWriter.SyncBatch, _ replies: _Replies) {
+    private func sync(_ batch: LogWriter.SyncBatch, _ replies: Replies) {
         var outcome = lock.withLock { failure }
         if outcome == nil && !batch.isEmpty {
             let started = monotonicNanoseconds()
@@ -142,7 +142,7 @@ final class _Syncer: @unchecked Sendable {
             pending.removeAll()
             lock.unlock()
             var batch = LogWriter.SyncBatch()
-            var replies = _Replies()
+            var replies = Replies()
             for (part, group) in work {
                 batch.append(part)
                 replies.append(contentsOf: group)

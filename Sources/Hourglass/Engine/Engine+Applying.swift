@@ -1,8 +1,8 @@
 import HourglassCore
 
 /// Applying a group: each request to the wheel and the journal, in arrival order.
-extension _Engine {
-    func apply(_ batch: [_Request], into replies: inout _Replies) {
+extension Engine {
+    func apply(_ batch: [Request], into replies: inout Replies) {
         noteSyncFailure()
         for (position, request) in batch.enumerated() {
             if closeReply != nil {
@@ -16,7 +16,7 @@ extension _Engine {
         }
     }
 
-    func apply(_ request: _Request, into replies: inout _Replies) {
+    func apply(_ request: Request, into replies: inout Replies) {
         switch request {
         case let .schedule(item, reply):
             replies.append(reply, schedule(item))
@@ -54,7 +54,7 @@ extension _Engine {
     }
 
     @inline(__always)
-    func prefetch(for request: _Request) {
+    func prefetch(for request: Request) {
         switch request {
         case let .schedule(item, _): item.id.bytes.withUnsafeBytes { wheel.prefetchIndex(id: $0) }
         case let .cancel(id, _): id.withUnsafeBytes { wheel.prefetchIndex(id: $0) }
