@@ -56,17 +56,34 @@ package final class PosixDirectory: StorageDirectory {
         case let .success(opened): fd = opened
         case let .failure(error): throw .from(error, "open", lockPath)
         }
-        switch Posix.lockExclusive(fd) {
-        case .success:
-            lockFD = fd
-        case .failure(.wouldBlock):
-            Posix.close(fd)
-            throw .locked(path: path)
-        case let .failure(error):
-            Posix.close(fd)
-            throw .from(error, "flock", lockPath)
+        // A flock belongs to the open file description, and a child process that the host
+        // spawns (fork or vfork, then exec) shares every descriptor until its exec closes the
+        // close-on-exec ones. So an engine of this process that has just closed can still look
+        // locked for the microseconds a concurrent spawn takes: try again for a short while
+        // before saying another engine holds the directory.
+        var attempt = 0
+        while true {
+            switch Posix.lockExclusive(fd) {
+            case .success:
+                lockFD = fd
+                return
+            case .failure(.wouldBlock) where attempt < PosixDirectory.lockAttempts:
+                attempt += 1
+                Posix.sleep(microseconds: 2_000)
+                continue
+            case .failure(.wouldBlock):
+                Posix.close(fd)
+                throw .locked(path: path)
+            case let .failure(error):
+                Posix.close(fd)
+                throw .from(error, "flock", lockPath)
+            }
         }
     }
+
+    /// Attempts at the lock, 2 ms apart, before a held lock is reported (a quarter of a second:
+    /// a spawn's window, even on a loaded machine, and short next to a real conflict).
+    static let lockAttempts = 125
 
     package func unlock() {
         if lockFD >= 0 {

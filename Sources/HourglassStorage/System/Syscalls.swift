@@ -151,6 +151,14 @@ enum Posix {
         retrying("flock") { flock(fd, LOCK_EX | LOCK_NB) }.map { _ in }
     }
 
+    /// The corresponding C function is `nanosleep`; an interrupted sleep sleeps the rest.
+    @inline(never)
+    static func sleep(microseconds: Int) {
+        var request = timespec(tv_sec: microseconds / 1_000_000, tv_nsec: (microseconds % 1_000_000) * 1000)
+        var remaining = timespec()
+        while nanosleep(&request, &remaining) == -1 && errno == EINTR { request = remaining }
+    }
+
     /// The corresponding C function is `rename`.
     @inline(never)
     static func rename(_ from: String, _ to: String) -> Result<Void, Errno> {
