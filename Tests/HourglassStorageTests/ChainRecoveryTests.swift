@@ -10,6 +10,7 @@ import Darwin
 
 @Suite("Log recovery, format 2: chained frames, compact headers, version 1 directories")
 struct ChainRecoveryTests {
+    // RECOVERY row 2, over compact chained frames: everything is replayed.
     @Test("one record per frame costs at most 64 bytes of log per order timer; 1000 per frame at most 53")
     func oneRecordPerFrameIsCompact() throws {
         for (perFrame, limit) in [(1, 64.0), (1000, 53.0)] {
@@ -26,8 +27,8 @@ struct ChainRecoveryTests {
         }
     }
 
-    @Test("torn tail inside a chain: a chained last frame cut at every byte is cut, the chain before it is kept")
-    func tornTailInsideAChainIsCut() throws {
+    @Test("row 19: torn tail inside a chain: a chained last frame cut at every byte is cut, the chain before it is kept")
+    func row19TornTailInsideAChainIsCut() throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
         let frames = try writeLog(directory.path, orderFrames(8), segmentLength: 64 << 10, chained: true)
@@ -54,8 +55,8 @@ struct ChainRecoveryTests {
         expectRecords(try recover(directory.path).records, all(Array(frames.dropLast())) + all(more))
     }
 
-    @Test("corruption inside a chain: proven by a later chained frame; salvage reports the damaged frame and, apart, the chained frames it takes with it")
-    func chainedFramesAfterDamageAreReportedAsDropped() throws {
+    @Test("row 18: corruption inside a chain: proven by a later chained frame; salvage reports the damaged frame and, apart, the chained frames it takes with it")
+    func row18ChainedFramesAfterDamageAreReportedAsDropped() throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
         // Six chained one-record frames, a big (unchained) frame, then chained frames again.
@@ -87,8 +88,8 @@ struct ChainRecoveryTests {
         #expect(lost(salvaged.report.dropped) == Array(frames[2].firstSequence ..< frames[6].firstSequence), "every lost record accounted for")
     }
 
-    @Test("a chained frame after damage in an older segment: salvage resumes at the next segment's first (unchained) frame")
-    func chainRunningToTheSegmentEndIsDroppedToIt() throws {
+    @Test("row 18: a chained frame after damage in an older segment: salvage resumes at the next segment's first (unchained) frame")
+    func row18ChainRunningToTheSegmentEndIsDroppedToIt() throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
         let frames = try writeLog(directory.path, orderFrames(1500), segmentLength: 64 << 10, chained: true)
@@ -108,8 +109,40 @@ struct ChainRecoveryTests {
         #expect(lost(salvaged.report.dropped) == Array(bad.firstSequence ..< firstOfNext.firstSequence))
     }
 
-    @Test("torn tail vs corruption with chains: damage followed by chained frames that prove nothing durable is a torn tail")
-    func unprovenDamageInsideAChainIsATornTail() throws {
+    @Test("row 18: damage inside a chain with only chained frames after it: salvage cuts the log there and reports the loss")
+    func row18ChainedFramesToTheEndAreCutBySalvage() throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        // One chain: the writer's first frame, then seven chained ones, each synced before the next.
+        let frames = try writeLog(directory.path, orderFrames(8), chained: true)
+        let path = directory.segment(1)
+        let file = readFile(path)
+        #expect(frames[1...].allSatisfy { file[$0.offset + 1] & LogFormat.flagChained != 0 })
+        let bad = frames[3]
+        patchFile(path, at: bad.offset + bad.length - 2, with: [file[bad.offset + bad.length - 2] ^ 0x10])
+        // Frames 4 ... 7 prove frame 3 durable, but none of them starts a chain to resume at.
+        expectCorruption(directory, file: path, offset: bad.offset, reason: "no unchained frame follows to resume at")
+
+        let damagedEnd = readFile(path).lastIndex { $0 != 0 }! + 1
+        let salvaged = try recover(directory.path, salvage: true)
+        expectRecords(salvaged.records, all(Array(frames[..<3])))
+        #expect(salvaged.sequences == sequences(Array(frames[..<3])))
+        #expect(salvaged.report.dropped.count == 1, "\(salvaged.report)")
+        let dropped = try #require(salvaged.report.dropped.first)
+        #expect(dropped.file == path && dropped.offset == Int64(bad.offset) && dropped.bytes == segmentLength - bad.offset)
+        #expect(dropped.reason.contains("a valid chained frame at"), "\(dropped.reason)")
+        let torn = try #require(salvaged.report.tornTail)
+        #expect(torn.file == path && torn.offset == Int64(bad.offset) && torn.bytes == damagedEnd - bad.offset)
+        #expect(salvaged.tail.segment?.writeOffset == bad.offset && salvaged.tail.nextSequence == bad.firstSequence)
+        #expect(readFile(path)[bad.offset...].allSatisfy { $0 == 0 }, "the cut is zeroed")
+
+        let again = try recover(directory.path)
+        expectRecords(again.records, all(Array(frames[..<3])))
+        #expect(again.report.tornTail == nil && again.report.dropped.isEmpty)
+    }
+
+    @Test("row 19: torn tail vs corruption with chains: damage followed by chained frames that prove nothing durable is a torn tail")
+    func row19UnprovenDamageInsideAChainIsATornTail() throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
         let frames = try writeLog(directory.path, orderFrames(10), synced: false, chained: true)
@@ -121,8 +154,8 @@ struct ChainRecoveryTests {
         #expect(recovered.report.tornTail?.offset == Int64(bad.offset))
     }
 
-    @Test("version 1 directory: its frames are read; the writer goes on in a new version 2 segment, never appending to the old one")
-    func version1DirectoryOpens() throws {
+    @Test("row 20: version 1 directory: its frames are read; the writer goes on in a new version 2 segment, never appending to the old one")
+    func row20Version1DirectoryOpens() throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
         // A version 1 segment, as version 1 wrote it: long version 1 frames, then a close mark.

@@ -235,4 +235,37 @@ extension RecoveryTests {
         writeFile(directory.segment(2), pristine2)
         expectCorruption(directory, file: path, offset: bad.offset, reason: "\(SegmentName.name(2)) was started once sequence")
     }
+
+    @Test("row 8: a bad frame with nothing intact after it, proven durable by a newer segment's header: salvage cuts the log there and reports the loss")
+    func row8SalvageCutsWhenNothingIntactFollows() throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let frames = try writeLog(directory.path, bigFrames(20))
+        #expect(Set(frames.map(\.segment)) == [1, 2])
+        let bad = frames.last { $0.segment == 1 }!
+        let path = directory.segment(1)
+        // Segment 1's last frame torn in half; segment 2 holds only its header.
+        patchFile(path, at: bad.offset + bad.length / 2, with: zeros(bad.length - bad.length / 2))
+        let inSegment2 = frames.filter { $0.segment == 2 }
+        patchFile(directory.segment(2), at: 64, with: zeros(inSegment2.last!.end - 64))
+        expectCorruption(directory, file: path, offset: bad.offset, reason: "no unchained frame follows to resume at")
+
+        let cutBytes = (readFile(path).lastIndex { $0 != 0 }! + 1 - bad.offset) + (readFile(directory.segment(2)).lastIndex { $0 != 0 }! + 1)
+        let salvaged = try recover(directory.path, salvage: true)
+        let kept = Array(frames.filter { $0.segment == 1 }.dropLast())
+        expectRecords(salvaged.records, all(kept))
+        #expect(salvaged.report.dropped.count == 1, "\(salvaged.report)")
+        let dropped = try #require(salvaged.report.dropped.first)
+        #expect(dropped.file == path && dropped.offset == Int64(bad.offset) && dropped.bytes == segmentLength - bad.offset)
+        #expect(dropped.reason.contains("\(SegmentName.name(2)) was started once sequence"), "\(dropped.reason)")
+        let torn = try #require(salvaged.report.tornTail, "the cut is reported")
+        #expect(torn.file == path && torn.offset == Int64(bad.offset) && torn.bytes == cutBytes, "\(torn)")
+        #expect(!directory.files().contains(SegmentName.name(2)), "the segment after the cut goes")
+        #expect(salvaged.tail.segment?.number == 1 && salvaged.tail.segment?.writeOffset == bad.offset)
+        #expect(salvaged.tail.nextSequence == bad.firstSequence)
+
+        let again = try recover(directory.path)
+        expectRecords(again.records, all(kept))
+        #expect(again.report.tornTail == nil && again.report.dropped.isEmpty)
+    }
 }
