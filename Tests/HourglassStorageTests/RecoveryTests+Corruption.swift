@@ -2,11 +2,6 @@ import HourglassCore
 import HourglassStorage
 import HourglassTestSupport
 import Testing
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 extension RecoveryTests {
     @Test("row 6: a bad frame followed by a valid frame in the same segment is corruption; salvage skips it and reports it")
@@ -207,7 +202,7 @@ extension RecoveryTests {
         }
     }
 
-    @Test("row 8: a bad frame at the end of an older segment is corruption, as newer segments have headers")
+    @Test("row 8: a bad frame at the end of an older segment is corruption, as newer segments have headers; with nothing intact after it, salvage cuts there")
     func row8OlderSegment() throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
@@ -234,22 +229,10 @@ extension RecoveryTests {
         patchFile(path, at: bad.offset + bad.length / 2, with: zeros(bad.length - bad.length / 2))
         writeFile(directory.segment(2), pristine2)
         expectCorruption(directory, file: path, offset: bad.offset, reason: "\(SegmentName.name(2)) was started once sequence")
-    }
-
-    @Test("row 8: a bad frame with nothing intact after it, proven durable by a newer segment's header: salvage cuts the log there and reports the loss")
-    func row8SalvageCutsWhenNothingIntactFollows() throws {
-        let directory = TemporaryDirectory()
-        defer { directory.remove() }
-        let frames = try writeLog(directory.path, bigFrames(20))
-        #expect(Set(frames.map(\.segment)) == [1, 2])
-        let bad = frames.last { $0.segment == 1 }!
-        let path = directory.segment(1)
-        // Segment 1's last frame torn in half; segment 2 holds only its header.
-        patchFile(path, at: bad.offset + bad.length / 2, with: zeros(bad.length - bad.length / 2))
-        let inSegment2 = frames.filter { $0.segment == 2 }
-        patchFile(directory.segment(2), at: 64, with: zeros(inSegment2.last!.end - 64))
         expectCorruption(directory, file: path, offset: bad.offset, reason: "no unchained frame follows to resume at")
 
+        // And salvage, with nothing intact after the damage to resume at, cuts the log there and
+        // reports the loss.
         let cutBytes = (readFile(path).lastIndex { $0 != 0 }! + 1 - bad.offset) + (readFile(directory.segment(2)).lastIndex { $0 != 0 }! + 1)
         let salvaged = try recover(directory.path, salvage: true)
         let kept = Array(frames.filter { $0.segment == 1 }.dropLast())

@@ -2,11 +2,6 @@ import HourglassCore
 import HourglassStorage
 import HourglassTestSupport
 import Testing
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 @Suite("Log recovery: the decision table of Docs/RECOVERY.md")
 struct RecoveryTests {
