@@ -1,7 +1,7 @@
 import HourglassCore
 
-// What the walk finds, place by place: the "case" column of the table. Reading only; the
-// decisions are in `LogRecovery+Decisions.swift`.
+// What the walk finds, place by place: the "case" column of the table. These only read (the
+// reader moves past a frame it decodes); the decisions are in `LogRecovery+Decisions.swift`.
 
 extension LogRecovery.Walk {
     /// At the start of segment `index`: a gap in the segment numbers (row 12), else what its
