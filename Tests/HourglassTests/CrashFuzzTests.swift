@@ -1087,6 +1087,8 @@ final class FuzzProgress: Sendable {
 
 @Suite("Crash fuzzing: nothing acknowledged is ever lost")
 struct CrashFuzzTests {
+    // RECOVERY rows 2, 3, 6', 9, 10, 16 (crashes and power losses at random file system operations)
+    // and 6, 11, 18 (bit flips the log proves durable: refused, or salvaged).
     @Test("random workloads, killed at random file system operations, recover everything acknowledged")
     func crashPoints() async throws {
         let master = SeededRandom.testSeed()
@@ -1258,6 +1260,7 @@ struct TargetedFaultTests {
         return ids
     }
 
+    // RECOVERY row 6'
     @Test("a power loss during a commit whose frames span two segments is a torn tail: the directory opens with everything acknowledged")
     func powerLossInACommitAcrossSegments() async throws {
         let fileSystem = SimulatedFileSystem()
@@ -1291,6 +1294,7 @@ struct TargetedFaultTests {
         }
     }
 
+    // RECOVERY row 6'
     @Test("after a power loss under durability none, pages written back out of order are a torn tail, not corruption", arguments: [1, 2])
     func outOfOrderWriteback(lostPage: Int) async throws {
         let fileSystem = SimulatedFileSystem()
@@ -1316,6 +1320,7 @@ struct TargetedFaultTests {
         }
     }
 
+    // RECOVERY row 11, on the segment holding the checkpoint's start (the rule before the table)
     @Test("a damaged header on the segment holding the checkpoint's start is named in the error, and salvage opens past it")
     func damagedHeaderOfTheHoldingSegment() async throws {
         let fileSystem = SimulatedFileSystem()
