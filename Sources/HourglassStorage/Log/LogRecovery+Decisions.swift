@@ -92,7 +92,11 @@ extension LogRecovery.Walk {
         let end = resume.index == orphans.index ? resume.offset : (lastIntactFrameEnd(holder, from: orphans) ?? holder.file.length)
         report.dropped.append(.init(
             file: holder.file.path, offset: Int64(orphans.offset), bytes: end - orphans.offset,
-            firstSequence: orphans.firstSequence, records: Int(resume.firstSequence - orphans.firstSequence),
+            // With the holder's header damaged, compact frames before the resume point were read
+            // against a guessed base and may seem to come after it: then how many records they
+            // held is not known (0), and recovery must not trap on the difference.
+            firstSequence: orphans.firstSequence,
+            records: resume.firstSequence >= orphans.firstSequence ? Int(resume.firstSequence - orphans.firstSequence) : 0,
             reason: "chained frames that cannot be decoded without the damaged frame before them (their chain restarts at \(name(resume)))"))
     }
 
