@@ -79,7 +79,7 @@ struct HourglassBench: AsyncParsableCommand {
         case "none": return .none
         default:
             if durability.hasPrefix("interval:"), let ms = Int(durability.dropFirst("interval:".count)), ms > 0 {
-                return .interval(milliseconds: ms)
+                return .interval(.milliseconds(ms))
             }
             throw ValidationError("--durability must be always, none or interval:MS")
         }

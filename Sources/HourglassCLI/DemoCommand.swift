@@ -66,7 +66,7 @@ struct DemoCommand: AsyncParsableCommand {
             """)
 
         let results = DemoResults()
-        var configuration = Configuration.directory(directory, durability: .interval(milliseconds: 10))
+        var configuration = Configuration.directory(directory, durability: .interval(.milliseconds(10)))
         configuration.maxInFlight = 100_000
         var engine = try await HourglassEngine.open(configuration)
         var consumer = startConsumer(engine, results)

@@ -171,7 +171,7 @@ func parseDurability(_ text: String) throws -> Configuration.Durability {
     case "none": return .none
     default:
         if text.hasPrefix("interval:"), let ms = Int(text.dropFirst("interval:".count)), ms >= 1 {
-            return .interval(milliseconds: ms)
+            return .interval(.milliseconds(ms))
         }
         throw ValidationError("--durability must be always, interval:MS (MS >= 1) or none, not '\(text)'")
     }

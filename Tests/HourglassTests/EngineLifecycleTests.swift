@@ -40,7 +40,7 @@ struct EngineLifecycleTests {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
         let clock = ManualClock(now: Self.start)
-        for durability in [Configuration.Durability.always, .interval(milliseconds: 10), .none] {
+        for durability in [Configuration.Durability.always, .interval(.milliseconds(10)), .none] {
             for i in 0 ..< 34 {
                 let engine = try await HourglassEngine.open(.directory(directory.path, durability: durability), clock: clock)
                 try await engine.schedule(id: TimerID("\(durability)-\(i)"), after: .seconds(60), payload: Array("p\(i)".utf8))
@@ -59,7 +59,7 @@ struct EngineLifecycleTests {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
         let clock = ManualClock(now: Self.start)
-        var configuration = Configuration.directory(directory.path, durability: .interval(milliseconds: 10))
+        var configuration = Configuration.directory(directory.path, durability: .interval(.milliseconds(10)))
         configuration.deliveryMode = .atMostOnce
         let engine = try await HourglassEngine.open(configuration, clock: clock)
         for i in 0 ..< 10 { try await engine.schedule(id: TimerID("t\(i)"), after: .seconds(1)) }

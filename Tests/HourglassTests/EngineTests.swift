@@ -133,7 +133,7 @@ struct EngineTests {
         configuration.maxIDBytes = 5000
         await #expect(throws: HourglassError.self) { _ = try await HourglassEngine.open(configuration, clock: ManualClock()) }
         configuration = .memory
-        configuration.tickMilliseconds = 0
+        configuration.tick = .zero
         await #expect(throws: HourglassError.self) { _ = try await HourglassEngine.open(configuration, clock: ManualClock()) }
     }
 

@@ -451,8 +451,8 @@ final class _Engine: @unchecked Sendable {
                 claimedSync = (batch, replies)
             }
             replies = _Replies()
-        case let .interval(ms):
-            if unsynced && monotonicNanoseconds() - lastSyncNanoseconds >= UInt64(ms) * 1_000_000 {
+        case .interval:
+            if unsynced && monotonicNanoseconds() - lastSyncNanoseconds >= configuration.syncIntervalNanoseconds ?? 0 {
                 syncer.handToThread(journal.takeSyncBatch(), _Replies())
                 unsynced = false
                 lastSyncNanoseconds = monotonicNanoseconds()
