@@ -13,6 +13,8 @@ let package = Package(
     name: "Hourglass",
     products: [
         .library(name: "Hourglass", targets: ["Hourglass"]),
+        // For users' own tests: ManualClock, temporary directories, an engine under test.
+        .library(name: "HourglassTesting", targets: ["HourglassTesting"]),
         .executable(name: "hourglass", targets: ["HourglassCLI"]),
         .executable(name: "hourglass-bench", targets: ["HourglassBench"]),
     ],
@@ -59,6 +61,12 @@ let package = Package(
             ],
             swiftSettings: internalChecks
         ),
+        // The test kit users' tests import (as swift-metrics ships MetricsTestKit); the
+        // project's own suites use it too.
+        .target(
+            name: "HourglassTesting",
+            dependencies: ["Hourglass", "HourglassStorage"]
+        ),
         // Layer 4: the `hourglass` command.
         .executableTarget(
             name: "HourglassCLI",
@@ -73,18 +81,21 @@ let package = Package(
         .executableTarget(
             name: "HourglassBench",
             dependencies: [
-                "Hourglass", "HourglassCore", "HourglassStorage", "CBenchSupport",
+                "Hourglass", "HourglassCore", "HourglassStorage", "HourglassTesting", "CBenchSupport",
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/HourglassBench"
         ),
 
-        // Shared test helpers: seeded random numbers, the reference model, temporary directories.
+        // The project's white-box test helpers, below the engine: seeded random numbers, the
+        // reference wheel, the simulated and faulty file systems, file patching. Temporary
+        // directories come from HourglassTesting (public), which the engine's suites also use for
+        // ManualClock and engines under test.
         .target(
             name: "HourglassTestSupport",
             dependencies: [
-                "HourglassCore", "HourglassStorage",
+                "HourglassCore", "HourglassStorage", "HourglassTesting",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Tests/HourglassTestSupport"
@@ -96,17 +107,21 @@ let package = Package(
         ),
         .testTarget(
             name: "HourglassStorageTests",
-            dependencies: ["HourglassStorage", "HourglassCore", "HourglassTestSupport"],
+            dependencies: ["HourglassStorage", "HourglassCore", "HourglassTestSupport", "HourglassTesting"],
             swiftSettings: internalChecks
         ),
         .testTarget(
             name: "HourglassCLITests",
-            dependencies: ["HourglassCLI", "HourglassTestSupport"]
+            dependencies: ["HourglassCLI", "HourglassTestSupport", "HourglassTesting"]
+        ),
+        .testTarget(
+            name: "HourglassTestingTests",
+            dependencies: ["Hourglass", "HourglassTesting"]
         ),
         .testTarget(
             name: "HourglassTests",
             dependencies: [
-                "Hourglass", "HourglassCore", "HourglassTestSupport",
+                "Hourglass", "HourglassCore", "HourglassTestSupport", "HourglassTesting",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: internalChecks

@@ -54,6 +54,7 @@ public struct Deliveries: AsyncSequence, Sendable {
             while let delivery = await queue.next() {
                 guard let taker else { return delivery }
                 if await taker.take(delivery) { return delivery }
+                queue.noteSettled()  // cancelled or replaced before the take: nothing to handle
             }
             return nil
         }
@@ -85,6 +86,7 @@ public struct Deliveries: AsyncSequence, Sendable {
                     guard let taker else { return batch }
                     var taken: [Delivery] = []
                     for delivery in batch where await taker.take(delivery) { taken.append(delivery) }
+                    if taken.count < batch.count { queue.noteSettled(batch.count - taken.count) }
                     if !taken.isEmpty { return taken }
                 }
                 return nil
@@ -110,16 +112,22 @@ final class _DeliveryQueue: Sendable {
         var waiters = Deque<Waiter>()
         var nextWaiterID: UInt64 = 0
         var finished = false
+        /// Deliveries settled: handled by `consume` (its outcome applied), not taken under at
+        /// most once, or dropped by `finish()`.
+        var settled = 0
+        var settleWaiters: [(target: Int, continuation: UnsafeContinuation<Void, Never>)] = []
     }
 
     private let state = Mutex(State())
 
     var buffered: Int { state.withLock { $0.buffer.count } }
 
-    /// Hands deliveries to waiting consumers, buffering the rest.
+    /// Hands deliveries to waiting consumers, buffering the rest. Once finished, drops them:
+    /// they stay in flight (pending, at most once) and are delivered again after a reopen.
     func push(_ deliveries: some Sequence<Delivery>) {
         var handOffs: [(UnsafeContinuation<Delivery?, Never>, Delivery)] = []
         state.withLock { state in
+            if state.finished { return }
             for delivery in deliveries {
                 if let waiter = state.waiters.popFirst() {
                     handOffs.append((waiter.continuation, delivery))
@@ -132,15 +140,56 @@ final class _DeliveryQueue: Sendable {
     }
 
     /// Ends the sequence: waiting consumers get nil; buffered deliveries are dropped (they stay
-    /// in flight in the log and are delivered again after reopening).
+    /// in flight in the log and are delivered again after reopening). Idempotent.
     func finish() {
-        let waiters = state.withLock { state -> Deque<Waiter> in
+        let (waiters, settleWaiters) = state.withLock { state in
             state.finished = true
+            state.settled += state.buffer.count
             state.buffer.removeAll()
-            defer { state.waiters.removeAll() }
-            return state.waiters
+            defer {
+                state.waiters.removeAll()
+                state.settleWaiters.removeAll()
+            }
+            return (state.waiters, state.settleWaiters)
         }
         for waiter in waiters { waiter.continuation.resume(returning: nil) }
+        for waiter in settleWaiters { waiter.continuation.resume() }
+    }
+
+    var isFinished: Bool { state.withLock { $0.finished } }
+
+    /// Every buffered delivery, taken at once (none when none is buffered: never waits).
+    func takeBuffered() -> [Delivery] {
+        state.withLock { state in
+            defer { state.buffer.removeAll() }
+            return Array(state.buffer)
+        }
+    }
+
+    /// Counts `count` deliveries as settled (see `State.settled`), waking who waits for them.
+    func noteSettled(_ count: Int = 1) {
+        let ready = state.withLock { state -> [UnsafeContinuation<Void, Never>] in
+            state.settled += count
+            guard !state.settleWaiters.isEmpty else { return [] }
+            let settled = state.settled
+            let ready = state.settleWaiters.filter { $0.target <= settled }.map(\.continuation)
+            state.settleWaiters.removeAll { $0.target <= settled }
+            return ready
+        }
+        for continuation in ready { continuation.resume() }
+    }
+
+    /// Returns once `target` deliveries have been settled, or the sequence has finished.
+    nonisolated(nonsending)
+    func waitUntilSettled(_ target: Int) async {
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+            let now = state.withLock { state -> Bool in
+                if state.finished || state.settled >= target { return true }
+                state.settleWaiters.append((target, continuation))
+                return false
+            }
+            if now { continuation.resume() }
+        }
     }
 
     nonisolated(nonsending)

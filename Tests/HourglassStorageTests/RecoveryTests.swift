@@ -2,6 +2,7 @@ import HourglassCore
 import HourglassStorage
 import HourglassTestSupport
 import Testing
+import HourglassTesting
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

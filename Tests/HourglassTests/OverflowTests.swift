@@ -1,6 +1,7 @@
 import Hourglass
 import HourglassTestSupport
 import Testing
+import HourglassTesting
 
 /// The rule for out-of-range time arithmetic (Docs/OPERATIONS.md, "Out-of-range values"): sums
 /// of times saturate at the Int64 bounds; what is then out of range is refused with a typed error.
@@ -91,7 +92,7 @@ struct OverflowTests {
         let engine = try await HourglassEngine.open(.memory, clock: clock)
         try await engine.schedule(id: "soon", after: .microseconds(1500))
         clock.advance(by: .microseconds(1500))
-        #expect(ids(await drain(engine)) == ["soon"])
+        #expect(ids(await engine.takeDeliveries()) == ["soon"])
         try await engine.close()
     }
 
@@ -171,9 +172,9 @@ struct OverflowTests {
         let engine = try await HourglassEngine.open(configuration, clock: clock)
         try await engine.schedule(id: "coarse", after: .milliseconds(13))
         clock.advance(by: .milliseconds(19))
-        #expect(await drain(engine).isEmpty, "the deadline's tick is +20 ms")
+        #expect(await engine.takeDeliveries().isEmpty, "the deadline's tick is +20 ms")
         clock.advance(by: .milliseconds(1))
-        #expect(ids(await drain(engine)) == ["coarse"])
+        #expect(ids(await engine.takeDeliveries()) == ["coarse"])
         try await engine.close()
     }
 
