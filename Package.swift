@@ -15,6 +15,9 @@ let package = Package(
         .library(name: "Hourglass", targets: ["Hourglass"]),
         // For users' own tests: ManualClock, temporary directories, an engine under test.
         .library(name: "HourglassTesting", targets: ["HourglassTesting"]),
+        // HourglassService, a swift-service-lifecycle Service (its own product, so that the
+        // Hourglass library does not depend on swift-service-lifecycle).
+        .library(name: "HourglassServiceLifecycle", targets: ["HourglassServiceLifecycle"]),
         .executable(name: "hourglass", targets: ["HourglassCLI"]),
         .executable(name: "hourglass-bench", targets: ["HourglassBench"]),
     ],
@@ -24,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // liblz4 from the system (Debian: liblz4-dev).
@@ -66,6 +70,15 @@ let package = Package(
         .target(
             name: "HourglassTesting",
             dependencies: ["Hourglass", "HourglassStorage"]
+        ),
+        // The engine's consumer as a swift-service-lifecycle Service.
+        .target(
+            name: "HourglassServiceLifecycle",
+            dependencies: [
+                "Hourglass",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         // Layer 4: the `hourglass` command.
         .executableTarget(
@@ -113,6 +126,14 @@ let package = Package(
         .testTarget(
             name: "HourglassCLITests",
             dependencies: ["HourglassCLI", "HourglassTestSupport", "HourglassTesting"]
+        ),
+        .testTarget(
+            name: "HourglassServiceLifecycleTests",
+            dependencies: [
+                "Hourglass", "HourglassServiceLifecycle", "HourglassTesting", "HourglassTestSupport",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "HourglassTestingTests",
