@@ -125,7 +125,7 @@ let package = Package(
         ),
         .testTarget(
             name: "HourglassCLITests",
-            dependencies: ["HourglassCLI", "HourglassTestSupport", "HourglassTesting"]
+            dependencies: ["HourglassCLI", "Hourglass", "HourglassTestSupport", "HourglassTesting"]
         ),
         .testTarget(
             name: "HourglassServiceLifecycleTests",
@@ -149,3 +149,4 @@ let package = Package(
         ),
     ]
 )
+

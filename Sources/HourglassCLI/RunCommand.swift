@@ -57,11 +57,14 @@ struct RunCommand: AsyncParsableCommand {
         defer { for source in sources { source.cancel() } }
 
         let engine: HourglassEngine
+        let opening = ProgressLine("run: opening \(dir)")
         do throws(HourglassError) {
-            engine = try await HourglassEngine.open(.directory(dir, durability: policy))
+            engine = try await HourglassEngine.open(.directory(dir, durability: policy), progress: { opening.show($0) })
         } catch {
+            opening.finish()
             throw fail(error, dir)
         }
+        opening.finish()
         let output = Output()
         let outstanding = Counter()
 

@@ -4,34 +4,47 @@ import HourglassCore
 public struct RecoveryReport: Sendable, Equatable, CustomStringConvertible {
     /// A torn tail cut off the newest segment: a frame the crash interrupted.
     public struct TornTail: Sendable, Equatable {
+        /// The segment file that was cut.
         public var file: String
+        /// Where the cut starts, in bytes from the file's start.
         public var offset: Int64
         /// Non-zero bytes discarded from `offset` on.
         public var bytes: Int
+        /// Why the bytes at `offset` were not a valid frame.
         public var reason: String
     }
 
     /// Damage skipped in salvage mode, and the records lost with it.
     public struct Dropped: Sendable, Equatable {
+        /// The file holding the damage.
         public var file: String
+        /// Where the damage starts, in bytes from the file's start.
         public var offset: Int64
+        /// Bytes skipped.
         public var bytes: Int
         /// The sequence numbers lost: `firstSequence ..< firstSequence + records`.
         public var firstSequence: UInt64
+        /// Records lost.
         public var records: Int
+        /// What was wrong, and the evidence that it was not a torn write.
         public var reason: String
     }
 
+    /// Log segments read.
     public var segments = 0
+    /// Frames read.
     public var frames = 0
     /// Records read (including those before the checkpoint's sequence, which are skipped).
     public var records = 0
     /// Records applied (at or after the checkpoint's sequence).
     public var applied = 0
+    /// The torn tail cut off the log, if the last write was interrupted.
     public var tornTail: TornTail? = nil
+    /// What salvage skipped (empty unless `Configuration.salvage` is set and there was damage).
     public var dropped: [Dropped] = []
     /// Bytes of the frames read (as stored) and of their bodies (decompressed).
     public var logBytes = 0
+    /// The frames' bodies, decompressed.
     public var logRawBytes = 0
     /// Segment files in the directory (spares included).
     public var segmentFiles = 0
@@ -44,8 +57,10 @@ public struct RecoveryReport: Sendable, Equatable, CustomStringConvertible {
     /// Damaged checkpoints passed over for an older one.
     public var damagedCheckpoints: [String] = []
 
+    /// An empty report: nothing read.
     public init() {}
 
+    /// One line: what was read, cut and dropped.
     public var description: String {
         var text = ""
         if let checkpointSequence { text += "checkpoint at \(checkpointSequence) with \(checkpointTimers) timers; " }
@@ -84,6 +99,11 @@ package struct LogRecovery {
     package let salvage: Bool
     /// Change nothing: no torn tail is cut, no file deleted (inspection tools).
     package let readOnly: Bool
+
+    /// Called as the log is read, for a progress display: the bytes of segment files read so
+    /// far and in all (spares not counted; segments are preallocated, so the total is their
+    /// full length and the last report jumps to it). At most once per MiB read, and at the end.
+    package var progress: ((_ done: Int, _ total: Int) -> Void)? = nil
 
     package init(directory: any StorageDirectory, startSequence: UInt64 = 1, salvage: Bool = false, readOnly: Bool = false) {
         self.directory = directory
@@ -147,6 +167,22 @@ package struct LogRecovery {
         }
         try dropCoveredSegments(&segments, report: &report)
         var highest = segments.last?.number ?? 0
+        // Progress: where each segment starts among the bytes to read.
+        var segmentStarts: [Int] = []
+        var totalBytes = 0
+        for segment in segments {
+            segmentStarts.append(totalBytes)
+            if segment.hasHeader { totalBytes += segment.file.length }
+        }
+        var reportedBytes = 0
+        func noteProgress(_ index: Int, _ offset: Int) {
+            guard let progress else { return }
+            let done = min(totalBytes, segmentStarts[index] + offset)
+            if done - reportedBytes >= 1 << 20 {
+                reportedBytes = done
+                progress(done, totalBytes)
+            }
+        }
 
         var decoder = FrameDecoder()
         var expected: UInt64? = nil
@@ -272,6 +308,7 @@ package struct LogRecovery {
                         report.records += frame.header.recordCount
                         expected = frame.header.nextSequence
                         offset += frame.header.frameLength
+                        noteProgress(index, offset)
                         continue
                     case let .success(frame):
                         reason = "the frame starts at sequence \(frame.header.firstSequence), expected \(expected!)"
@@ -370,6 +407,7 @@ package struct LogRecovery {
             result.segment = (segment.number, try directory.openFile(segment.name, writable: true), end.offset, segment.validHeader)
         }
         report.segmentFiles = segments.count
+        progress?(totalBytes, totalBytes)
         return result
     }
 
