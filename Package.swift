@@ -150,3 +150,9 @@ let package = Package(
     ]
 )
 
+// The documentation plugin only when building the documentation (`scripts/docs` sets
+// HOURGLASS_DOCS=1), so that it is no part of the library's dependency graph: neither CI's build
+// nor a user's resolves or fetches it.
+if Context.environment["HOURGLASS_DOCS"] != nil {
+    package.dependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"))
+}

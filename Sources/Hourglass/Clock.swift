@@ -21,15 +21,19 @@ public protocol HourglassClock: Sendable {
 
 /// The system's wall clock (`CLOCK_REALTIME`).
 public struct SystemClock: HourglassClock {
+    /// The system clock.
     public init() {}
 
+    /// `CLOCK_REALTIME`, in milliseconds since the Unix epoch.
     public func now() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
     }
 
+    /// False: the engine sleeps until the next deadline on real time.
     public var isManual: Bool { false }
+    /// Does nothing: real time moves by itself.
     public func onChange(_ handler: @escaping @Sendable () -> Void) {}
 }
 

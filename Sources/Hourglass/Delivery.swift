@@ -8,9 +8,11 @@ import Synchronization
 /// delivered again with `attempt` one higher. `id` is stable across deliveries, so consumers can
 /// de-duplicate.
 public struct Delivery: Sendable, CustomStringConvertible {
+    /// The timer's id, as scheduled.
     public let id: TimerID
     /// The deadline the timer was scheduled for (for a retried timer: the retry's time).
     public let deadline: Deadline
+    /// The timer's payload, as scheduled.
     public let payload: [UInt8]
     /// 1 for the first delivery; one more for each redelivery or retry.
     public let attempt: Int
@@ -30,6 +32,7 @@ public struct Delivery: Sendable, CustomStringConvertible {
     /// The payload as UTF-8 text, when it is valid UTF-8.
     public var payloadString: String? { String(validating: payload, as: UTF8.self) }
 
+    /// The id, attempt, deadline and firing time, for logs.
     public var description: String { "\(id) attempt \(attempt) due \(deadline.millisecondsSinceEpoch) fired \(firedAt.millisecondsSinceEpoch)" }
 }
 
@@ -40,16 +43,21 @@ public struct Delivery: Sendable, CustomStringConvertible {
 /// waits, and a batch of fired timers wakes only as many waiting consumers as it has timers.
 /// Under `DeliveryMode.atMostOnce` a delivery counts as delivered when a consumer takes it here.
 public struct Deliveries: AsyncSequence, Sendable {
+    /// One fired timer.
     public typealias Element = Delivery
     let queue: _DeliveryQueue
     let taker: _Taker?
 
+    /// Takes deliveries one at a time.
     public struct AsyncIterator: AsyncIteratorProtocol {
         let queue: _DeliveryQueue
         let taker: _Taker?
 
+        /// The next delivery, waiting for one when none is buffered; nil once the engine is
+        /// closed or `stopDeliveries()` was called.
         public mutating func next() async -> Delivery? { await next(isolation: #isolation) }
 
+        /// The next delivery, on the caller's actor (see `next()`).
         public mutating func next(isolation actor: isolated (any Actor)?) async -> Delivery? {
             while let delivery = await queue.next() {
                 guard let taker else { return delivery }
@@ -60,6 +68,7 @@ public struct Deliveries: AsyncSequence, Sendable {
         }
     }
 
+    /// An iterator; several may take from the same engine at once.
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(queue: queue, taker: taker) }
 
     /// The deliveries in batches of up to `maxCount`: each batch is what was waiting when the
@@ -69,18 +78,23 @@ public struct Deliveries: AsyncSequence, Sendable {
 
     /// Deliveries in batches (see `batches(maxCount:)`).
     public struct Batches: AsyncSequence, Sendable {
+        /// The deliveries waiting when the consumer asked (at least one).
         public typealias Element = [Delivery]
         let queue: _DeliveryQueue
         let taker: _Taker?
         let maxCount: Int
 
+        /// Takes batches of deliveries.
         public struct AsyncIterator: AsyncIteratorProtocol {
             let queue: _DeliveryQueue
             let taker: _Taker?
             let maxCount: Int
 
+            /// The next batch, waiting for a delivery when none is buffered; nil once
+            /// deliveries have ended.
             public mutating func next() async -> [Delivery]? { await next(isolation: #isolation) }
 
+            /// The next batch, on the caller's actor (see `next()`).
             public mutating func next(isolation actor: isolated (any Actor)?) async -> [Delivery]? {
                 while let batch = await queue.next(maxCount: maxCount) {
                     guard let taker else { return batch }
@@ -93,6 +107,7 @@ public struct Deliveries: AsyncSequence, Sendable {
             }
         }
 
+        /// An iterator of batches.
         public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(queue: queue, taker: taker, maxCount: maxCount) }
     }
 

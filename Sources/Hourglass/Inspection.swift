@@ -54,8 +54,14 @@ extension HourglassEngine {
     /// optionally every timer. Takes the directory's lock for the duration, so it fails with
     /// `.directoryLocked` while an engine runs on it.
     ///
-    /// - Parameter progress: called as the checkpoint and the log are read (see
-    ///   `DirectoryProgress`), for a progress display on large directories.
+    /// - Parameters:
+    ///   - path: the engine's directory.
+    ///   - includeTimers: whether to list every timer in `timers` (in deadline order, in-flight
+    ///     ones first); without it only the counts are computed.
+    ///   - progress: called as the checkpoint and the log are read (see `DirectoryProgress`),
+    ///     for a progress display on large directories.
+    /// - Throws: `.directoryLocked` while an engine runs on it, `.corruption` (with the file and
+    ///   offset), `.io`.
     public static func inspect(
         directory path: String, includeTimers: Bool = false, progress: ((DirectoryProgress) -> Void)? = nil
     ) throws(HourglassError) -> DirectoryInspection {
@@ -130,8 +136,12 @@ extension HourglassEngine {
     /// Returns the problems found (empty when all hold), each with its file and offset. Changes
     /// nothing; takes the directory's lock.
     ///
-    /// - Parameter progress: called as each checkpoint and the log are read (see
-    ///   `DirectoryProgress`), for a progress display on large directories.
+    /// - Parameters:
+    ///   - path: the engine's directory.
+    ///   - progress: called as each checkpoint and the log are read (see `DirectoryProgress`),
+    ///     for a progress display on large directories.
+    /// - Throws: `.directoryLocked` while an engine runs on it, `.io` when a file cannot be
+    ///   read (damage is reported in the result, not thrown).
     public static func verify(directory path: String, progress: ((DirectoryProgress) -> Void)? = nil) throws(HourglassError) -> [VerificationProblem] {
         try _withLockedDirectory(path) { (directory) throws(HourglassError) in
             var throttle = _ProgressThrottle(progress)

@@ -11,11 +11,19 @@
 /// end of each step), so a handler may draw directly.
 public struct DirectoryProgress: Sendable, Equatable, CustomStringConvertible {
     /// What is being read.
-    public enum Step: String, Sendable, Equatable {
+    public enum Step: Sendable, Equatable, CustomStringConvertible {
         /// A checkpoint file: its frames decoded (and, by `verify`, checked).
         case checkpoint
         /// The log after the checkpoint, frame by frame.
         case log
+
+        /// `checkpoint` or `log`.
+        public var description: String {
+            switch self {
+            case .checkpoint: return "checkpoint"
+            case .log: return "log"
+            }
+        }
     }
 
     /// What is being read.
@@ -45,7 +53,7 @@ public struct DirectoryProgress: Sendable, Equatable, CustomStringConvertible {
             let tenths = (bytes * 10 + (1 << 19)) >> 20
             return "\(tenths / 10).\(tenths % 10)"
         }
-        return "\(step.rawValue) \(mebibytes(completedBytes)) of \(mebibytes(totalBytes)) MiB (\(Int(fraction * 100))%)"
+        return "\(step) \(mebibytes(completedBytes)) of \(mebibytes(totalBytes)) MiB (\(Int(fraction * 100))%)"
     }
 }
 
