@@ -13,6 +13,11 @@ let package = Package(
     name: "Hourglass",
     products: [
         .library(name: "Hourglass", targets: ["Hourglass"]),
+        // For users' own tests: ManualClock, temporary directories, an engine under test.
+        .library(name: "HourglassTesting", targets: ["HourglassTesting"]),
+        // HourglassService, a swift-service-lifecycle Service (its own product, so that the
+        // Hourglass library does not depend on swift-service-lifecycle).
+        .library(name: "HourglassServiceLifecycle", targets: ["HourglassServiceLifecycle"]),
         .executable(name: "hourglass", targets: ["HourglassCLI"]),
         .executable(name: "hourglass-bench", targets: ["HourglassBench"]),
     ],
@@ -22,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // liblz4 from the system (Debian: liblz4-dev).
@@ -59,6 +65,21 @@ let package = Package(
             ],
             swiftSettings: internalChecks
         ),
+        // The test kit users' tests import (as swift-metrics ships MetricsTestKit); the
+        // project's own suites use it too.
+        .target(
+            name: "HourglassTesting",
+            dependencies: ["Hourglass", "HourglassStorage"]
+        ),
+        // The engine's consumer as a swift-service-lifecycle Service.
+        .target(
+            name: "HourglassServiceLifecycle",
+            dependencies: [
+                "Hourglass",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // Layer 4: the `hourglass` command.
         .executableTarget(
             name: "HourglassCLI",
@@ -73,18 +94,21 @@ let package = Package(
         .executableTarget(
             name: "HourglassBench",
             dependencies: [
-                "Hourglass", "HourglassCore", "HourglassStorage", "CBenchSupport",
+                "Hourglass", "HourglassCore", "HourglassStorage", "HourglassTesting", "CBenchSupport",
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/HourglassBench"
         ),
 
-        // Shared test helpers: seeded random numbers, the reference model, temporary directories.
+        // The project's white-box test helpers, below the engine: seeded random numbers, the
+        // reference wheel, the simulated and faulty file systems, file patching. Temporary
+        // directories come from HourglassTesting (public), which the engine's suites also use for
+        // ManualClock and engines under test.
         .target(
             name: "HourglassTestSupport",
             dependencies: [
-                "HourglassCore", "HourglassStorage",
+                "HourglassCore", "HourglassStorage", "HourglassTesting",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Tests/HourglassTestSupport"
@@ -96,20 +120,39 @@ let package = Package(
         ),
         .testTarget(
             name: "HourglassStorageTests",
-            dependencies: ["HourglassStorage", "HourglassCore", "HourglassTestSupport"],
+            dependencies: ["HourglassStorage", "HourglassCore", "HourglassTestSupport", "HourglassTesting"],
             swiftSettings: internalChecks
         ),
         .testTarget(
             name: "HourglassCLITests",
-            dependencies: ["HourglassCLI", "HourglassTestSupport"]
+            dependencies: ["HourglassCLI", "Hourglass", "HourglassTestSupport", "HourglassTesting"]
+        ),
+        .testTarget(
+            name: "HourglassServiceLifecycleTests",
+            dependencies: [
+                "Hourglass", "HourglassServiceLifecycle", "HourglassTesting", "HourglassTestSupport",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "HourglassTestingTests",
+            dependencies: ["Hourglass", "HourglassTesting"]
         ),
         .testTarget(
             name: "HourglassTests",
             dependencies: [
-                "Hourglass", "HourglassCore", "HourglassTestSupport",
+                "Hourglass", "HourglassCore", "HourglassTestSupport", "HourglassTesting",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: internalChecks
         ),
     ]
 )
+
+// The documentation plugin only when building the documentation (`scripts/docs` sets
+// HOURGLASS_DOCS=1), so that it is no part of the library's dependency graph: neither CI's build
+// nor a user's resolves or fetches it.
+if Context.environment["HOURGLASS_DOCS"] != nil {
+    package.dependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"))
+}

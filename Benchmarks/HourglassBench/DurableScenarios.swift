@@ -1,5 +1,6 @@
 import Hourglass
 import HourglassStorage
+import HourglassTesting
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -64,6 +64,9 @@ struct HourglassBench: AsyncParsableCommand {
     @Flag(help: "One JSON object per line on stdout.")
     var json = false
 
+    @Option(help: "Also write SVG charts of the results into this directory (created if missing): throughput.svg, lateness.svg, lateness-sweep.svg.")
+    var plot: String? = nil
+
     @Option(help: "Workload seed.")
     var seed: UInt64 = 1
 
@@ -79,7 +82,7 @@ struct HourglassBench: AsyncParsableCommand {
         case "none": return .none
         default:
             if durability.hasPrefix("interval:"), let ms = Int(durability.dropFirst("interval:".count)), ms > 0 {
-                return .interval(milliseconds: ms)
+                return .interval(.milliseconds(ms))
             }
             throw ValidationError("--durability must be always, none or interval:MS")
         }
@@ -94,6 +97,7 @@ struct HourglassBench: AsyncParsableCommand {
         if let sqliteBatch, sqliteBatch < 1 { throw ValidationError("--sqlite-batch must be at least 1") }
         if let load, load < 0 { throw ValidationError("--load must be at least 0") }
         if let operations, operations < 1 { throw ValidationError("--operations must be at least 1") }
+        if let plot, plot.isEmpty { throw ValidationError("--plot needs a directory") }
         _ = try parsedSweepRates()
         if sweep && scenario != "lateness" { throw ValidationError("--sweep needs --scenario lateness") }
         if child == nil && scenario != "all" && !HourglassBench.scenarios.contains(scenario) {
@@ -153,6 +157,15 @@ struct HourglassBench: AsyncParsableCommand {
             }
             status("")
             if !results.isEmpty { reporter.report(results) }
+        }
+        if let plot {
+            let title = "hourglass-bench --scenario \(scenario)\(sweep ? " --sweep" : ""): \(timers) timers, \(payload) B payloads, durability \(policy), \(callers) callers, seed \(seed)"
+            do {
+                for path in try writeCharts(reporter.all, to: plot, title: title) { writeStandardError("hourglass-bench: wrote \(path)\n") }
+            } catch {
+                writeStandardError("hourglass-bench: \(error)\n")
+                throw ExitCode.failure
+            }
         }
     }
 

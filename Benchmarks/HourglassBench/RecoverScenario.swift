@@ -1,6 +1,7 @@
 import CBenchSupport
 import Hourglass
 import HourglassStorage
+import HourglassTesting
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -137,6 +137,8 @@ struct Measurement {
 final class Reporter: @unchecked Sendable {
     let json: Bool
     private var headerPrinted = false
+    /// Every row reported so far (for `--plot`).
+    private(set) var all: [Measurement] = []
 
     init(json: Bool) { self.json = json }
 
@@ -148,6 +150,7 @@ final class Reporter: @unchecked Sendable {
     /// Prints the results of one scenario (the ratios are to the `hourglass` row of the same
     /// scenario name).
     func report(_ results: [Measurement]) {
+        all.append(contentsOf: results)
         if json {
             for m in results { writeStandardOutput(m.jsonLine()) }
             return

@@ -18,18 +18,30 @@ public struct Configuration: Sendable {
         /// fsync (group commit). Nothing acknowledged is lost, even on power failure.
         case always
         /// The call returns once its record is in the log's mapping; the log is synced at most
-        /// this many milliseconds later. A process crash loses nothing (the page cache belongs to
-        /// the kernel); a power failure can lose the last interval.
-        case interval(milliseconds: Int)
+        /// this long later (at least 1 ms, at most `Configuration.longestDuration`). A process
+        /// crash loses nothing (the page cache belongs to the kernel); a power failure can lose
+        /// the last interval.
+        ///
+        /// ```swift
+        /// let configuration = Configuration.directory("/var/lib/timers", durability: .interval(.milliseconds(10)))
+        /// ```
+        case interval(Duration)
         /// The call returns once its record is in the mapping; the kernel writes it back when it
         /// chooses. A process crash loses nothing; a power failure can lose what the kernel had
         /// not yet written (typically up to 30 s).
         case none
 
+        /// The policy as the command line spells it: `always`, `interval:10` (whole
+        /// milliseconds; a fractional period is written as its `Duration`), `none`.
         public var description: String {
             switch self {
             case .always: return "always"
-            case let .interval(ms): return "interval:\(ms)"
+            case let .interval(period):
+                let (seconds, attoseconds) = period.components
+                if attoseconds % 1_000_000_000_000_000 == 0, seconds < Int64.max / 1000 {
+                    return "interval:\(seconds * 1000 + attoseconds / 1_000_000_000_000_000)"
+                }
+                return "interval:\(period)"
             case .none: return "none"
             }
         }
@@ -45,14 +57,18 @@ public struct Configuration: Sendable {
         case atMostOnce
     }
 
+    /// Where timers live: in memory, or in a directory.
     public var storage: Storage
+    /// What a returned call promises about the disk (ignored in memory).
     public var durability: Durability
-    /// The wheel's resolution: a timer fires at the first tick at or after its deadline.
-    public var tickMilliseconds: Int64 = 1
+    /// The wheel's resolution: a timer fires at the first tick at or after its deadline. A
+    /// whole number of milliseconds, from 1 ms (the default) to 60 s.
+    public var tick: Duration = .milliseconds(1)
     /// The longest id accepted, in bytes (at most 1024).
     public var maxIDBytes: Int = 1024
     /// The longest payload accepted, in bytes (at most 16 MiB - 1).
     public var maxPayloadBytes: Int = 1 << 20
+    /// At least once (the default) or at most once.
     public var deliveryMode: DeliveryMode = .atLeastOnce
     /// How long a delivered timer may stay unacknowledged before it is delivered again
     /// (positive, at most `Configuration.longestDuration`).
@@ -90,13 +106,14 @@ public struct Configuration: Sendable {
     /// The file system under a directory engine; tests substitute one that injects faults.
     package var fileSystem: any StorageFileSystem = PosixFileSystem()
 
-    public init(storage: Storage = .memory, durability: Durability = .interval(milliseconds: 10)) {
+    /// A configuration with the defaults of every other setting.
+    public init(storage: Storage = .memory, durability: Durability = .interval(.milliseconds(10))) {
         self.storage = storage
         self.durability = durability
     }
 
     /// A durable engine over `directory`.
-    public static func directory(_ path: String, durability: Durability = .interval(milliseconds: 10)) -> Configuration {
+    public static func directory(_ path: String, durability: Durability = .interval(.milliseconds(10))) -> Configuration {
         Configuration(storage: .directory(path), durability: durability)
     }
 
@@ -113,16 +130,17 @@ public struct Configuration: Sendable {
         func require(_ condition: Bool, _ message: String) throws(HourglassError) {
             if !condition { throw .invalidConfiguration(message) }
         }
-        try require(tickMilliseconds >= 1 && tickMilliseconds <= 60_000, "tickMilliseconds must be 1 ... 60000, not \(tickMilliseconds)")
+        try require(tick >= .milliseconds(1) && tick <= .seconds(60) && tick.components.attoseconds % 1_000_000_000_000_000 == 0,
+                    "tick must be a whole number of milliseconds from 1 ms to 60 s, not \(tick)")
         try require(maxIDBytes >= 1 && maxIDBytes <= 1024, "maxIDBytes must be 1 ... 1024, not \(maxIDBytes)")
         try require(maxPayloadBytes >= 0 && maxPayloadBytes <= (1 << 24) - 1, "maxPayloadBytes must be 0 ... 16777215, not \(maxPayloadBytes)")
         try require(redeliveryTimeout > .zero, "redeliveryTimeout must be positive, not \(redeliveryTimeout)")
         try require(redeliveryTimeout <= Self.longestDuration, "redeliveryTimeout must be at most 100 years (Configuration.longestDuration), not \(redeliveryTimeout)")
         try require(maxInFlight >= 1, "maxInFlight must be at least 1, not \(maxInFlight)")
         if let maxAttempts { try require(maxAttempts >= 1, "maxAttempts must be at least 1, not \(maxAttempts)") }
-        if case let .interval(ms) = durability {
-            try require(ms >= 1, "the sync interval (durability .interval) must be at least 1 ms, not \(ms)")
-            try require(Duration.milliseconds(ms) <= Self.longestDuration, "the sync interval (durability .interval) must be at most 100 years (Configuration.longestDuration), not \(ms) ms")
+        if case let .interval(period) = durability {
+            try require(period >= .milliseconds(1), "the sync interval (durability .interval) must be at least 1 ms, not \(period)")
+            try require(period <= Self.longestDuration, "the sync interval (durability .interval) must be at most 100 years (Configuration.longestDuration), not \(period)")
         }
         try require(segmentBytes >= 1 << 20 && segmentBytes <= 1 << 30, "segmentBytes must be 1 MiB ... 1 GiB, not \(segmentBytes)")
         try require(segmentBytes >= 2 * maxPayloadBytes + (1 << 16), "segmentBytes must hold at least two of the largest records (raise it or lower maxPayloadBytes)")
@@ -132,5 +150,18 @@ public struct Configuration: Sendable {
             try require(checkpointInterval <= Self.longestDuration, "checkpointInterval must be at most 100 years (Configuration.longestDuration), not \(checkpointInterval)")
         }
         if case let .directory(path) = storage { try require(!path.isEmpty, "the directory path is empty") }
+    }
+}
+
+extension Configuration {
+    /// `tick` in milliseconds, for the wheel (valid once `validate()` has passed).
+    var tickMilliseconds: Int64 { tick.components.seconds * 1000 + tick.components.attoseconds / 1_000_000_000_000_000 }
+
+    /// The sync period of `.interval` in nanoseconds; nil under `always` and `none`. Valid once
+    /// `validate()` has passed (at most 100 years: far inside UInt64).
+    var syncIntervalNanoseconds: UInt64? {
+        guard case let .interval(period) = durability else { return nil }
+        let (seconds, attoseconds) = period.components
+        return UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
     }
 }

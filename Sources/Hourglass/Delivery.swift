@@ -8,9 +8,11 @@ import Synchronization
 /// delivered again with `attempt` one higher. `id` is stable across deliveries, so consumers can
 /// de-duplicate.
 public struct Delivery: Sendable, CustomStringConvertible {
+    /// The timer's id, as scheduled.
     public let id: TimerID
     /// The deadline the timer was scheduled for (for a retried timer: the retry's time).
     public let deadline: Deadline
+    /// The timer's payload, as scheduled.
     public let payload: [UInt8]
     /// 1 for the first delivery; one more for each redelivery or retry.
     public let attempt: Int
@@ -30,6 +32,7 @@ public struct Delivery: Sendable, CustomStringConvertible {
     /// The payload as UTF-8 text, when it is valid UTF-8.
     public var payloadString: String? { String(validating: payload, as: UTF8.self) }
 
+    /// The id, attempt, deadline and firing time, for logs.
     public var description: String { "\(id) attempt \(attempt) due \(deadline.millisecondsSinceEpoch) fired \(firedAt.millisecondsSinceEpoch)" }
 }
 
@@ -40,25 +43,32 @@ public struct Delivery: Sendable, CustomStringConvertible {
 /// waits, and a batch of fired timers wakes only as many waiting consumers as it has timers.
 /// Under `DeliveryMode.atMostOnce` a delivery counts as delivered when a consumer takes it here.
 public struct Deliveries: AsyncSequence, Sendable {
+    /// One fired timer.
     public typealias Element = Delivery
     let queue: DeliveryQueue
     let taker: Taker?
 
+    /// Takes deliveries one at a time.
     public struct AsyncIterator: AsyncIteratorProtocol {
         let queue: DeliveryQueue
         let taker: Taker?
 
+        /// The next delivery, waiting for one when none is buffered; nil once the engine is
+        /// closed or `stopDeliveries()` was called.
         public mutating func next() async -> Delivery? { await next(isolation: #isolation) }
 
+        /// The next delivery, on the caller's actor (see `next()`).
         public mutating func next(isolation actor: isolated (any Actor)?) async -> Delivery? {
             while let delivery = await queue.next() {
                 guard let taker else { return delivery }
                 if await taker.take(delivery) { return delivery }
+                queue.noteSettled()  // cancelled or replaced before the take: nothing to handle
             }
             return nil
         }
     }
 
+    /// An iterator; several may take from the same engine at once.
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(queue: queue, taker: taker) }
 
     /// The deliveries in batches of up to `maxCount`: each batch is what was waiting when the
@@ -68,29 +78,36 @@ public struct Deliveries: AsyncSequence, Sendable {
 
     /// Deliveries in batches (see `batches(maxCount:)`).
     public struct Batches: AsyncSequence, Sendable {
+        /// The deliveries waiting when the consumer asked (at least one).
         public typealias Element = [Delivery]
         let queue: DeliveryQueue
         let taker: Taker?
         let maxCount: Int
 
+        /// Takes batches of deliveries.
         public struct AsyncIterator: AsyncIteratorProtocol {
             let queue: DeliveryQueue
             let taker: Taker?
             let maxCount: Int
 
+            /// The next batch, waiting for a delivery when none is buffered; nil once
+            /// deliveries have ended.
             public mutating func next() async -> [Delivery]? { await next(isolation: #isolation) }
 
+            /// The next batch, on the caller's actor (see `next()`).
             public mutating func next(isolation actor: isolated (any Actor)?) async -> [Delivery]? {
                 while let batch = await queue.next(maxCount: maxCount) {
                     guard let taker else { return batch }
                     var taken: [Delivery] = []
                     for delivery in batch where await taker.take(delivery) { taken.append(delivery) }
+                    if taken.count < batch.count { queue.noteSettled(batch.count - taken.count) }
                     if !taken.isEmpty { return taken }
                 }
                 return nil
             }
         }
 
+        /// An iterator of batches.
         public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(queue: queue, taker: taker, maxCount: maxCount) }
     }
 
@@ -110,16 +127,22 @@ final class DeliveryQueue: Sendable {
         var waiters = Deque<Waiter>()
         var nextWaiterID: UInt64 = 0
         var finished = false
+        /// Deliveries settled: handled by `consume` (its outcome applied), not taken under at
+        /// most once, or dropped by `finish()`.
+        var settled = 0
+        var settleWaiters: [(target: Int, continuation: UnsafeContinuation<Void, Never>)] = []
     }
 
     private let state = Mutex(State())
 
     var buffered: Int { state.withLock { $0.buffer.count } }
 
-    /// Hands deliveries to waiting consumers, buffering the rest.
+    /// Hands deliveries to waiting consumers, buffering the rest. Once finished, drops them:
+    /// they stay in flight (pending, at most once) and are delivered again after a reopen.
     func push(_ deliveries: some Sequence<Delivery>) {
         var handOffs: [(UnsafeContinuation<Delivery?, Never>, Delivery)] = []
         state.withLock { state in
+            if state.finished { return }
             for delivery in deliveries {
                 if let waiter = state.waiters.popFirst() {
                     handOffs.append((waiter.continuation, delivery))
@@ -132,15 +155,56 @@ final class DeliveryQueue: Sendable {
     }
 
     /// Ends the sequence: waiting consumers get nil; buffered deliveries are dropped (they stay
-    /// in flight in the log and are delivered again after reopening).
+    /// in flight in the log and are delivered again after reopening). Idempotent.
     func finish() {
-        let waiters = state.withLock { state -> Deque<Waiter> in
+        let (waiters, settleWaiters) = state.withLock { state in
             state.finished = true
+            state.settled += state.buffer.count
             state.buffer.removeAll()
-            defer { state.waiters.removeAll() }
-            return state.waiters
+            defer {
+                state.waiters.removeAll()
+                state.settleWaiters.removeAll()
+            }
+            return (state.waiters, state.settleWaiters)
         }
         for waiter in waiters { waiter.continuation.resume(returning: nil) }
+        for waiter in settleWaiters { waiter.continuation.resume() }
+    }
+
+    var isFinished: Bool { state.withLock { $0.finished } }
+
+    /// Every buffered delivery, taken at once (none when none is buffered: never waits).
+    func takeBuffered() -> [Delivery] {
+        state.withLock { state in
+            defer { state.buffer.removeAll() }
+            return Array(state.buffer)
+        }
+    }
+
+    /// Counts `count` deliveries as settled (see `State.settled`), waking who waits for them.
+    func noteSettled(_ count: Int = 1) {
+        let ready = state.withLock { state -> [UnsafeContinuation<Void, Never>] in
+            state.settled += count
+            guard !state.settleWaiters.isEmpty else { return [] }
+            let settled = state.settled
+            let ready = state.settleWaiters.filter { $0.target <= settled }.map(\.continuation)
+            state.settleWaiters.removeAll { $0.target <= settled }
+            return ready
+        }
+        for continuation in ready { continuation.resume() }
+    }
+
+    /// Returns once `target` deliveries have been settled, or the sequence has finished.
+    nonisolated(nonsending)
+    func waitUntilSettled(_ target: Int) async {
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+            let now = state.withLock { state -> Bool in
+                if state.finished || state.settled >= target { return true }
+                state.settleWaiters.append((target, continuation))
+                return false
+            }
+            if now { continuation.resume() }
+        }
     }
 
     nonisolated(nonsending)

@@ -8,7 +8,9 @@ public struct EngineStats: Sendable, Equatable {
     public var delivered = 0
     /// Of those, redeliveries after a timeout or a restart.
     public var redelivered = 0
+    /// Acknowledgements that took effect.
     public var acknowledged = 0
+    /// Retries asked by consumers that took effect.
     public var retried = 0
     /// Timers dropped after `Configuration.maxAttempts` deliveries.
     public var exhausted = 0
@@ -46,5 +48,6 @@ public struct EngineStats: Sendable, Equatable {
     /// (`recoveryReport.applied` of them), in milliseconds; 0 without a directory.
     public var logReplayMilliseconds: Double = 0
 
+    /// All zero.
     public init() {}
 }

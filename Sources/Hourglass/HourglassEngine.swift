@@ -28,7 +28,9 @@ public typealias RecoveryReport = HourglassStorage.RecoveryReport
 /// to an engine closes it, as `close()` would.
 public final class HourglassEngine: Sendable {
     let engine: Engine
+    /// The configuration the engine was opened with.
     public let configuration: Configuration
+    /// Where the engine reads the time.
     public let clock: any HourglassClock
     /// The fired timers. Iterate it from one or more tasks; it ends when the engine closes.
     public let deliveries: Deliveries
@@ -53,11 +55,19 @@ public final class HourglassEngine: Sendable {
     /// Opens an engine: in memory, or over a directory (created if missing), recovering every
     /// timer it holds. Timers that fell due while the process was down fire at once, oldest first.
     ///
+    /// - Parameters:
+    ///   - configuration: where the timers live and how; `.memory` by default.
+    ///   - clock: where the engine reads the time; the system's wall clock by default (tests
+    ///     pass HourglassTesting's `ManualClock`).
+    ///   - progress: called while recovery reads a directory (the head of the newest checkpoint,
+    ///     then the log after it; see `DirectoryProgress`), for a progress display when a large
+    ///     directory opens. The rest of the checkpoint loads after `open` returns.
     /// - Throws: `HourglassError.invalidConfiguration`, `.directoryLocked`, `.corruption` (with
     ///   the file and offset), `.io`, `.diskFull`.
     nonisolated(nonsending)
     public static func open(
-        _ configuration: Configuration = .memory, clock: any HourglassClock = SystemClock()
+        _ configuration: Configuration = .memory, clock: any HourglassClock = SystemClock(),
+        progress: (@Sendable (DirectoryProgress) -> Void)? = nil
     ) async throws(HourglassError) -> HourglassEngine {
         let opened = monotonicNanoseconds()
         try configuration.validate()
@@ -72,8 +82,8 @@ public final class HourglassEngine: Sendable {
         var report = RecoveryReport()
         var replayNanoseconds: UInt64 = 0
         if case let .directory(path) = configuration.storage {
-            (journal, loader) = try _recover(path: path, configuration: configuration, clock: clock, into: &wheel, report: &report,
-                                             replayNanoseconds: &replayNanoseconds)
+            (journal, loader) = try recoverDirectory(path: path, configuration: configuration, clock: clock, into: &wheel, report: &report,
+                                             replayNanoseconds: &replayNanoseconds, progress: progress)
         }
         let engine = Engine(
             wheel: wheel, journal: journal, loader: loader, clock: clock, configuration: configuration, deliveries: queue,
@@ -273,10 +283,14 @@ public final class HourglassEngine: Sendable {
 
 /// One timer of a batch.
 public struct TimerRequest: Sendable {
+    /// The timer's id: scheduling an id that is pending replaces that timer.
     public var id: TimerID
+    /// When it fires.
     public var deadline: Deadline
+    /// Opaque bytes handed back with the delivery.
     public var payload: [UInt8]
 
+    /// A timer for `HourglassEngine.schedule(_:)`.
     public init(id: TimerID, deadline: Deadline, payload: [UInt8] = []) {
         self.id = id
         self.deadline = deadline

@@ -30,6 +30,7 @@ public enum HourglassError: Error, Sendable, Equatable, CustomStringConvertible 
     /// The engine stopped accepting changes after an earlier failure, which `reason` describes.
     case stopped(reason: String)
 
+    /// What happened, where, and what to do.
     public var description: String {
         switch self {
         case .emptyID:

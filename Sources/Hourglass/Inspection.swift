@@ -3,9 +3,13 @@ import HourglassStorage
 
 /// A timer as `HourglassEngine.inspect` finds it in a directory.
 public struct TimerInfo: Sendable, Equatable {
+    /// The timer's id.
     public var id: TimerID
+    /// Its deadline (for a retried timer: the retry's time).
     public var deadline: Deadline
+    /// Deliveries so far (0 for a timer never delivered).
     public var attempt: Int
+    /// Its payload.
     public var payload: [UInt8]
     /// Delivered and not acknowledged when the directory was last written.
     public var inFlight: Bool
@@ -13,16 +17,21 @@ public struct TimerInfo: Sendable, Equatable {
 
 /// What a directory holds, read without changing it.
 public struct DirectoryInspection: Sendable {
+    /// Timers waiting for their deadline.
     public var pending: Int
+    /// Timers delivered and not acknowledged when the directory was last written.
     public var inFlight: Int
+    /// The earliest deadline among pending timers.
     public var nextDeadline: Deadline?
     /// Bytes of log frames on disk (since the newest checkpoint).
     public var logBytes: Int
     /// Log segment files (spare included).
     public var segments: Int
+    /// The newest checkpoint's start sequence (nil without a checkpoint).
     public var checkpointSequence: UInt64?
     /// Uncompressed over stored bytes, over the checkpoint and the log read.
     public var compressionRatio: Double
+    /// What reading the log found (torn tail, records, bytes).
     public var report: RecoveryReport
     /// Every timer, in deadline order (in-flight ones first), when asked for.
     public var timers: [TimerInfo]
@@ -30,9 +39,13 @@ public struct DirectoryInspection: Sendable {
 
 /// A problem `HourglassEngine.verify` found: where, and what.
 public struct VerificationProblem: Sendable, Equatable, CustomStringConvertible {
+    /// The damaged file.
     public var file: String
+    /// Where, in bytes from the file's start.
     public var offset: Int64
+    /// What is wrong there.
     public var reason: String
+    /// `FILE at offset N: reason`.
     public var description: String { "\(file) at offset \(offset): \(reason)" }
 }
 
@@ -40,8 +53,20 @@ extension HourglassEngine {
     /// Reads a directory without changing it: the state an engine would recover, counters, and
     /// optionally every timer. Takes the directory's lock for the duration, so it fails with
     /// `.directoryLocked` while an engine runs on it.
-    public static func inspect(directory path: String, includeTimers: Bool = false) throws(HourglassError) -> DirectoryInspection {
+    ///
+    /// - Parameters:
+    ///   - path: the engine's directory.
+    ///   - includeTimers: whether to list every timer in `timers` (in deadline order, in-flight
+    ///     ones first); without it only the counts are computed.
+    ///   - progress: called as the checkpoint and the log are read (see `DirectoryProgress`),
+    ///     for a progress display on large directories.
+    /// - Throws: `.directoryLocked` while an engine runs on it, `.corruption` (with the file and
+    ///   offset), `.io`.
+    public static func inspect(
+        directory path: String, includeTimers: Bool = false, progress: ((DirectoryProgress) -> Void)? = nil
+    ) throws(HourglassError) -> DirectoryInspection {
         try _withLockedDirectory(path) { (directory) throws(HourglassError) in
+            var throttle = ProgressThrottle(progress)
             var wheel = TimerWheel(now: 0)
             var report = RecoveryReport()
             var stored = 0
@@ -50,8 +75,14 @@ extension HourglassEngine {
             do {
                 for sequence in CheckpointName.all(in: try directory.list()) {
                     do {
-                        let loader = CheckpointLoader(reader: try CheckpointReader(directory: directory, name: CheckpointName.name(sequence)))
-                        try loader.loadAll(into: &wheel)
+                        let reader = try CheckpointReader(directory: directory, name: CheckpointName.name(sequence))
+                        let loader = CheckpointLoader(reader: reader)
+                        let total = Int(reader.trailer.framesBytes)
+                        throttle.note(.checkpoint, reader.file.path, 0, total)
+                        while !loader.isDone {
+                            try loader.loadSlice(into: &wheel, until: 0)  // one frame
+                            throttle.note(.checkpoint, reader.file.path, reader.bytesRead, total)
+                        }
                         stored += loader.storedBytes
                         raw += loader.rawBytes
                         report.checkpointSequence = sequence
@@ -63,7 +94,11 @@ extension HourglassEngine {
                     }
                 }
                 var failure: HourglassError? = nil
-                _ = try LogRecovery(directory: directory, startSequence: startSequence, readOnly: true).run(report: &report) { record, _ in
+                var recovery = LogRecovery(directory: directory, startSequence: startSequence, readOnly: true)
+                if progress != nil {
+                    recovery.progress = { done, total in throttle.note(.log, directory.path, done, total) }
+                }
+                _ = try recovery.run(report: &report) { record, _ in
                     do throws(HourglassError) { try _replay(record, into: &wheel, loader: nil) } catch { failure = error }
                 }
                 if let failure { throw failure }
@@ -100,8 +135,16 @@ extension HourglassEngine {
     /// Checks every checksum of every checkpoint and log segment, and that every frame decodes.
     /// Returns the problems found (empty when all hold), each with its file and offset. Changes
     /// nothing; takes the directory's lock.
-    public static func verify(directory path: String) throws(HourglassError) -> [VerificationProblem] {
+    ///
+    /// - Parameters:
+    ///   - path: the engine's directory.
+    ///   - progress: called as each checkpoint and the log are read (see `DirectoryProgress`),
+    ///     for a progress display on large directories.
+    /// - Throws: `.directoryLocked` while an engine runs on it, `.io` when a file cannot be
+    ///   read (damage is reported in the result, not thrown).
+    public static func verify(directory path: String, progress: ((DirectoryProgress) -> Void)? = nil) throws(HourglassError) -> [VerificationProblem] {
         try _withLockedDirectory(path) { (directory) throws(HourglassError) in
+            var throttle = ProgressThrottle(progress)
             var problems: [VerificationProblem] = []
             var newest: UInt64? = nil
             do throws(StorageError) {
@@ -113,7 +156,11 @@ extension HourglassEngine {
                 for sequence in CheckpointName.all(in: names) {
                     do throws(StorageError) {
                         let reader = try CheckpointReader(directory: directory, name: CheckpointName.name(sequence))
-                        while try reader.nextFrame({ _ in }) {}
+                        let total = Int(reader.trailer.framesBytes)
+                        throttle.note(.checkpoint, reader.file.path, 0, total)
+                        while try reader.nextFrame({ _ in }) {
+                            throttle.note(.checkpoint, reader.file.path, reader.bytesRead, total)
+                        }
                         if newest == nil { newest = sequence }
                     } catch {
                         if case let .corruption(file, offset, reason) = error {
@@ -124,7 +171,11 @@ extension HourglassEngine {
                     }
                 }
                 var report = RecoveryReport()
-                _ = try LogRecovery(directory: directory, startSequence: newest ?? 1, salvage: true, readOnly: true).run(report: &report) { _, _ in }
+                var recovery = LogRecovery(directory: directory, startSequence: newest ?? 1, salvage: true, readOnly: true)
+                if progress != nil {
+                    recovery.progress = { done, total in throttle.note(.log, directory.path, done, total) }
+                }
+                _ = try recovery.run(report: &report) { _, _ in }
                 for dropped in report.dropped {
                     problems.append(.init(file: dropped.file, offset: dropped.offset, reason: dropped.reason))
                 }

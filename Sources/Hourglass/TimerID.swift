@@ -4,13 +4,17 @@ public struct TimerID: Hashable, Sendable, ExpressibleByStringLiteral, CustomStr
     /// The id's bytes (UTF-8 when made from a string).
     public let bytes: [UInt8]
 
+    /// The id made of a string's UTF-8 bytes.
     public init(_ string: String) { bytes = Array(string.utf8) }
+    /// The id made of these bytes.
     public init<Bytes: Sequence<UInt8>>(bytes: Bytes) { self.bytes = Array(bytes) }
+    /// The id made of a string literal's UTF-8 bytes: `engine.cancel(id: "order-42")`.
     public init(stringLiteral value: String) { self.init(value) }
 
     /// The id as a string, when its bytes are valid UTF-8.
     public var string: String? { String(validating: bytes, as: UTF8.self) }
 
+    /// The string, or `0x` and hexadecimal bytes when they are not UTF-8.
     public var description: String {
         if let string { return string }
         return "0x" + bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
@@ -20,8 +24,10 @@ public struct TimerID: Hashable, Sendable, ExpressibleByStringLiteral, CustomStr
 /// A point in wall-clock time, in milliseconds since the Unix epoch. Deadlines are wall-clock
 /// times because they must survive restarts; the monotonic clock only paces the engine.
 public struct Deadline: Hashable, Comparable, Sendable, CustomStringConvertible {
+    /// Milliseconds since 1970-01-01T00:00:00Z.
     public var millisecondsSinceEpoch: Int64
 
+    /// The deadline at `millisecondsSinceEpoch`.
     public init(millisecondsSinceEpoch: Int64) { self.millisecondsSinceEpoch = millisecondsSinceEpoch }
 
     /// The latest deadline accepted: 9999-12-31T23:59:59.999Z.
@@ -31,6 +37,7 @@ public struct Deadline: Hashable, Comparable, Sendable, CustomStringConvertible 
     /// Every deadline the engine accepts.
     public static let validRange = earliest.millisecondsSinceEpoch ... latest.millisecondsSinceEpoch
 
+    /// Whether `a` comes before `b`.
     public static func < (a: Deadline, b: Deadline) -> Bool { a.millisecondsSinceEpoch < b.millisecondsSinceEpoch }
 
     /// The deadline `duration` after this one (before it when `duration` is negative), rounded
@@ -44,6 +51,7 @@ public struct Deadline: Hashable, Comparable, Sendable, CustomStringConvertible 
         return Deadline(millisecondsSinceEpoch: sumClampedToInt64Bounds(deadline.millisecondsSinceEpoch, milliseconds))
     }
 
+    /// Milliseconds since the epoch, with the unit.
     public var description: String { "\(millisecondsSinceEpoch) ms" }
 }
 

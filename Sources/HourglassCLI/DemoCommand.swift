@@ -67,7 +67,7 @@ struct DemoCommand: AsyncParsableCommand {
             """)
 
         let results = DemoResults()
-        var configuration = Configuration.directory(directory, durability: .interval(milliseconds: 10))
+        var configuration = Configuration.directory(directory, durability: .interval(.milliseconds(10)))
         configuration.maxInFlight = 100_000
         var engine = try await HourglassEngine.open(configuration)
         var consumer = startConsumer(engine, results)
@@ -175,24 +175,15 @@ final class DemoResults: Sendable {
     func snapshot() -> (Int, [Int64], [String]) { state.withLock { ($0.closed, $0.lateness, $0.notes) } }
 }
 
-/// A progress bar on stderr, drawn only when stderr is a terminal.
+/// The demo's progress: events applied so far, on the progress line.
 final class ProgressBar: Sendable {
     private let total: Int
-    private let enabled = isatty(2) != 0
-    private let last = Atomic<Int>(-1)
+    private let line = ProgressLine("demo")
 
     init(total: Int) { self.total = max(total, 1) }
 
-    func update(_ done: Int) {
-        guard enabled else { return }
-        let percent = done * 100 / total
-        guard last.exchange(percent, ordering: .relaxed) != percent else { return }
-        let filled = percent / 4
-        writeAll(2, "\r[" + String(repeating: "#", count: filled) + String(repeating: ".", count: 25 - filled) + "] \(percent)% of events")
-    }
+    func update(_ done: Int) { line.show(fraction: Double(done) / Double(total), "of events") }
 
-    func finish() {
-        if enabled { writeAll(2, "\r\u{1B}[K") }
-    }
+    func finish() { line.finish() }
 }
 

@@ -33,7 +33,9 @@ struct DumpCommand: ParsableCommand {
     var dir: String
 
     func run() throws {
-        let result = Result { () throws(HourglassError) in try HourglassEngine.inspect(directory: dir, includeTimers: true) }
+        let progressLine = ProgressLine("dump")
+        let result = Result { () throws(HourglassError) in try HourglassEngine.inspect(directory: dir, includeTimers: true, progress: progressLine.show) }
+        progressLine.finish()
         guard case let .success(inspection) = result else {
             if case let .failure(error) = result { throw fail(error, dir) }
             return
@@ -64,7 +66,9 @@ struct InspectCommand: ParsableCommand {
     var dir: String
 
     func run() throws {
-        let result = Result { () throws(HourglassError) in try HourglassEngine.inspect(directory: dir) }
+        let progressLine = ProgressLine("inspect")
+        let result = Result { () throws(HourglassError) in try HourglassEngine.inspect(directory: dir, progress: progressLine.show) }
+        progressLine.finish()
         guard case let .success(inspection) = result else {
             if case let .failure(error) = result { throw fail(error, dir) }
             return
@@ -96,7 +100,9 @@ struct VerifyCommand: ParsableCommand {
     var dir: String
 
     func run() throws {
-        let result = Result { () throws(HourglassError) in try HourglassEngine.verify(directory: dir) }
+        let progressLine = ProgressLine("verify")
+        let result = Result { () throws(HourglassError) in try HourglassEngine.verify(directory: dir, progress: progressLine.show) }
+        progressLine.finish()
         guard case let .success(problems) = result else {
             if case let .failure(error) = result { throw fail(error, dir) }
             return
@@ -128,14 +134,31 @@ struct CheckpointCommand: AsyncParsableCommand {
         var configuration = Configuration.directory(dir, durability: .always)
         configuration.deliversTimers = false
         configuration.maxPayloadBytes = TimerLimits.maxPayload
+        let progressLine = ProgressLine("checkpoint")
+        defer { progressLine.finish() }
         do throws(HourglassError) {
-            let engine = try await HourglassEngine.open(configuration)
+            let engine = try await HourglassEngine.open(configuration, progress: { progressLine.show($0) })
+            // Writing the checkpoint (after the rest of the old one has loaded): elapsed time
+            // and what the engine holds, redrawn while it works.
+            let started = ContinuousClock.now
+            let ticker = ProgressLine.enabled ? Task {
+                while !Task.isCancelled {
+                    let stats = await engine.stats()
+                    let what = stats.loading ? "loading the previous checkpoint" : "writing"
+                    progressLine.show(status: "\(what), \(stats.pending + stats.inFlight) timers, \(secondsSince(started))")
+                    try? await Task.sleep(for: .milliseconds(200))
+                }
+            } : nil
             do throws(HourglassError) {
                 try await engine.checkpoint()
             } catch {
+                ticker?.cancel()
                 try? await engine.close()
                 throw error
             }
+            ticker?.cancel()
+            _ = await ticker?.value
+            progressLine.finish()
             let stats = await engine.stats()
             try await engine.close()
             var line = JSONLine()

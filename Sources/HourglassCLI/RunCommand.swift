@@ -58,11 +58,14 @@ struct RunCommand: AsyncParsableCommand {
         defer { for source in sources { source.cancel() } }
 
         let engine: HourglassEngine
+        let opening = ProgressLine("run: opening \(dir)")
         do throws(HourglassError) {
-            engine = try await HourglassEngine.open(.directory(dir, durability: policy))
+            engine = try await HourglassEngine.open(.directory(dir, durability: policy), progress: { opening.show($0) })
         } catch {
+            opening.finish()
             throw fail(error, dir)
         }
+        opening.finish()
         let output = Output()
         let outstanding = Counter()
 
@@ -172,7 +175,7 @@ func parseDurability(_ text: String) throws -> Configuration.Durability {
     case "none": return .none
     default:
         if text.hasPrefix("interval:"), let ms = Int(text.dropFirst("interval:".count)), ms >= 1 {
-            return .interval(milliseconds: ms)
+            return .interval(.milliseconds(ms))
         }
         throw ValidationError("--durability must be always, interval:MS (MS >= 1) or none, not '\(text)'")
     }

@@ -1,3 +1,6 @@
+import Foundation
+import HourglassTestSupport
+import HourglassTesting
 import Testing
 
 // A smoke run of the benchmark executable (N = 1000, debug build): every scenario runs with
@@ -27,9 +30,17 @@ struct BenchSmokeTests {
         }
     }
 
-    @Test("--scenario all --timers 1000 --json: every scenario, every system, every required field")
+    /// The chart `name` written by `--plot`: an SVG document with a bar or point per row.
+    static func chart(_ directory: TemporaryDirectory, _ name: String) -> String {
+        String(decoding: readFile(directory.appending(name)), as: UTF8.self)
+    }
+
+    @Test("--scenario all --timers 1000 --json --plot DIR: every scenario, every system, every required field; the charts")
     func smoke() async throws {
-        let process = try HourglassProcess(["--scenario", "all", "--timers", "1000", "--json"], binary: "hourglass-bench")
+        let charts = TemporaryDirectory("bench-plot")
+        defer { charts.remove() }
+        let plotDirectory = charts.appending("charts")
+        let process = try HourglassProcess(["--scenario", "all", "--timers", "1000", "--json", "--plot", plotDirectory], binary: "hourglass-bench")
         let status = try await process.finish(timeout: .seconds(600))
         let report = "status \(status)\n--- stdout:\n\(process.stdout.prefix(4000))\n--- stderr:\n\(process.stderr.suffix(4000))"
         #expect(status == 0, "\(report)")
@@ -64,6 +75,22 @@ struct BenchSmokeTests {
         #expect(schedule.allSatisfy { $0["disk_bytes_per_timer"] != nil && $0["allocations_per_timer"] != nil }, "schedule bytes and allocations: \(schedule)")
         #expect(schedule.allSatisfy { $0["callers"]?.int == 64 }, "schedule callers: \(schedule)")
         #expect(schedule.allSatisfy { $0["msync_p50_us"] == nil }, "no sync ceiling outside --durability always: \(schedule)")
+
+        // --plot: throughput per scenario and system, and the lateness percentiles; no sweep ran.
+        #expect(fileNames(in: plotDirectory) == ["lateness.svg", "throughput.svg"])
+        let throughput = Self.chart(charts, "charts/throughput.svg")
+        #expect(throughput.hasPrefix("<svg xmlns=\"http://www.w3.org/2000/svg\"") && throughput.hasSuffix("</svg>\n"))
+        let plotted = rows.filter { $0["available"] != .bool(false) && $0["scenario"]?.string?.hasPrefix("lateness") == false }
+        #expect(throughput.components(separatedBy: "</title></rect>").count - 1 == plotted.count, "one bar per row that ran")
+        for scenario in ["schedule", "fire", "cancel", "mixed", "recover", "checkpoint"] {
+            #expect(throughput.contains(">\(scenario)</text>"), "\(scenario) in throughput.svg")
+        }
+        #expect(throughput.contains("<title>schedule, hourglass: "), "bars say what they are")
+        let latenessChart = Self.chart(charts, "charts/lateness.svg")
+        for system in ["hourglass", "heap"] {
+            #expect(latenessChart.contains(">\(system)</text>") && latenessChart.contains("<title>\(system), p99: p99 "), "\(system) in lateness.svg")
+        }
+        #expect(process.stderr.contains("hourglass-bench: wrote \(plotDirectory)/throughput.svg"))
     }
 
     @Test("--scenario schedule --durability always --callers 1: the sync ceiling, one caller")
@@ -88,7 +115,12 @@ struct BenchSmokeTests {
 
     @Test("--scenario lateness --sweep at tiny rates: a row per step and system, then the highest rate within the bound")
     func latenessSweep() async throws {
-        let (rows, report) = try await Self.run(["--scenario", "lateness", "--sweep", "--sweep-rates", "500,1000", "--timers", "1000", "--json"])
+        let charts = TemporaryDirectory("bench-plot")
+        defer { charts.remove() }
+        let (rows, report) = try await Self.run(["--scenario", "lateness", "--sweep", "--sweep-rates", "500,1000", "--timers", "1000", "--json", "--plot", charts.path])
+        let sweepChart = Self.chart(charts, "lateness-sweep.svg")
+        #expect(sweepChart.contains("<polyline") && sweepChart.contains("bound: p99 ≤ 10"), "lateness-sweep.svg: \(sweepChart.prefix(300))")
+        #expect(sweepChart.contains("<title>hourglass: \(500.0) /s due"), "a point per step: \(sweepChart.prefix(2000))")
         let summaryName = "lateness sweep: max rate, p99 ≤ 10 ms"
         for system in ["hourglass", "heap", "sqlite"] {
             let steps = rows.filter { $0["system"]?.string == system && $0["scenario"]?.string?.hasPrefix("lateness sweep: ") == true && $0["scenario"]?.string != summaryName }

@@ -4,6 +4,7 @@
 import Foundation
 import HourglassTestSupport
 import Testing
+import HourglassTesting
 #if canImport(Glibc)
 import Glibc
 #endif

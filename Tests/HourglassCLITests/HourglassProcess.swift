@@ -161,8 +161,17 @@ final class HourglassProcess: @unchecked Sendable {
     private typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
     private static let pipe2: Pipe2? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "pipe2").map { unsafeBitCast($0, to: Pipe2.self) }
     private static let closeFrom: CloseFrom? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np").map { unsafeBitCast($0, to: CloseFrom.self) }
+    // And the pseudo-terminal calls (behind _XOPEN_SOURCE in glibc's headers).
+    private typealias OpenPT = @convention(c) (Int32) -> Int32
+    private typealias PTCall = @convention(c) (Int32) -> Int32
+    private typealias PTSName = @convention(c) (Int32) -> UnsafeMutablePointer<CChar>?
+    private static func symbol<T>(_ name: String, _ type: T.Type) -> T? {
+        dlsym(UnsafeMutableRawPointer(bitPattern: 0), name).map { unsafeBitCast($0, to: type) }
+    }
 
-    init(_ arguments: [String], binary name: String = "hourglass") throws {
+    /// Starts `binary arguments...`. With `stderrTerminal`, the child's stderr is a
+    /// pseudo-terminal (so `isatty(2)` holds there), read here like the pipes.
+    init(_ arguments: [String], binary name: String = "hourglass", stderrTerminal: Bool = false) throws {
         let binary = try hourglassBinary(name)
         self.arguments = arguments
         // Writing to a child that died must be an error here, not a signal that ends the tests.
@@ -172,7 +181,28 @@ final class HourglassProcess: @unchecked Sendable {
         // Close-on-exec from the start (pipe2), so that no child spawned meanwhile, by this test
         // or another, inherits these ends: it would hold a pipe open and hide the end of input.
         guard let pipe2 = Self.pipe2 else { throw CLITestFailure("pipe2 is not in libc") }
-        guard pipe2(&stdinPipe, O_CLOEXEC) == 0, pipe2(&stdoutPipe, O_CLOEXEC) == 0, pipe2(&stderrPipe, O_CLOEXEC) == 0 else {
+        guard pipe2(&stdinPipe, O_CLOEXEC) == 0, pipe2(&stdoutPipe, O_CLOEXEC) == 0 else {
+            throw CLITestFailure("pipe2 failed: errno \(errno)")
+        }
+        if stderrTerminal {
+            // A pseudo-terminal: the child writes to the slave, this side reads the master.
+            guard let openpt = Self.symbol("posix_openpt", OpenPT.self), let grantpt = Self.symbol("grantpt", PTCall.self),
+                  let unlockpt = Self.symbol("unlockpt", PTCall.self), let ptsname = Self.symbol("ptsname", PTSName.self) else {
+                throw CLITestFailure("the pseudo-terminal calls are not in libc")
+            }
+            let master = openpt(O_RDWR | O_NOCTTY | O_CLOEXEC)
+            guard master >= 0, grantpt(master) == 0, unlockpt(master) == 0, let name = ptsname(master) else {
+                throw CLITestFailure("cannot open a pseudo-terminal: errno \(errno)")
+            }
+            let slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC)
+            guard slave >= 0 else { throw CLITestFailure("cannot open \(String(cString: name)): errno \(errno)") }
+            // No echo, no newline translation: the bytes come back as written.
+            var settings = termios()
+            tcgetattr(slave, &settings)
+            cfmakeraw(&settings)
+            tcsetattr(slave, TCSANOW, &settings)
+            stderrPipe = [master, slave]
+        } else if pipe2(&stderrPipe, O_CLOEXEC) != 0 {
             throw CLITestFailure("pipe2 failed: errno \(errno)")
         }
         var actions = posix_spawn_file_actions_t()

@@ -1,5 +1,6 @@
 import HourglassTestSupport
 import Testing
+import HourglassTesting
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,6 +1,7 @@
 import HourglassCore
 import HourglassStorage
 import HourglassTestSupport
+import HourglassTesting
 import Testing
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,7 @@
 import HourglassStorage
 import HourglassTestSupport
 import Synchronization
+import HourglassTesting
 import Testing
 #if canImport(Glibc)
 import Glibc

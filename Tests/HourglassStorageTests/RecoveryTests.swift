@@ -2,6 +2,7 @@ import HourglassCore
 import HourglassStorage
 import HourglassTestSupport
 import Testing
+import HourglassTesting
 
 @Suite("Log recovery: the decision table of Docs/RECOVERY.md")
 struct RecoveryTests {

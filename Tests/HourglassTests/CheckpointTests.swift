@@ -1,6 +1,7 @@
 import Hourglass
 import HourglassTestSupport
 import Testing
+import HourglassTesting
 
 @Suite("Checkpoints, truncation and recovery from a checkpoint")
 struct CheckpointTests {
@@ -37,7 +38,7 @@ struct CheckpointTests {
         clock.set(to: Self.start + 1000 * 86_400_000)
         var fired: [Delivery] = []
         for _ in 0 ..< 100 {
-            fired += await drain(engine)
+            fired += await engine.takeDeliveries()
             if fired.count >= model.count { break }
             await Task.yield()
         }
@@ -315,17 +316,17 @@ struct CheckpointTests {
         try await engine.schedule(id: "paying", after: .seconds(60), payload: [1])
         try await engine.schedule(id: "later", after: .seconds(600), payload: [2])
         clock.advance(by: .seconds(60))
-        let first = try #require(await drain(engine).first)
+        let first = try #require(await engine.takeDeliveries().first)
         #expect(first.attempt == 1)
         try await engine.checkpoint()
         try await engine.close()
         let reopened = try await HourglassEngine.open(configuration(directory), clock: clock)
-        let again = await drain(reopened)
+        let again = await reopened.takeDeliveries()
         #expect(again.map(\.id) == ["paying"])
         #expect(again.first?.attempt == 2)
         #expect(try await reopened.ack(again[0]))
         clock.advance(by: .seconds(600))
-        #expect(await drain(reopened).map(\.id) == ["later"])
+        #expect(await reopened.takeDeliveries().map(\.id) == ["later"])
         try await reopened.close()
     }
 
@@ -355,13 +356,13 @@ struct CheckpointTests {
         #expect(try await reopened.cancel(id: "t29999"))
         #expect(try await reopened.cancel(id: "t15000"))
         #expect(try await reopened.cancel(id: "never-existed") == false)
-        let overdue = await drain(reopened)
+        let overdue = await reopened.takeDeliveries()
         #expect(overdue.count == 200)
         #expect(overdue.map(\.id) == (0 ..< 200).map { TimerID("t\($0)") }, "oldest first")
         for delivery in overdue { _ = try await reopened.ack(delivery) }
         _ = await waitFor(reopened) { !$0.loading }
         clock.advance(by: .seconds(200 * 86_400))
-        let rest = await drain(reopened)
+        let rest = await reopened.takeDeliveries()
         #expect(rest.count == 29_798)
         #expect(!rest.contains { $0.id == "t29999" || $0.id == "t15000" })
         #expect(rest.map(\.deadline) == rest.map(\.deadline).sorted(), "in deadline order")

@@ -3,6 +3,7 @@ import HourglassCore
 import HourglassTestSupport
 import Synchronization
 import Testing
+import HourglassTesting
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,60 +1,59 @@
 import Hourglass
 import HourglassTestSupport
 import Testing
+import HourglassTesting
 
 @Suite("Durable engine: the log on disk")
 struct DurableEngineTests {
     static let start: Int64 = 1_763_791_200_000
 
-    func open(_ directory: TemporaryDirectory, clock: ManualClock, _ configure: (inout Configuration) -> Void = { _ in }) async throws -> HourglassEngine {
-        var configuration = Configuration.directory(directory.path, durability: .always)
-        configuration.segmentBytes = 1 << 20
-        configuration.maxPayloadBytes = 64 << 10
-        configuration.checkpointLogBytes = 1 << 20
-        configure(&configuration)
-        return try await HourglassEngine.open(configuration, clock: clock)
+    /// A durable engine under test: `always`, 1 MiB segments, checkpoints every 1 MiB of log.
+    func open(_ configure: (inout Configuration) -> Void = { _ in }) async throws -> HourglassTestEngine {
+        try await HourglassTestEngine.open(.temporaryDirectory, startingAt: Deadline(millisecondsSinceEpoch: Self.start)) { configuration in
+            configuration.durability = .always
+            configuration.segmentBytes = 1 << 20
+            configuration.maxPayloadBytes = 64 << 10
+            configuration.checkpointLogBytes = 1 << 20
+            configure(&configuration)
+        }
     }
 
     @Test("reopening after close brings back exactly the pending timers")
     func reopenAfterClose() async throws {
-        let directory = TemporaryDirectory()
-        defer { directory.remove() }
-        let clock = ManualClock(now: Self.start)
-        let engine = try await open(directory, clock: clock)
+        let timers = try await open()
+        let engine = timers.engine
         for i in 0 ..< 100 {
             try await engine.schedule(id: TimerID("order-\(i)"), after: .seconds(Int64(60 + i)), payload: Array("payload \(i)".utf8))
         }
         for i in stride(from: 0, to: 100, by: 3) { _ = try await engine.cancel(id: TimerID("order-\(i)")) }
         try await engine.schedule(id: "order-1", after: .seconds(1000), payload: Array("replaced".utf8))
-        try await engine.close()
 
-        let reopened = try await open(directory, clock: clock)
+        let reopened = try await timers.reopen()
         #expect(await reopened.stats().pending == 66)
         #expect(reopened.recoveryReport.records == 135)
-        clock.advance(by: .seconds(200))
-        let fired = await drain(reopened)
+        await timers.advance(by: .seconds(200))
+        let fired = await reopened.takeDeliveries()
         #expect(fired.count == 65)
         #expect(fired.first?.id == "order-2")
         #expect(fired.first?.payloadString == "payload 2")
         for delivery in fired { #expect(try await reopened.ack(delivery)) }
-        clock.advance(by: .seconds(1000))
-        let last = await drain(reopened)
+        await timers.advance(by: .seconds(1000))
+        let last = await reopened.takeDeliveries()
         #expect(last.map(\.payloadString) == ["replaced"])
-        try await reopened.close()
+        try await timers.close()
     }
 
     @Test("a second engine on the same directory gets a clear error")
     func locked() async throws {
-        let directory = TemporaryDirectory()
-        defer { directory.remove() }
-        let clock = ManualClock(now: Self.start)
-        let engine = try await open(directory, clock: clock)
-        await #expect(throws: HourglassError.directoryLocked(path: directory.path)) {
-            _ = try await open(directory, clock: clock)
+        let timers = try await open()
+        let path = try #require(timers.directory?.path)
+        await #expect(throws: HourglassError.directoryLocked(path: path)) {
+            _ = try await HourglassEngine.open(timers.configuration, clock: timers.clock)
         }
-        try await engine.close()
-        let again = try await open(directory, clock: clock)
+        try await timers.engine.close()
+        let again = try await HourglassEngine.open(timers.configuration, clock: timers.clock)
         try await again.close()
+        try await timers.close()
     }
 }
 
@@ -132,7 +131,7 @@ struct StorageFailureTests {
         let reopened = try await HourglassEngine.open(configuration(directory, FaultyFileSystem()), clock: clock)
         #expect(await reopened.stats().pending >= 1)
         clock.advance(by: .seconds(60))
-        #expect(await drain(reopened).map(\.id).contains("kept"))
+        #expect(await reopened.takeDeliveries().map(\.id).contains("kept"))
         try await reopened.close()
     }
 }

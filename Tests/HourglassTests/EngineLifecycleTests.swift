@@ -1,6 +1,7 @@
 import Hourglass
 import HourglassTestSupport
 import Testing
+import HourglassTesting
 
 /// Engines opened, dropped and reopened in one process; deliveries that outlive their engine;
 /// batch acknowledgement; at-most-once delivery across a clean close.
@@ -17,13 +18,13 @@ struct EngineLifecycleTests {
         for i in 0 ..< 100 {
             let engine = try await HourglassEngine.open(.memory, clock: clock)
             try await engine.schedule(id: TimerID("old-\(i)"), at: Deadline(millisecondsSinceEpoch: clock.now()))
-            stale.append(contentsOf: await drain(engine))
+            stale.append(contentsOf: await engine.takeDeliveries())
             try await engine.close()
         }
         #expect(stale.count == 100)
         let engine = try await HourglassEngine.open(.memory, clock: clock)
         try await engine.schedule(id: "new", at: Deadline(millisecondsSinceEpoch: clock.now()))
-        let fired = await drain(engine)
+        let fired = await engine.takeDeliveries()
         #expect(fired.map(\.id) == ["new"])
         for delivery in stale {
             #expect(try await engine.ack(delivery) == false)
@@ -40,7 +41,7 @@ struct EngineLifecycleTests {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
         let clock = ManualClock(now: Self.start)
-        for durability in [Configuration.Durability.always, .interval(milliseconds: 10), .none] {
+        for durability in [Configuration.Durability.always, .interval(.milliseconds(10)), .none] {
             for i in 0 ..< 34 {
                 let engine = try await HourglassEngine.open(.directory(directory.path, durability: durability), clock: clock)
                 try await engine.schedule(id: TimerID("\(durability)-\(i)"), after: .seconds(60), payload: Array("p\(i)".utf8))
@@ -50,7 +51,7 @@ struct EngineLifecycleTests {
         let engine = try await HourglassEngine.open(.directory(directory.path), clock: clock)
         #expect(await engine.stats().pending == 102)
         clock.advance(by: .seconds(60))
-        #expect(await drain(engine).count == 102)
+        #expect(await engine.takeDeliveries().count == 102)
         try await engine.close()
     }
 
@@ -59,7 +60,7 @@ struct EngineLifecycleTests {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
         let clock = ManualClock(now: Self.start)
-        var configuration = Configuration.directory(directory.path, durability: .interval(milliseconds: 10))
+        var configuration = Configuration.directory(directory.path, durability: .interval(.milliseconds(10)))
         configuration.deliveryMode = .atMostOnce
         let engine = try await HourglassEngine.open(configuration, clock: clock)
         for i in 0 ..< 10 { try await engine.schedule(id: TimerID("t\(i)"), after: .seconds(1)) }
@@ -73,7 +74,7 @@ struct EngineLifecycleTests {
         let reopened = try await HourglassEngine.open(configuration, clock: clock)
         let held = await reopened.stats()
         #expect(held.pending + held.inFlight == 9, "overdue at the open: fired again, into the buffer")
-        let again = await drain(reopened)
+        let again = await reopened.takeDeliveries()
         #expect(again.map(\.id.description) == (1 ..< 10).map { "t\($0)" }, "every timer no consumer took, once; not t0")
         #expect(await reopened.stats().pending == 0)
         try await reopened.close()
@@ -122,7 +123,7 @@ struct EngineLifecycleTests {
         let clock = ManualClock(now: Self.start)
         let engine = try await HourglassEngine.open(.memory, clock: clock)
         try await engine.schedule(id: "a", after: .zero)
-        let delivery = try #require(await drain(engine).first)
+        let delivery = try #require(await engine.takeDeliveries().first)
         for delay in [Duration.seconds(Int64.max), .seconds(400_000_000_000), .milliseconds(-1)] {
             await #expect(throws: HourglassError.self) { _ = try await engine.retry(delivery, after: delay) }
         }

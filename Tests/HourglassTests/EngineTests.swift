@@ -1,17 +1,7 @@
 import Hourglass
 import HourglassTestSupport
 import Testing
-
-/// Takes every delivery the engine has fired so far, without waiting for more.
-func drain(_ engine: HourglassEngine) async -> [Delivery] {
-    _ = await engine.stats()
-    var taken: [Delivery] = []
-    var iterator = engine.deliveries.makeAsyncIterator()
-    for _ in 0 ..< engine.deliveries.buffered {
-        if let delivery = await iterator.next() { taken.append(delivery) }
-    }
-    return taken
-}
+import HourglassTesting
 
 func ids(_ deliveries: [Delivery]) -> [String] { deliveries.map { $0.id.description } }
 
@@ -20,10 +10,8 @@ struct EngineTests {
     static let start: Int64 = 1_763_791_200_000
 
     func makeEngine(_ configure: (inout Configuration) -> Void = { _ in }) async throws -> (HourglassEngine, ManualClock) {
-        let clock = ManualClock(now: Self.start)
-        var configuration = Configuration.memory
-        configure(&configuration)
-        return (try await HourglassEngine.open(configuration, clock: clock), clock)
+        let timers = try await HourglassTestEngine.open(.memory, startingAt: Deadline(millisecondsSinceEpoch: Self.start), configure: configure)
+        return (timers.engine, timers.clock)
     }
 
     @Test("a timer fires at its exact millisecond, with its payload")
@@ -31,9 +19,9 @@ struct EngineTests {
         let (engine, clock) = try await makeEngine()
         try await engine.schedule(id: "order-1", after: .seconds(1800), payload: Array("close".utf8))
         clock.advance(by: .milliseconds(1_799_999))
-        #expect(await drain(engine).isEmpty)
+        #expect(await engine.takeDeliveries().isEmpty)
         clock.advance(by: .milliseconds(1))
-        let fired = await drain(engine)
+        let fired = await engine.takeDeliveries()
         #expect(ids(fired) == ["order-1"])
         #expect(fired.first?.payloadString == "close")
         #expect(fired.first?.deadline.millisecondsSinceEpoch == Self.start + 1_800_000)
@@ -51,7 +39,7 @@ struct EngineTests {
         #expect(try await engine.cancel(id: "paid") == false)
         #expect(try await engine.cancel(id: "never-scheduled") == false)
         clock.advance(by: .seconds(61))
-        #expect(ids(await drain(engine)) == ["unpaid"])
+        #expect(ids(await engine.takeDeliveries()) == ["unpaid"])
         try await engine.close()
     }
 
@@ -62,9 +50,9 @@ struct EngineTests {
         try await engine.schedule(id: "x", after: .seconds(20), payload: [2])
         #expect(await engine.stats().pending == 1)
         clock.advance(by: .seconds(10))
-        #expect(await drain(engine).isEmpty)
+        #expect(await engine.takeDeliveries().isEmpty)
         clock.advance(by: .seconds(10))
-        let fired = await drain(engine)
+        let fired = await engine.takeDeliveries()
         #expect(fired.map(\.payload) == [[2]])
         try await engine.close()
     }
@@ -80,9 +68,9 @@ struct EngineTests {
             TimerRequest(id: "b2", deadline: base + .seconds(2)),
         ])
         try await engine.schedule(id: "past", at: Deadline(millisecondsSinceEpoch: Self.start - 5000))
-        #expect(ids(await drain(engine)) == ["past"])
+        #expect(ids(await engine.takeDeliveries()) == ["past"])
         clock.advance(by: .seconds(5))
-        #expect(ids(await drain(engine)) == ["a", "b1", "b2", "c"])
+        #expect(ids(await engine.takeDeliveries()) == ["a", "b1", "b2", "c"])
         try await engine.close()
     }
 
@@ -91,11 +79,11 @@ struct EngineTests {
         let (engine, clock) = try await makeEngine()
         try await engine.schedule(id: "t", after: .seconds(60))
         clock.advance(by: .seconds(-3600))
-        #expect(await drain(engine).isEmpty)
+        #expect(await engine.takeDeliveries().isEmpty)
         clock.advance(by: .seconds(3600 + 59))
-        #expect(await drain(engine).isEmpty)
+        #expect(await engine.takeDeliveries().isEmpty)
         clock.advance(by: .seconds(86_400))
-        let fired = await drain(engine)
+        let fired = await engine.takeDeliveries()
         #expect(ids(fired) == ["t"])
         #expect(fired.first!.latenessMilliseconds == 86_399_000)
         try await engine.close()
@@ -133,7 +121,7 @@ struct EngineTests {
         configuration.maxIDBytes = 5000
         await #expect(throws: HourglassError.self) { _ = try await HourglassEngine.open(configuration, clock: ManualClock()) }
         configuration = .memory
-        configuration.tickMilliseconds = 0
+        configuration.tick = .zero
         await #expect(throws: HourglassError.self) { _ = try await HourglassEngine.open(configuration, clock: ManualClock()) }
     }
 
@@ -154,7 +142,7 @@ struct EngineTests {
         let (engine, clock) = try await makeEngine()
         try await engine.schedule(id: "a", after: .seconds(1))
         clock.advance(by: .seconds(1))
-        let delivery = try #require(await drain(engine).first)
+        let delivery = try #require(await engine.takeDeliveries().first)
         #expect(await engine.stats().inFlight == 1)
         #expect(try await engine.ack(delivery))
         #expect(try await engine.ack(delivery) == false)

@@ -1,6 +1,7 @@
 import Hourglass
 import HourglassTestSupport
 import Testing
+import HourglassTesting
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,6 +1,7 @@
 import Hourglass
 import HourglassTestSupport
 import Testing
+import HourglassTesting
 
 /// The rule for out-of-range time arithmetic (Docs/OPERATIONS.md, "Out-of-range values"): sums
 /// of times saturate at the Int64 bounds; what is then out of range is refused with a typed error.
@@ -91,7 +92,7 @@ struct OverflowTests {
         let engine = try await HourglassEngine.open(.memory, clock: clock)
         try await engine.schedule(id: "soon", after: .microseconds(1500))
         clock.advance(by: .microseconds(1500))
-        #expect(ids(await drain(engine)) == ["soon"])
+        #expect(ids(await engine.takeDeliveries()) == ["soon"])
         try await engine.close()
     }
 
@@ -128,8 +129,53 @@ struct OverflowTests {
 
     @Test("a sync interval over Configuration.longestDuration is refused, naming the setting")
     func hugeSyncIntervalIsRefused() async throws {
-        let message = try #require(await refusal { $0.durability = .interval(milliseconds: Int.max) })
+        let message = try #require(await refusal { $0.durability = .interval(.seconds(Int64.max)) })
         #expect(message.hasPrefix("the sync interval (durability .interval) must be at most 100 years"))
+    }
+
+    @Test("a sync interval under 1 ms is refused, naming the setting; a fractional one above is kept")
+    func tinySyncIntervalIsRefused() async throws {
+        let message = try #require(await refusal { $0.durability = .interval(.microseconds(999)) })
+        #expect(message.hasPrefix("the sync interval (durability .interval) must be at least 1 ms"))
+        #expect(await refusal { $0.durability = .interval(.zero) } != nil)
+        #expect(await refusal { $0.durability = .interval(.milliseconds(-5)) } != nil)
+        #expect(await refusal { $0.durability = .interval(.microseconds(1500)) } == nil)
+        #expect(await refusal { $0.durability = .interval(Configuration.longestDuration) } == nil)
+    }
+
+    @Test("Durability's description spells the policy as the command line does")
+    func durabilityDescription() {
+        #expect(Configuration.Durability.always.description == "always")
+        #expect(Configuration.Durability.none.description == "none")
+        #expect(Configuration.Durability.interval(.milliseconds(10)).description == "interval:10")
+        #expect(Configuration.Durability.interval(.seconds(2)).description == "interval:2000")
+        #expect(Configuration.Durability.interval(.microseconds(1500)).description.hasPrefix("interval:"))
+        #expect(Configuration.Durability.interval(.microseconds(1500)).description != "interval:1")
+    }
+
+    @Test("a tick that is not a whole number of milliseconds from 1 ms to 60 s is refused, naming the field")
+    func badTickIsRefused() async throws {
+        for tick: Duration in [.zero, .microseconds(500), .microseconds(1500), .seconds(61), .milliseconds(-1), .seconds(Int64.max)] {
+            let message = try #require(await refusal { $0.tick = tick }, "tick \(tick)")
+            #expect(message.hasPrefix("tick must be a whole number of milliseconds from 1 ms to 60 s"), "tick \(tick): \(message)")
+        }
+        for tick: Duration in [.milliseconds(1), .milliseconds(10), .seconds(60)] {
+            #expect(await refusal { $0.tick = tick } == nil, "tick \(tick)")
+        }
+    }
+
+    @Test("a 10 ms tick fires a timer at the first tick at or after its deadline")
+    func coarseTickRoundsUp() async throws {
+        let clock = ManualClock(now: Self.start)
+        var configuration = Configuration.memory
+        configuration.tick = .milliseconds(10)
+        let engine = try await HourglassEngine.open(configuration, clock: clock)
+        try await engine.schedule(id: "coarse", after: .milliseconds(13))
+        clock.advance(by: .milliseconds(19))
+        #expect(await engine.takeDeliveries().isEmpty, "the deadline's tick is +20 ms")
+        clock.advance(by: .milliseconds(1))
+        #expect(ids(await engine.takeDeliveries()) == ["coarse"])
+        try await engine.close()
     }
 
     @Test("Configuration.longestDuration is 100 years and leaves any valid deadline plus it far inside Int64")

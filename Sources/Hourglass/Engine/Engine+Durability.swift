@@ -37,8 +37,8 @@ extension Engine {
                 claimedSync = (batch, replies)
             }
             replies = Replies()
-        case let .interval(ms):
-            if unsynced && monotonicNanoseconds() - lastSyncNanoseconds >= UInt64(ms) * 1_000_000 {
+        case .interval:
+            if unsynced && monotonicNanoseconds() - lastSyncNanoseconds >= configuration.syncIntervalNanoseconds ?? 0 {
                 syncer.handToThread(journal.takeSyncBatch(), Replies())
                 unsynced = false
                 lastSyncNanoseconds = monotonicNanoseconds()

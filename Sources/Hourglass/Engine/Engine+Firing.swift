@@ -112,8 +112,8 @@ extension Engine {
     private func waitNanoseconds() -> UInt64 {
         if stoppedReason == nil && (loader != nil || checkpointJob?.isRunnable == true || checkpointDue) { return 0 }
         var wait = UInt64.max
-        if unsynced, case let .interval(ms) = configuration.durability {
-            let due = lastSyncNanoseconds &+ UInt64(ms) * 1_000_000
+        if unsynced, let period = configuration.syncIntervalNanoseconds {
+            let due = lastSyncNanoseconds &+ period
             let now = monotonicNanoseconds()
             if due <= now { return 0 }
             wait = due - now

@@ -5,9 +5,10 @@ import Logging
 /// Opens a directory: takes its lock, loads the newest sound checkpoint's head, replays the log
 /// from the checkpoint's start sequence, and returns the journal that continues the log and
 /// the loader for the rest of the checkpoint (see `Docs/CHECKPOINTS.md` and `Docs/RECOVERY.md`).
-func _recover(
+func recoverDirectory(
     path: String, configuration: Configuration, clock: any HourglassClock,
-    into wheel: inout TimerWheel, report: inout RecoveryReport, replayNanoseconds: inout UInt64
+    into wheel: inout TimerWheel, report: inout RecoveryReport, replayNanoseconds: inout UInt64,
+    progress: ((DirectoryProgress) -> Void)? = nil
 ) throws(HourglassError) -> (WALJournal, CheckpointLoader?) {
     let started = monotonicNanoseconds()
     let directory: any StorageDirectory
@@ -18,8 +19,8 @@ func _recover(
         throw HourglassError(error)
     }
     do throws(HourglassError) {
-        let (journal, loader) = try _recover(directory, configuration: configuration, clock: clock, into: &wheel, report: &report,
-                                              replayNanoseconds: &replayNanoseconds)
+        let (journal, loader) = try recoverDirectory(directory, configuration: configuration, clock: clock, into: &wheel, report: &report,
+                                              replayNanoseconds: &replayNanoseconds, progress: progress)
         configuration.logger.info("hourglass opened", metadata: [
             "directory": "\(path)", "timers": "\(wheel.count)", "in_flight": "\(wheel.inFlightCount)",
             "loading": "\(loader != nil)", "recovery": "\(report)",
@@ -35,10 +36,12 @@ func _recover(
     }
 }
 
-private func _recover(
+private func recoverDirectory(
     _ directory: any StorageDirectory, configuration: Configuration, clock: any HourglassClock,
-    into wheel: inout TimerWheel, report: inout RecoveryReport, replayNanoseconds: inout UInt64
+    into wheel: inout TimerWheel, report: inout RecoveryReport, replayNanoseconds: inout UInt64,
+    progress: ((DirectoryProgress) -> Void)?
 ) throws(HourglassError) -> (WALJournal, CheckpointLoader?) {
+    var throttle = ProgressThrottle(progress)
     // The checkpoint: the newest one that reads back whole.
     var loader: CheckpointLoader? = nil
     var damaged: HourglassError? = nil
@@ -68,13 +71,18 @@ private func _recover(
     if let loader {
         wheel.reserveCapacity(Int(min(loader.reader.trailer.timers, UInt64(Int32.max))))
         try loader.loadHead(into: &wheel, now: clock.now())
+        // The head, of the whole checkpoint: the rest loads after `open` returns.
+        throttle.note(.checkpoint, loader.reader.file.path, loader.reader.bytesRead, Int(loader.reader.trailer.framesBytes))
     }
 
     // The log from the checkpoint's start sequence.
     var failure: HourglassError? = nil
     let tail: LogTail
     do throws(StorageError) {
-        let recovery = LogRecovery(directory: directory, startSequence: startSequence, salvage: configuration.salvage)
+        var recovery = LogRecovery(directory: directory, startSequence: startSequence, salvage: configuration.salvage)
+        if progress != nil {
+            recovery.progress = { done, total in throttle.note(.log, directory.path, done, total) }
+        }
         let replayStarted = monotonicNanoseconds()
         defer { replayNanoseconds = monotonicNanoseconds() - replayStarted }
         tail = try recovery.run(report: &report) { record, _ in

@@ -108,6 +108,8 @@ package final class CheckpointReader {
     }
 
     package var frameCount: Int { offsets.count }
+    /// Bytes of frames decoded so far (for a progress display; `trailer.framesBytes` in all).
+    package var bytesRead: Int { next < offsets.count ? offsets[next] : Int(trailer.framesBytes) }
     package var framesRead: Int { next }
     package var isAtEnd: Bool { next >= offsets.count }
 

@@ -36,6 +36,7 @@ extension LogRecovery.Walk {
         report.logRawBytes += frame.header.rawLength
         report.records += frame.header.recordCount
         expected = frame.header.nextSequence
+        noteProgress(at: reader.offset)
         return .frame
     }
 

@@ -38,6 +38,11 @@ extension LogRecovery {
         var cut: (place: Place, reason: String)? = nil
         /// The highest segment number in the directory once the walk is done.
         var highest: UInt64
+        /// For `LogRecovery.progress`: where each segment starts among the bytes to read, how
+        /// many there are, and how far the last report went.
+        let segmentStarts: [Int]
+        let totalBytes: Int
+        var reportedBytes = 0
 
         init(recovery: LogRecovery, segments: [Segment], report: RecoveryReport) {
             self.recovery = recovery
@@ -45,6 +50,25 @@ extension LogRecovery {
             self.report = report
             lastWithHeader = segments.lastIndex { $0.hasHeader } ?? -1
             highest = segments.last?.number ?? 0
+            var starts: [Int] = []
+            var total = 0
+            for segment in segments {
+                starts.append(total)
+                if segment.hasHeader { total += segment.file.length }
+            }
+            segmentStarts = starts
+            totalBytes = total
+        }
+
+        /// Reports progress (at most once per MiB) after a frame ends at `offset` of the
+        /// segment being read.
+        mutating func noteProgress(at offset: Int) {
+            guard let progress = recovery.progress, let reading else { return }
+            let done = min(totalBytes, segmentStarts[reading] + offset)
+            if done - reportedBytes >= 1 << 20 {
+                reportedBytes = done
+                progress(done, totalBytes)
+            }
         }
 
         /// The sequence number the log needs at the walk's place.
@@ -93,6 +117,7 @@ extension LogRecovery {
                 result.segment = (segment.number, try recovery.directory.openFile(segment.name, writable: true), end.offset, segment.validHeader)
             }
             report.segmentFiles = segments.count
+            recovery.progress?(totalBytes, totalBytes)
             return result
         }
     }

@@ -26,6 +26,11 @@ package struct LogRecovery {
     /// Change nothing: no torn tail is cut, no file deleted (inspection tools).
     package let readOnly: Bool
 
+    /// Called as the log is read, for a progress display: the bytes of segment files read so
+    /// far and in all (spares not counted; segments are preallocated, so the total is their
+    /// full length and the last report jumps to it). At most once per MiB read, and at the end.
+    package var progress: ((_ done: Int, _ total: Int) -> Void)? = nil
+
     package init(directory: any StorageDirectory, startSequence: UInt64 = 1, salvage: Bool = false, readOnly: Bool = false) {
         self.directory = directory
         self.startSequence = startSequence

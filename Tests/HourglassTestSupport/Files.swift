@@ -1,31 +1,10 @@
 import HourglassStorage
+import HourglassTesting
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-
-/// A fresh directory under the system's temporary directory, removed with everything in it
-/// when `remove()` is called.
-public struct TemporaryDirectory: Sendable {
-    public let path: String
-
-    public init(_ label: String = "hourglass") {
-        let base = getEnvironment("TMPDIR") ?? "/tmp"
-        var template = Array("\(base)/\(label)-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        precondition(made != nil, "cannot create a temporary directory under \(base)")
-        path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    /// A path inside the directory.
-    public func appending(_ name: String) -> String { path + "/" + name }
-
-    public func remove() { _ = removeTree(path) }
-
-    /// Names of the files in the directory.
-    public func files() -> [String] { listDirectory(path).sorted() }
-}
 
 /// Names of the files in the directory at `path`, sorted (none if it cannot be read).
 public func fileNames(in path: String) -> [String] { listDirectory(path).sorted() }
