@@ -39,6 +39,9 @@ struct DemoCommand: AsyncParsableCommand {
         guard timeoutMs >= 200 && timeoutMs <= 600_000 else { throw ValidationError("--timeout-ms must be 200 ... 600000") }
     }
 
+    /// What happens to an order, and when (milliseconds from the start).
+    enum StoryEvent { case create(Int), pay(Int) }
+
     func run() async throws {
         var template = Array("/tmp/hourglass-demo-XXXXXX".utf8CString)
         guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
@@ -46,12 +49,24 @@ struct DemoCommand: AsyncParsableCommand {
         }
         let directory = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         defer { _ = removeTree(directory) }
+        let events = story()
+        let reopenAt = Int64(timeoutMs) * 3 / 4
+        print("""
+            Hourglass demo: \(orders) orders, each closed \(timeoutMs) ms ("30 minutes") after it is created unless paid first.
+            Directory: \(directory)  (closed and reopened at \(reopenAt) ms)
+            """)
+        let results = DemoResults()
+        var configuration = Configuration.directory(directory, durability: .interval(.milliseconds(10)))
+        configuration.maxInFlight = 100_000
+        let cancelled = try await play(events, configuration: configuration, reopenAt: reopenAt, results: results)
+        try summarize(results, cancelled: cancelled)
+    }
 
-        // The story: arrivals over the first half of the timeout; payments within the timeout.
+    /// The story: arrivals over the first half of the timeout; payments within the timeout.
+    func story() -> [(at: Int64, event: StoryEvent)] {
         var random = SplitMix64(seed: seed)
         let timeout = Int64(timeoutMs)
-        enum Event { case create(Int), pay(Int) }
-        var events: [(at: Int64, event: Event)] = []
+        var events: [(at: Int64, event: StoryEvent)] = []
         for order in 0 ..< orders {
             let created = Int64(random.next() % UInt64(timeout / 2))
             events.append((created, .create(order)))
@@ -60,15 +75,14 @@ struct DemoCommand: AsyncParsableCommand {
             }
         }
         events.sort { $0.at < $1.at }
-        let reopenAt = timeout * 3 / 4
-        print("""
-            Hourglass demo: \(orders) orders, each closed \(timeoutMs) ms ("30 minutes") after it is created unless paid first.
-            Directory: \(directory)  (closed and reopened at \(reopenAt) ms)
-            """)
+        return events
+    }
 
-        let results = DemoResults()
-        var configuration = Configuration.directory(directory, durability: .interval(.milliseconds(10)))
-        configuration.maxInFlight = 100_000
+    /// Plays the story on the wall clock against an engine, closing and reopening it at
+    /// `reopenAt`, then waits until every timer has fired. Returns the payments that cancelled
+    /// a timer.
+    func play(_ events: [(at: Int64, event: StoryEvent)], configuration: Configuration, reopenAt: Int64, results: DemoResults) async throws -> Int {
+        let timeout = Int64(timeoutMs)
         var engine = try await HourglassEngine.open(configuration)
         var consumer = startConsumer(engine, results)
         let start = SystemClock().now()
@@ -76,14 +90,17 @@ struct DemoCommand: AsyncParsableCommand {
         var index = 0
         var reopened = false
         var cancelled = 0
+        func reopen() async throws {
+            try await engine.close()
+            await consumer.value
+            engine = try await HourglassEngine.open(configuration)
+            consumer = startConsumer(engine, results)
+            reopened = true
+        }
         while index < events.count {
             let elapsed = SystemClock().now() - start
             if !reopened && elapsed >= reopenAt {
-                try await engine.close()
-                await consumer.value
-                engine = try await HourglassEngine.open(configuration)
-                consumer = startConsumer(engine, results)
-                reopened = true
+                try await reopen()
                 results.note("  reopened at +\(SystemClock().now() - start) ms: \(engine.recoveryReport.records) log records replayed")
             }
             // Everything due by now, as one batch of schedules and a run of cancels.
@@ -108,12 +125,7 @@ struct DemoCommand: AsyncParsableCommand {
                 if wait > 0 { try await Task.sleep(for: .milliseconds(min(wait, 20))) }
             }
         }
-        if !reopened {
-            try await engine.close()
-            await consumer.value
-            engine = try await HourglassEngine.open(configuration)
-            consumer = startConsumer(engine, results)
-        }
+        if !reopened { try await reopen() }
         // Wait for the rest to fire.
         while true {
             let stats = await engine.stats()
@@ -123,7 +135,11 @@ struct DemoCommand: AsyncParsableCommand {
         progress.finish()
         try await engine.close()
         await consumer.value
+        return cancelled
+    }
 
+    /// Prints what happened, and checks that every order was either paid or closed.
+    func summarize(_ results: DemoResults, cancelled: Int) throws {
         let (closed, lateness, notes) = results.snapshot()
         for note in notes { print(note) }
         let sorted = lateness.sorted()

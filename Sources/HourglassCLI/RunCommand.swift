@@ -44,17 +44,8 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let policy = try parseDurability(durability)
-        // Signals end the run cleanly; ignore their default action first.
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGPIPE, SIG_IGN)
         let stop = StopSignal()
-        let sources = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { stop.fire() }
-            source.resume()
-            return source
-        }
+        let sources = Self.handleSignals(stop)
         defer { for source in sources { source.cancel() } }
 
         let engine: HourglassEngine
@@ -68,9 +59,44 @@ struct RunCommand: AsyncParsableCommand {
         opening.finish()
         let output = Output()
         let outstanding = Counter()
+        let consumer = Self.startConsumer(engine, output)
+        await Self.readCommands(engine, output, outstanding, stop)
 
-        // Deliveries: write the line, then acknowledge.
-        let consumer = Task {
+        // End of input (or a signal).
+        while !stop.isFired {
+            if exitWhenIdle && outstanding.value == 0 {
+                let stats = await engine.stats()
+                if stats.pending == 0 && stats.inFlight == 0 && stats.buffered == 0 { break }
+            }
+            try? await Task.sleep(for: .milliseconds(exitWhenIdle ? 5 : 50))
+        }
+        do {
+            try await engine.close()
+        } catch {
+            printError("hourglass: closing \(dir): \(error)")
+            consumer.cancel()
+            throw ExitCode(ExitStatus.failure)
+        }
+        _ = await consumer.value
+    }
+
+    /// Signals end the run cleanly: their default action is ignored, and SIGINT and SIGTERM
+    /// fire `stop`.
+    static func handleSignals(_ stop: StopSignal) -> [DispatchSourceSignal] {
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGPIPE, SIG_IGN)
+        return [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { stop.fire() }
+            source.resume()
+            return source
+        }
+    }
+
+    /// Deliveries: write the line, then acknowledge.
+    static func startConsumer(_ engine: HourglassEngine, _ output: Output) -> Task<Void, Never> {
+        Task {
             for await delivery in engine.deliveries {
                 var line = JSONLine()
                 line.string("event", "fired")
@@ -87,10 +113,12 @@ struct RunCommand: AsyncParsableCommand {
                 engine.submitAck(delivery) { _ in }
             }
         }
+    }
 
-        // Commands, in order. The lines that arrive together (one read of stdin) go to the
-        // engine as one batch, applied before it fires anything; each command's result is
-        // reported when it is durable.
+    /// Commands, in order, until the end of stdin or a signal. The lines that arrive together
+    /// (one read of stdin) go to the engine as one batch, applied before it fires anything;
+    /// each command's result is reported when it is durable.
+    static func readCommands(_ engine: HourglassEngine, _ output: Output, _ outstanding: Counter, _ stop: StopSignal) async {
         let lines = StandardInputLines()
         stop.onFire { lines.finish() }
         var number = 0
@@ -114,58 +142,49 @@ struct RunCommand: AsyncParsableCommand {
                     continue
                 }
                 outstanding.add(1)
-                switch command {
-                case let .schedule(request):
-                    let id = request.id
-                    submissions.append(.schedule(request) { result in
-                        switch result {
-                        case .success:
-                            var line = JSONLine()
-                            line.string("event", "durable")
-                            line.string("op", "schedule")
-                            line.string("id", id.string ?? id.description)
-                            output.write(line.line)
-                        case let .failure(error):
-                            reportError(error.description)
-                        }
-                        outstanding.add(-1)
-                    })
-                case let .cancel(id):
-                    submissions.append(.cancel(id) { result in
-                        switch result {
-                        case let .success(found):
-                            var line = JSONLine()
-                            line.string("event", "durable")
-                            line.string("op", "cancel")
-                            line.string("id", id.string ?? id.description)
-                            line.bool("found", found)
-                            output.write(line.line)
-                        case let .failure(error):
-                            reportError(error.description)
-                        }
-                        outstanding.add(-1)
-                    })
-                }
+                submissions.append(submission(for: command, output, outstanding, reportError: reportError))
             }
             if !submissions.isEmpty { engine.submit(submissions) }
         }
+    }
 
-        // End of input (or a signal).
-        while !stop.isFired {
-            if exitWhenIdle && outstanding.value == 0 {
-                let stats = await engine.stats()
-                if stats.pending == 0 && stats.inFlight == 0 && stats.buffered == 0 { break }
+    /// A command as the engine's submission, whose completion writes the `durable` line (or the
+    /// error).
+    static func submission(
+        for command: Command, _ output: Output, _ outstanding: Counter, reportError: @escaping @Sendable (String) -> Void
+    ) -> HourglassEngine.Submission {
+        switch command {
+        case let .schedule(request):
+            let id = request.id
+            return .schedule(request) { result in
+                switch result {
+                case .success:
+                    var line = JSONLine()
+                    line.string("event", "durable")
+                    line.string("op", "schedule")
+                    line.string("id", id.string ?? id.description)
+                    output.write(line.line)
+                case let .failure(error):
+                    reportError(error.description)
+                }
+                outstanding.add(-1)
             }
-            try? await Task.sleep(for: .milliseconds(exitWhenIdle ? 5 : 50))
+        case let .cancel(id):
+            return .cancel(id) { result in
+                switch result {
+                case let .success(found):
+                    var line = JSONLine()
+                    line.string("event", "durable")
+                    line.string("op", "cancel")
+                    line.string("id", id.string ?? id.description)
+                    line.bool("found", found)
+                    output.write(line.line)
+                case let .failure(error):
+                    reportError(error.description)
+                }
+                outstanding.add(-1)
+            }
         }
-        do {
-            try await engine.close()
-        } catch {
-            printError("hourglass: closing \(dir): \(error)")
-            consumer.cancel()
-            throw ExitCode(ExitStatus.failure)
-        }
-        _ = await consumer.value
     }
 }
 
