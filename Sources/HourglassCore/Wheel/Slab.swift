@@ -29,10 +29,7 @@ struct Slab: ~Copyable {
     deinit { hg_table_free(base, capacity * MemoryLayout<Entry>.stride) }
 
     @inline(__always)
-    func ptr(_ handle: UInt32) -> UnsafeMutablePointer<Entry> {
-        assert(handle < highWater, "handle \(handle) out of bounds (\(highWater))")
-        return base + Int(handle)
-    }
+    func ptr(_ handle: UInt32) -> UnsafeMutablePointer<Entry> { view.ptr(handle) }
 
     /// A copyable window on the entries, for the callbacks of a structure that holds handles
     /// (a slot array being compacted). Valid until the slab next grows.
@@ -57,9 +54,7 @@ struct Slab: ~Copyable {
     /// Starts loading an entry into the cache (a walk some handles ahead of its work). Ignores
     /// tombstones and handles never handed out.
     @inline(__always)
-    func prefetch(_ handle: UInt32) {
-        if handle < highWater { hg_prefetch(base + Int(handle)) }
-    }
+    func prefetch(_ handle: UInt32) { view.prefetch(handle) }
 
     /// A fresh entry (its `list` says free until the caller links it). Returns nil when
     /// 2^32 - 1 entries are live.

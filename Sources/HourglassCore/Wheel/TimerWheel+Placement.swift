@@ -59,8 +59,8 @@ extension TimerWheel {
     /// Squeezes tombstones out of a slot, keeping order; optionally sorts it by deadline (stable).
     /// Every entry learns its new position.
     mutating func compact(_ list: UInt16, sorting: Bool = false) {
-        let deadline: ((UInt32) -> Int64)? = sorting ? { [slab = slab.view] in slab.ptr($0).pointee.deadline } : nil
         let entries = slab.view
+        let deadline: ((UInt32) -> Int64)? = sorting ? { entries.ptr($0).pointee.deadline } : nil
         slots[Int(list)].compact(sortingBy: deadline) { handle, position, ahead in
             entries.prefetch(ahead)
             entries.ptr(handle).pointee.position = position
