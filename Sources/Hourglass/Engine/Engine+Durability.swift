@@ -38,7 +38,7 @@ extension Engine {
             }
             replies = Replies()
         case .interval:
-            if unsynced && monotonicNanoseconds() - lastSyncNanoseconds >= configuration.syncIntervalNanoseconds ?? 0 {
+            if unsynced && monotonicNanoseconds() - lastSyncNanoseconds >= syncIntervalNanoseconds ?? 0 {
                 syncer.handToThread(journal.takeSyncBatch(), Replies())
                 unsynced = false
                 lastSyncNanoseconds = monotonicNanoseconds()

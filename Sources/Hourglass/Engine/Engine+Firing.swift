@@ -112,7 +112,7 @@ extension Engine {
     private func waitNanoseconds() -> UInt64 {
         if stoppedReason == nil && (loader != nil || checkpointJob?.isRunnable == true || checkpointDue) { return 0 }
         var wait = UInt64.max
-        if unsynced, let period = configuration.syncIntervalNanoseconds {
+        if unsynced, let period = syncIntervalNanoseconds {
             let due = lastSyncNanoseconds &+ period
             let now = monotonicNanoseconds()
             if due <= now { return 0 }

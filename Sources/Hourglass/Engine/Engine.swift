@@ -45,6 +45,8 @@ final class Engine: @unchecked Sendable {
     let logger: Logger
     /// Whether a call returns once its record is written (`interval`, `none`), not synced.
     let returnsOnWrite: Bool
+    /// The interval sync's period (`interval` only), computed once from the configuration.
+    let syncIntervalNanoseconds: UInt64?
 
     /// The rest of the checkpoint still loading after a restart.
     @exclusivity(unchecked) var loader: CheckpointLoader?
@@ -96,6 +98,7 @@ final class Engine: @unchecked Sendable {
         self.logger = configuration.logger
         self.checkpointRequested = checkpointNow
         if case .always = configuration.durability { returnsOnWrite = false } else { returnsOnWrite = true }
+        syncIntervalNanoseconds = configuration.syncIntervalNanoseconds
         let metrics = EngineMetrics(factory: configuration.metricsFactory ?? MetricsSystem.factory, dimensions: configuration.metricsDimensions)
         self.metrics = metrics
         if journal != nil {
