@@ -75,8 +75,13 @@ public struct Configuration: Sendable {
     public var redeliveryTimeout: Duration = .seconds(30)
     /// Most timers delivered and not yet acknowledged; due timers beyond it wait, in order.
     public var maxInFlight: Int = 10_000
-    /// Attempts after which `retry` gives up on a timer (nil: no limit).
+    /// Attempts after which `retry` gives up on a timer (nil: no limit). For a recurring timer
+    /// the occurrence is given up and the series goes on with the next one.
     public var maxAttempts: Int? = nil
+    /// How late an occurrence of a recurring timer may fire and still count as on time; one
+    /// later than this is a misfire, handled by the series' `MisfirePolicy` (at least 0, at
+    /// most `Configuration.longestDuration`; Quartz's default, 60 s, by default).
+    public var misfireThreshold: Duration = .seconds(60)
     /// Size of each log segment file (default 64 MiB).
     public var segmentBytes: Int = 64 << 20
     /// Write a checkpoint once the log since the last one passes this size (default 256 MiB).
@@ -138,6 +143,8 @@ public struct Configuration: Sendable {
         try require(redeliveryTimeout <= Self.longestDuration, "redeliveryTimeout must be at most 100 years (Configuration.longestDuration), not \(redeliveryTimeout)")
         try require(maxInFlight >= 1, "maxInFlight must be at least 1, not \(maxInFlight)")
         if let maxAttempts { try require(maxAttempts >= 1, "maxAttempts must be at least 1, not \(maxAttempts)") }
+        try require(misfireThreshold >= .zero && misfireThreshold <= Self.longestDuration,
+                    "misfireThreshold must be 0 ... 100 years (Configuration.longestDuration), not \(misfireThreshold)")
         if case let .interval(period) = durability {
             try require(period >= .milliseconds(1), "the sync interval (durability .interval) must be at least 1 ms, not \(period)")
             try require(period <= Self.longestDuration, "the sync interval (durability .interval) must be at most 100 years (Configuration.longestDuration), not \(period)")

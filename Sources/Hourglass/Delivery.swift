@@ -18,6 +18,14 @@ public struct Delivery: Sendable, CustomStringConvertible {
     public let attempt: Int
     /// When the engine handed the timer over.
     public let firedAt: Deadline
+    /// For a recurring timer: the scheduled time of the occurrence this delivery is (the same
+    /// in every redelivery and retry of it, so consumers can de-duplicate by id and occurrence).
+    /// nil for a one-shot timer.
+    public let occurrence: Deadline?
+    /// How many occurrences of a recurring timer this delivery stands for: 1, or more when the
+    /// misfire policy folded missed occurrences into it (`MisfirePolicy.fireOnceNow`) or skipped
+    /// them (`.skip`). 1 for a one-shot timer.
+    public let coalesced: Int
 
     let handle: UInt32
     let generation: UInt32
@@ -32,8 +40,15 @@ public struct Delivery: Sendable, CustomStringConvertible {
     /// The payload as UTF-8 text, when it is valid UTF-8.
     public var payloadString: String? { String(validating: payload, as: UTF8.self) }
 
+    /// Whether the delivery is an occurrence of a recurring timer.
+    public var isRecurring: Bool { occurrence != nil }
+
     /// The id, attempt, deadline and firing time, for logs.
-    public var description: String { "\(id) attempt \(attempt) due \(deadline.millisecondsSinceEpoch) fired \(firedAt.millisecondsSinceEpoch)" }
+    public var description: String {
+        var text = "\(id) attempt \(attempt) due \(deadline.millisecondsSinceEpoch) fired \(firedAt.millisecondsSinceEpoch)"
+        if let occurrence { text += " occurrence \(occurrence.millisecondsSinceEpoch)" + (coalesced > 1 ? " coalescing \(coalesced)" : "") }
+        return text
+    }
 }
 
 /// The fired timers, as an `AsyncSequence`. Several tasks may iterate it at once: each

@@ -12,8 +12,13 @@ public struct EngineStats: Sendable, Equatable {
     public var acknowledged = 0
     /// Retries asked by consumers that took effect.
     public var retried = 0
-    /// Timers dropped after `Configuration.maxAttempts` deliveries.
+    /// Timers dropped after `Configuration.maxAttempts` deliveries (for a recurring timer:
+    /// occurrences given up, the series going on).
     public var exhausted = 0
+    /// Occurrences of recurring timers folded into a later delivery by `MisfirePolicy.fireOnceNow`.
+    public var occurrencesCoalesced = 0
+    /// Occurrences of recurring timers not delivered under `MisfirePolicy.skip`.
+    public var occurrencesSkipped = 0
     /// Deliveries waiting for a consumer to take them.
     public var buffered = 0
     /// The earliest deadline among pending timers (or cascade point before it).

@@ -81,12 +81,13 @@ public final class HourglassEngine: Sendable {
         var loader: CheckpointLoader? = nil
         var report = RecoveryReport()
         var replayNanoseconds: UInt64 = 0
+        let rules = SeriesRules()
         if case let .directory(path) = configuration.storage {
-            (journal, loader) = try recoverDirectory(path: path, configuration: configuration, clock: clock, into: &wheel, report: &report,
+            (journal, loader) = try recoverDirectory(path: path, configuration: configuration, clock: clock, into: &wheel, rules: rules, report: &report,
                                              replayNanoseconds: &replayNanoseconds, progress: progress)
         }
         let engine = Engine(
-            wheel: wheel, journal: journal, loader: loader, clock: clock, configuration: configuration, deliveries: queue,
+            wheel: wheel, journal: journal, loader: loader, seriesRules: rules, clock: clock, configuration: configuration, deliveries: queue,
             serial: EngineSerial.next(), checkpointNow: !report.dropped.isEmpty, openedNanoseconds: opened,
             logReplayMilliseconds: Double(replayNanoseconds) / 1e6, replayedLogBytes: report.logBytes)
         let result = HourglassEngine(engine: engine, configuration: configuration, clock: clock, deliveries: queue, report: report)
@@ -125,6 +126,61 @@ public final class HourglassEngine: Sendable {
     public func schedule(_ timers: [TimerRequest]) async throws(HourglassError) {
         for timer in timers { try validate(timer) }
         try await engine.perform({ $0.schedule(timers) }, orQueue: { .scheduleBatch(timers, $0) }).get()
+    }
+
+    /// Schedules a recurring timer under `id`, replacing any timer with that id (one-shot or
+    /// recurring). Its occurrences are delivered one at a time: the next is armed when the
+    /// current one is acknowledged (or taken, or out of attempts). `cancel(id:)` ends the series.
+    ///
+    /// ```swift
+    /// try await engine.schedule(id: "payment-7", repeating: .every(.seconds(60), count: 3))
+    /// try await engine.schedule(id: "sweep", repeating: .cron("0/30 * * * * ?"))
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - recurrence: every N, or a cron expression in a time zone; a count; a misfire policy.
+    ///   - first: the first occurrence. For `.every`, exactly this time (one period from now by
+    ///     default); for `.cron`, the first time the expression names at or after it (after now
+    ///     by default). A time in the past is due at once, and the misfire policy applies.
+    ///   - payload: handed back with every occurrence.
+    /// - Throws: `.invalidCronExpression` (the field and position), `.unknownTimeZone`,
+    ///   `.invalidRecurrence` (a period, count or first occurrence out of range), and what
+    ///   `schedule(id:at:payload:)` throws; nothing changed.
+    nonisolated(nonsending)
+    public func schedule(id: TimerID, repeating recurrence: Recurrence, startingAt first: Deadline? = nil, payload: [UInt8] = [])
+        async throws(HourglassError)
+    {
+        let item = try seriesRequest(id: id, recurrence: recurrence, first: first, payload: payload)
+        try await engine.perform({ $0.scheduleSeries(item) }, orQueue: { .scheduleSeries(item, $0) }).get()
+    }
+
+    /// Validates and compiles a recurring timer, on the caller's thread.
+    private func seriesRequest(id: TimerID, recurrence: Recurrence, first: Deadline?, payload: [UInt8]) throws(HourglassError) -> SeriesRequest {
+        try checkID(id)
+        let limit = min(configuration.maxPayloadBytes, TimerWheel.maxPayloadLength - SeriesTrailer.size)
+        if payload.count > limit { throw .payloadTooLarge(length: payload.count, limit: limit) }
+        var remaining: UInt32 = 0
+        if let count = recurrence.count {
+            guard count >= 1 && count <= Int(UInt32.max) else {
+                throw .invalidRecurrence("the count of a recurring timer must be 1 ... \(UInt32.max), not \(count)")
+            }
+            remaining = UInt32(count)
+        }
+        let rule = try SeriesRule(recurrence)
+        if let first, !Deadline.validRange.contains(first.millisecondsSinceEpoch) {
+            throw .deadlineOutOfRange(milliseconds: first.millisecondsSinceEpoch)
+        }
+        let start: Int64?
+        switch rule.kind {
+        case .every:
+            start = first?.millisecondsSinceEpoch ?? rule.occurrence(after: clock.now())
+        case .cron:
+            start = rule.occurrence(after: (first?.millisecondsSinceEpoch).map { $0 - 1 } ?? clock.now())
+        }
+        guard let start else {
+            throw .invalidRecurrence("\(recurrence) has no occurrence before the end of year 9999")
+        }
+        return SeriesRequest(id: id, first: start, payload: payload, rule: rule, remaining: remaining)
     }
 
     /// Cancels the timer with this id; returns whether there was one (pending or in flight).
@@ -213,6 +269,7 @@ public final class HourglassEngine: Sendable {
     /// An operation for `submit(_:)`.
     package enum Submission: Sendable {
         case schedule(TimerRequest, @Sendable (Result<Void, HourglassError>) -> Void)
+        case scheduleRecurring(id: TimerID, Recurrence, startingAt: Deadline?, payload: [UInt8], @Sendable (Result<Void, HourglassError>) -> Void)
         case cancel(TimerID, @Sendable (Result<Bool, HourglassError>) -> Void)
     }
 
@@ -228,6 +285,13 @@ public final class HourglassEngine: Sendable {
                 do throws(HourglassError) {
                     try validate(timer)
                     requests.append(.schedule(timer, Reply(callback: completion)))
+                } catch {
+                    completion(.failure(error))
+                }
+            case let .scheduleRecurring(id, recurrence, first, payload, completion):
+                do throws(HourglassError) {
+                    let item = try seriesRequest(id: id, recurrence: recurrence, first: first, payload: payload)
+                    requests.append(.scheduleSeries(item, Reply(callback: completion)))
                 } catch {
                     completion(.failure(error))
                 }

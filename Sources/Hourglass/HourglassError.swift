@@ -15,6 +15,14 @@ public enum HourglassError: Error, Sendable, Equatable, CustomStringConvertible 
     case deadlineOutOfRange(milliseconds: Int64)
     /// A configuration value is out of range.
     case invalidConfiguration(String)
+    /// A recurring timer's cron expression is malformed: `field` ("minute", "day of week", or
+    /// "expression" for the whole) and the 1-based character `position` where the problem starts.
+    case invalidCronExpression(field: String, position: Int, reason: String)
+    /// A recurring timer's time zone is not in the zone database ($TZDIR or /usr/share/zoneinfo).
+    case unknownTimeZone(name: String, reason: String)
+    /// A recurring timer's rule cannot be used (a period or count out of range, a series without
+    /// any occurrence left, a malformed rule in the log).
+    case invalidRecurrence(String)
     /// The engine was closed; open it again to continue.
     case closed
     /// Another engine (in this or another process) holds the directory.
@@ -43,6 +51,12 @@ public enum HourglassError: Error, Sendable, Equatable, CustomStringConvertible 
             return "deadline \(ms) ms since the epoch is outside 0 ... \(Deadline.latest.millisecondsSinceEpoch) (1970 to the end of year 9999)"
         case let .invalidConfiguration(message):
             return "invalid configuration: \(message)"
+        case let .invalidCronExpression(field, position, reason):
+            return "invalid cron expression: \(field) at position \(position): \(reason)"
+        case let .unknownTimeZone(name, reason):
+            return "time zone '\(name)': \(reason) (zones are read from $TZDIR or /usr/share/zoneinfo; Debian: the tzdata package)"
+        case let .invalidRecurrence(message):
+            return "invalid recurring timer: \(message)"
         case .closed:
             return "the engine is closed: open it again to continue"
         case let .directoryLocked(path):

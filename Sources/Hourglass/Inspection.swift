@@ -13,6 +13,12 @@ public struct TimerInfo: Sendable, Equatable {
     public var payload: [UInt8]
     /// Delivered and not acknowledged when the directory was last written.
     public var inFlight: Bool
+    /// For a recurring timer: its rule ("every 60000 ms", "cron '30 2 * * *' in Europe/Berlin",
+    /// with the misfire policy), the scheduled time of its current occurrence, and the
+    /// occurrences left (nil: without end). nil for a one-shot timer.
+    public var recurrence: String? = nil
+    public var occurrence: Deadline? = nil
+    public var remaining: Int? = nil
 }
 
 /// What a directory holds, read without changing it.
@@ -68,6 +74,7 @@ extension HourglassEngine {
         try _withLockedDirectory(path) { (directory) throws(HourglassError) in
             var throttle = ProgressThrottle(progress)
             var wheel = TimerWheel(now: 0)
+            let rules = SeriesRules()
             var report = RecoveryReport()
             var stored = 0
             var raw = 0
@@ -76,7 +83,7 @@ extension HourglassEngine {
                 for sequence in CheckpointName.all(in: try directory.list()) {
                     do {
                         let reader = try CheckpointReader(directory: directory, name: CheckpointName.name(sequence))
-                        let loader = CheckpointLoader(reader: reader)
+                        let loader = CheckpointLoader(reader: reader, rules: rules)
                         let total = Int(reader.trailer.framesBytes)
                         throttle.note(.checkpoint, reader.file.path, 0, total)
                         while !loader.isDone {
@@ -99,7 +106,7 @@ extension HourglassEngine {
                     recovery.progress = { done, total in throttle.note(.log, directory.path, done, total) }
                 }
                 _ = try recovery.run(report: &report) { record, _ in
-                    do throws(HourglassError) { try _replay(record, into: &wheel, loader: nil) } catch { failure = error }
+                    do throws(HourglassError) { try _replay(record, into: &wheel, rules: rules, loader: nil) } catch { failure = error }
                 }
                 if let failure { throw failure }
             } catch let error as StorageError {
@@ -114,9 +121,17 @@ extension HourglassEngine {
             var timers: [TimerInfo] = []
             if includeTimers {
                 wheel.forEachHandle { handle in
-                    timers.append(TimerInfo(
+                    var info = TimerInfo(
                         id: TimerID(bytes: wheel.id(of: handle)), deadline: Deadline(millisecondsSinceEpoch: wheel.deadline(of: handle)),
-                        attempt: Int(wheel.attempt(of: handle)), payload: wheel.payload(of: handle), inFlight: wheel.isInFlight(handle)))
+                        attempt: Int(wheel.attempt(of: handle)), payload: wheel.withUserPayload(of: handle) { Array($0) },
+                        inFlight: wheel.isInFlight(handle))
+                    if wheel.isSeries(handle) {
+                        let trailer = wheel.seriesTrailer(of: handle)
+                        info.recurrence = rules[trailer.rule].description
+                        info.occurrence = Deadline(millisecondsSinceEpoch: trailer.occurrence)
+                        info.remaining = trailer.remaining == 0 ? nil : Int(trailer.remaining)
+                    }
+                    timers.append(info)
                 }
                 timers.sort { ($0.inFlight ? 0 : 1, $0.deadline) < ($1.inFlight ? 0 : 1, $1.deadline) }
             }

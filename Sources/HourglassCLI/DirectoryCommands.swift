@@ -51,6 +51,9 @@ struct DumpCommand: ParsableCommand {
                 line.string("payload_b64", Base64.encode(timer.payload))
             }
             if timer.inFlight { line.bool("in_flight", true) }
+            if let recurrence = timer.recurrence { line.string("recurrence", recurrence) }
+            if let occurrence = timer.occurrence { line.int("occurrence", occurrence.millisecondsSinceEpoch) }
+            if let remaining = timer.remaining { line.int("remaining", remaining) }
             writeAll(1, line.line)
         }
     }

@@ -17,11 +17,16 @@ struct RunCommand: AsyncParsableCommand {
             Commands:
               {"op":"schedule","id":"order-1","at":1763791200000,"payload":"..."}
                 ("after_ms":1800000 may stand instead of "at"; "payload_b64" carries bytes)
+              {"op":"schedule","id":"poll-7","every_ms":60000,"count":3}
+              {"op":"schedule","id":"sweep","cron":"30 2 * * *","tz":"Europe/Berlin"}
+                (recurring: "at"/"after_ms" name the first occurrence; "misfire" is
+                "fire_once_now" (default), "fire_all" or "skip")
               {"op":"cancel","id":"order-1"}
             Events:
               {"event":"durable","op":"schedule","id":"order-1"}
               {"event":"durable","op":"cancel","id":"order-1","found":true}
               {"event":"fired","id":"order-1","deadline":1763791200000,"fired_at":1763791200001,"attempt":1,"payload":"..."}
+                (a recurring timer's also carry "occurrence", its scheduled time, and "coalesced")
               {"event":"error","line":N,"message":"..."}
             A durable event is written once the change is durable under --durability. A fired timer \
             is acknowledged only after its line is written. At the end of stdin, --exit-when-idle \
@@ -104,6 +109,10 @@ struct RunCommand: AsyncParsableCommand {
                 line.int("deadline", delivery.deadline.millisecondsSinceEpoch)
                 line.int("fired_at", delivery.firedAt.millisecondsSinceEpoch)
                 line.int("attempt", delivery.attempt)
+                if let occurrence = delivery.occurrence {
+                    line.int("occurrence", occurrence.millisecondsSinceEpoch)
+                    line.int("coalesced", delivery.coalesced)
+                }
                 if let text = delivery.payloadString {
                     line.string("payload", text)
                 } else {
@@ -153,22 +162,24 @@ struct RunCommand: AsyncParsableCommand {
     static func submission(
         for command: Command, _ output: Output, _ outstanding: Counter, reportError: @escaping @Sendable (String) -> Void
     ) -> HourglassEngine.Submission {
+        @Sendable func scheduled(_ id: TimerID, _ result: Result<Void, HourglassError>) {
+            switch result {
+            case .success:
+                var line = JSONLine()
+                line.string("event", "durable")
+                line.string("op", "schedule")
+                line.string("id", id.string ?? id.description)
+                output.write(line.line)
+            case let .failure(error):
+                reportError(error.description)
+            }
+            outstanding.add(-1)
+        }
         switch command {
         case let .schedule(request):
-            let id = request.id
-            return .schedule(request) { result in
-                switch result {
-                case .success:
-                    var line = JSONLine()
-                    line.string("event", "durable")
-                    line.string("op", "schedule")
-                    line.string("id", id.string ?? id.description)
-                    output.write(line.line)
-                case let .failure(error):
-                    reportError(error.description)
-                }
-                outstanding.add(-1)
-            }
+            return .schedule(request) { scheduled(request.id, $0) }
+        case let .scheduleRecurring(id, recurrence, first, payload):
+            return .scheduleRecurring(id: id, recurrence, startingAt: first, payload: payload) { scheduled(id, $0) }
         case let .cancel(id):
             return .cancel(id) { result in
                 switch result {
@@ -205,6 +216,7 @@ struct CommandError: Error { var message: String }
 /// One line of input, checked.
 enum Command {
     case schedule(TimerRequest)
+    case scheduleRecurring(TimerID, Recurrence, first: Deadline?, payload: [UInt8])
     case cancel(TimerID)
 
     init(parsing text: String, now: Int64) throws(CommandError) {
@@ -222,8 +234,11 @@ enum Command {
         case "cancel":
             self = .cancel(id)
         case "schedule":
-            let deadline: Int64
+            let recurrence = try Command.recurrence(object)
+            let deadline: Int64?
             switch (object["at"], object["after_ms"]) {
+            case (nil, nil) where recurrence != nil:
+                deadline = nil  // the rule's first occurrence
             case let (.integer(at)?, nil):
                 deadline = at
             case let (nil, .integer(after)?):
@@ -248,9 +263,61 @@ enum Command {
             case (.some, .some): throw CommandError(message: "give \"payload\" or \"payload_b64\", not both")
             default: throw CommandError(message: "\"payload\" must be a string")
             }
-            self = .schedule(TimerRequest(id: id, deadline: Deadline(millisecondsSinceEpoch: deadline), payload: payload))
+            if let recurrence {
+                self = .scheduleRecurring(id, recurrence, first: deadline.map { Deadline(millisecondsSinceEpoch: $0) }, payload: payload)
+            } else if let deadline {
+                self = .schedule(TimerRequest(id: id, deadline: Deadline(millisecondsSinceEpoch: deadline), payload: payload))
+            } else {
+                throw CommandError(message: "a schedule needs \"at\" (ms since the epoch) or \"after_ms\"")
+            }
         default:
             throw CommandError(message: "unknown op \"\(op)\" (expected \"schedule\" or \"cancel\")")
+        }
+    }
+}
+
+extension Command {
+    /// The recurrence a schedule line asks for ("every_ms" with "count", or "cron" with "tz"),
+    /// or nil for a one-shot timer.
+    static func recurrence(_ object: [String: JSONValue]) throws(CommandError) -> Recurrence? {
+        var count: Int? = nil
+        switch object["count"] {
+        case nil, .null?: break
+        case let .integer(value)?:
+            guard value >= 1 else { throw CommandError(message: "\"count\" must be at least 1") }
+            count = Int(value)
+        default: throw CommandError(message: "\"count\" must be an integer")
+        }
+        var misfire = MisfirePolicy.fireOnceNow
+        switch object["misfire"] {
+        case nil, .null?: break
+        case .string("fire_once_now")?: misfire = .fireOnceNow
+        case .string("fire_all")?: misfire = .fireAll
+        case .string("skip")?: misfire = .skip
+        default: throw CommandError(message: "\"misfire\" must be \"fire_once_now\", \"fire_all\" or \"skip\"")
+        }
+        switch (object["every_ms"], object["cron"]) {
+        case (nil, nil):
+            if count != nil || object["tz"] != nil || object["misfire"] != nil {
+                throw CommandError(message: "\"count\", \"tz\" and \"misfire\" need \"every_ms\" or \"cron\"")
+            }
+            return nil
+        case let (.integer(ms)?, nil):
+            guard ms >= 1 else { throw CommandError(message: "\"every_ms\" must be at least 1") }
+            if object["tz"] != nil { throw CommandError(message: "\"tz\" goes with \"cron\", not \"every_ms\"") }
+            return .every(.milliseconds(ms), count: count, misfire: misfire)
+        case let (nil, .string(expression)?):
+            var zone = "UTC"
+            switch object["tz"] {
+            case nil, .null?: break
+            case let .string(name)?: zone = name
+            default: throw CommandError(message: "\"tz\" must be a string (an IANA zone name such as \"Europe/Berlin\")")
+            }
+            return .cron(expression, timeZone: zone, count: count, misfire: misfire)
+        case (.some, .some):
+            throw CommandError(message: "give \"every_ms\" or \"cron\", not both")
+        default:
+            throw CommandError(message: "\"every_ms\" must be an integer and \"cron\" a string")
         }
     }
 }

@@ -100,7 +100,9 @@ struct FormatTests {
         // The magics spell what FORMAT.md says, read as little-endian.
         withUnsafeBytes(of: LogFormat.frameMagic.littleEndian) { #expect(Array($0) == bytes("HGLF")) }
         withUnsafeBytes(of: LogFormat.segmentMagic.littleEndian) { #expect(Array($0) == bytes("HGWALSEG")) }
-        #expect(LogFormat.RecordType.allCases.map(\.rawValue) == [1, 2, 3, 4, 5])
+        #expect(LogFormat.RecordType.allCases.map(\.rawValue) == [1, 2, 3, 4, 5, 6, 7])
+        #expect(LogFormat.version == 3 && LogFormat.readableVersions == 1 ... 3)
+        #expect(LogFormat.checkpointVersion == 2 && LogFormat.readableCheckpointVersions == 1 ... 2)
     }
 
     // MARK: CRC-32C
@@ -382,6 +384,45 @@ struct FormatTests {
         let mark = encoder.encode(body: UnsafeRawBufferPointer(start: nil, count: 0), firstSequence: 3, recordCount: 0, durableSequence: 3, context: context)
         #expect(Array(encoder.frame.bytes[0 ..< 11]) == [0x68, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00])
         #expect(mark.isChained && mark.durableSequence == 3 && mark.frameLength == 15)
+    }
+
+    @Test("FORMAT.md's SERIES and NEXT example, byte for byte, and back")
+    func seriesWorkedExample() throws {
+        let rule: [UInt8] = [0x01, 0x00, 0xE0, 0xD4, 0x03]  // every, fireOnceNow, 60000 ms
+        var series = RecordEncoder()
+        series.append(.series(id: bytes("pay-7"), deadline: 1_763_791_260_000, attempt: 1, payload: [], rule: rule,
+                              state: SeriesFields(occurrence: 1_763_791_260_000, coalesced: 1, remaining: 3)))
+        let seriesBytes = Array(series.buffer.bytes)
+        #expect(seriesBytes == [0x06, 0x05] + bytes("pay-7") + [0xC0, 0xA5, 0xB6, 0xA2, 0xD5, 0x66, 0x01, 0x00,
+                                                                0x05, 0x01, 0x00, 0xE0, 0xD4, 0x03, 0x00, 0x01, 0x03])
+        var next = RecordEncoder()
+        next.append(.next(id: bytes("pay-7"), deadline: 1_763_791_320_000, state: SeriesFields(occurrence: 1_763_791_320_000, coalesced: 1, remaining: 2)))
+        let nextBytes = Array(next.buffer.bytes)
+        #expect(nextBytes == [0x07, 0x05] + bytes("pay-7") + [0x80, 0xCF, 0xBD, 0xA2, 0xD5, 0x66, 0x00, 0x01, 0x02])
+        // Back, with an occurrence that differs from the deadline (a retried occurrence in a checkpoint).
+        var both = RecordEncoder()
+        let records: [LogRecord] = [
+            .series(id: bytes("a"), deadline: 5_000, attempt: 3, payload: [1, 2, 3], rule: rule, state: SeriesFields(occurrence: 4_000, coalesced: 7, remaining: 0)),
+            .next(id: bytes("a"), deadline: 9_000, state: SeriesFields(occurrence: 9_500, coalesced: 1, remaining: 4_000_000_000)),
+        ]
+        for record in records { both.append(record) }
+        let decoded = try Array(both.buffer.bytes).withUnsafeBytes { try RecordDecoder.records(in: $0) }
+        #expect(decoded == records)
+    }
+
+    @Test("malformed SERIES and NEXT records are refused with the offset and the reason")
+    func malformedSeries() {
+        func failure(_ body: [UInt8]) -> RecordDecoder.Failure? {
+            body.withUnsafeBytes { raw in
+                do { _ = try RecordDecoder.records(in: raw); return nil } catch { return error as? RecordDecoder.Failure }
+            }
+        }
+        let head: [UInt8] = [0x06, 0x01, 0x61, 0x02, 0x01, 0x00]  // SERIES "a" deadline 1 attempt 1, no payload
+        #expect(failure(head + [0x00]) == .init(offset: 0, reason: "bad rule length"), "an empty rule")
+        #expect(failure(head + [0x03, 0x01, 0x00]) == .init(offset: 0, reason: "bad rule length"), "a rule cut short")
+        #expect(failure(head + [0x01, 0x01, 0x00, 0x00]) == .init(offset: 0, reason: "bad series counts"), "coalesced 0, remaining missing")
+        #expect(failure(head + [0x01, 0x01, 0x08]) == .init(offset: 0, reason: "occurrence -3 out of range"))
+        #expect(failure([0x04, 0x01, 0x62, 0x07, 0x01, 0x61, 0x02]) == .init(offset: 3, reason: "truncated occurrence"), "a NEXT after an ACK")
     }
 
     @Test("a version 1 long frame (checkpoint files, version 1 segments), byte for byte")
@@ -689,7 +730,7 @@ struct FormatTests {
         var raw = [UInt8](repeating: 0xEE, count: 64)
         raw.withUnsafeMutableBytes { header.write(to: $0.baseAddress!) }
         #expect(Array(raw[0 ..< 8]) == bytes("HGWALSEG"))
-        #expect(raw[8] == 2 && raw[9] == 0 && raw[10] == 64 && raw[11] == 0)
+        #expect(raw[8] == 3 && raw[9] == 0 && raw[10] == 64 && raw[11] == 0)
         #expect(raw[12 ..< 16].allSatisfy { $0 == 0 } && raw[56 ..< 60].allSatisfy { $0 == 0 })
         #expect(Array(raw[48 ..< 56]) == [0x39, 0x30, 0, 0, 0, 0, 0, 0], "durable sequence: the first sequence unless told otherwise")
         #expect(crc(Array(raw[0 ..< 60])) == UInt32(raw[60]) | UInt32(raw[61]) << 8 | UInt32(raw[62]) << 16 | UInt32(raw[63]) << 24)

@@ -155,7 +155,7 @@ struct ChainRecoveryTests {
         #expect(recovered.report.tornTail?.offset == Int64(bad.offset))
     }
 
-    @Test("row 20: version 1 directory: its frames are read; the writer goes on in a new version 2 segment, never appending to the old one")
+    @Test("row 20: version 1 directory: its frames are read; the writer goes on in a new segment of the current version, never appending to the old one")
     func row20Version1DirectoryOpens() throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
@@ -191,15 +191,15 @@ struct ChainRecoveryTests {
         #expect(Array(readFile(v1Path)[0 ..< offset]) == Array(image[0 ..< offset]) && readFile(v1Path)[offset...].allSatisfy { $0 == 0 },
                 "the version 1 segment is untouched")
         let segment2 = readFile(directory.segment(2))
-        #expect(segment2.withUnsafeBytes { SegmentHeader.parse($0) }.validVersion == 2)
+        #expect(segment2.withUnsafeBytes { SegmentHeader.parse($0) }.validVersion == LogFormat.version)
         let reopened = try recover(directory.path)
         expectRecords(reopened.records, v1Frames.flatMap { $0 } + all(more))
         #expect(reopened.sequences == Array(1 ... 23))
 
         // A version this build does not know is refused by name.
-        patchFile(v1Path, at: 0, with: Array(image[0 ..< 64]).enumerated().map { $0.offset == 8 ? 3 : $0.element })
+        patchFile(v1Path, at: 0, with: Array(image[0 ..< 64]).enumerated().map { $0.offset == 8 ? 4 : $0.element })
         let resealed = readFile(v1Path)[0 ..< 60].withUnsafeBytes { crc32c($0) }
         patchFile(v1Path, at: 60, with: withUnsafeBytes(of: resealed.littleEndian) { Array($0) })
-        expectCorruption(directory, file: v1Path, offset: 0, reason: "segment version 3 is not supported")
+        expectCorruption(directory, file: v1Path, offset: 0, reason: "segment version 4 is not supported")
     }
 }

@@ -20,7 +20,13 @@ final class CheckpointLoader {
     /// Whether the head is loaded and the loader has moved to skipping what is already held.
     private(set) var pastHead = false
 
-    init(reader: CheckpointReader) { self.reader = reader }
+    /// Where the rules of the recurring timers loaded go.
+    let rules: SeriesRules
+
+    init(reader: CheckpointReader, rules: SeriesRules) {
+        self.reader = reader
+        self.rules = rules
+    }
 
     var isDone: Bool { reader.isAtEnd }
 
@@ -73,7 +79,7 @@ final class CheckpointLoader {
             if i + 8 < records.count { wheel.prefetchIndex(id: records[i + 8].id) }
             let record = records[i]
             switch record.type {
-            case .schedule:
+            case .schedule, .series:
                 lastApplied = nil
                 loadedDeadline = max(loadedDeadline, record.deadline)
                 if pastHead {
@@ -82,6 +88,15 @@ final class CheckpointLoader {
                         tombstones.mark(record.id)
                         continue
                     }
+                }
+                if record.type == .series {
+                    do throws(HourglassError) {
+                        lastApplied = try scheduleSeries(record, into: &wheel, rules: rules)
+                        timersLoaded += 1
+                    } catch {
+                        return error
+                    }
+                    continue
                 }
                 do throws(TimerWheel.CapacityError) {
                     lastApplied = try wheel.schedule(id: record.id, deadline: record.deadline, payload: record.payload, attempt: record.attempt).handle
@@ -96,7 +111,7 @@ final class CheckpointLoader {
                 wheel.setAttempt(record.attempt, of: handle)
                 wheel.markInFlight(handle, redeliverAt: 0)
                 lastApplied = nil
-            case .cancel, .ack, .retry:
+            case .cancel, .ack, .retry, .next:
                 continue  // a checkpoint holds none
             }
         }
@@ -154,7 +169,7 @@ final class CheckpointJob {
     }
 
     /// Does up to `deadlineNanoseconds` of work. Returns the outcome when the checkpoint ended.
-    func advance(wheel: inout TimerWheel, until deadlineNanoseconds: UInt64) -> CheckpointWriter.Outcome? {
+    func advance(wheel: inout TimerWheel, rules: SeriesRules, until deadlineNanoseconds: UInt64) -> CheckpointWriter.Outcome? {
         // The checkpoint thread failed (creating or writing the file): the checkpoint is over.
         if case .failed? = writer.result { return writer.result }
         switch phase {
@@ -191,8 +206,18 @@ final class CheckpointJob {
                 if cursor + 16 < order.count { wheel.prefetchBytes(TimerHandle(rawValue: order[cursor + 16])) }
                 guard wheel.isHeld(handle) else { continue }
                 wheel.withID(of: handle) { id in
-                    wheel.withPayload(of: handle) { payload in
-                        encoder.schedule(id: id, deadline: wheel.deadline(of: handle), attempt: wheel.attempt(of: handle), payload: payload)
+                    if wheel.isSeries(handle) {
+                        let trailer = wheel.seriesTrailer(of: handle)
+                        wheel.withUserPayload(of: handle) { payload in
+                            rules[trailer.rule].encoded.withUnsafeBytes { rule in
+                                encoder.series(id: id, deadline: wheel.deadline(of: handle), attempt: wheel.attempt(of: handle),
+                                               payload: payload, rule: rule, state: trailer.fields)
+                            }
+                        }
+                    } else {
+                        wheel.withPayload(of: handle) { payload in
+                            encoder.schedule(id: id, deadline: wheel.deadline(of: handle), attempt: wheel.attempt(of: handle), payload: payload)
+                        }
                     }
                     if wheel.isInFlight(handle) { encoder.fire(id: id, attempt: wheel.attempt(of: handle)) }
                 }

@@ -22,6 +22,8 @@ extension Engine {
             replies.append(reply, schedule(item))
         case let .scheduleBatch(items, reply):
             replies.append(reply, schedule(items))
+        case let .scheduleSeries(item, reply):
+            replies.append(reply, scheduleSeries(item))
         case let .cancel(id, reply):
             if let result = cancel(id) {
                 replies.append(reply, result)

@@ -36,7 +36,7 @@ extension Engine {
             return
         }
         if checkpointDue { beginCheckpoint() }
-        if let job = checkpointJob, let outcome = job.advance(wheel: &wheel, until: deadline) {
+        if let job = checkpointJob, let outcome = job.advance(wheel: &wheel, rules: seriesRules, until: deadline) {
             endCheckpoint(job, outcome)
         }
     }

@@ -66,7 +66,7 @@ extension Engine {
 
     static func refuse(_ request: Request) {
         switch request {
-        case let .schedule(_, reply), let .scheduleBatch(_, reply), let .checkpoint(reply), let .close(reply):
+        case let .schedule(_, reply), let .scheduleBatch(_, reply), let .scheduleSeries(_, reply), let .checkpoint(reply), let .close(reply):
             reply.resume(returning: .failure(.closed))
         case let .cancel(_, reply), let .ack(_, reply), let .retry(_, _, reply), let .take(_, reply):
             reply.resume(returning: .failure(.closed))

@@ -46,7 +46,7 @@ extension Engine {
         if redelivery {
             attempt += 1
             if let maxAttempts = configuration.maxAttempts, Int(attempt) > maxAttempts {
-                removeForGood(handle)
+                complete(handle)
                 counters.exhausted += 1
                 return
             }
@@ -62,14 +62,25 @@ extension Engine {
             }
             wheel.setAttempt(attempt, of: handle)
             counters.redelivered += 1
+        } else if wheel.isSeries(handle), !prepareOccurrence(handle, now: now) {
+            return  // skipped by the misfire policy: re-armed at a later occurrence, or ended
         }
         let id = wheel.id(of: handle)
+        var occurrence: Deadline? = nil
+        var coalesced = 1
+        if wheel.isSeries(handle) {
+            let trailer = wheel.seriesTrailer(of: handle)
+            occurrence = Deadline(millisecondsSinceEpoch: trailer.occurrence)
+            coalesced = Int(trailer.coalesced)
+        }
         outgoing.append(Delivery(
             id: TimerID(bytes: id),
             deadline: Deadline(millisecondsSinceEpoch: wheel.deadline(of: handle)),
-            payload: wheel.payload(of: handle),
+            payload: wheel.withUserPayload(of: handle) { Array($0) },
             attempt: Int(attempt),
             firedAt: Deadline(millisecondsSinceEpoch: now),
+            occurrence: occurrence,
+            coalesced: coalesced,
             handle: handle.rawValue,
             generation: wheel.generation(of: handle),
             engine: serial))

@@ -82,7 +82,7 @@ extension Engine {
     func ack(_ ref: DeliveryRef) -> Result<Bool, HourglassError> {
         if let error = refuseIfStopped() { return .failure(error) }
         guard let handle = inFlightTimer(ref) else { return .success(false) }
-        removeForGood(handle)
+        complete(handle)
         counters.acknowledged += 1
         return .success(true)
     }
@@ -93,7 +93,7 @@ extension Engine {
         for (i, ref) in refs.enumerated() {
             if i + 8 < refs.count { wheel.prefetch(TimerHandle(rawValue: refs[i + 8].handle)) }
             guard let handle = inFlightTimer(ref) else { continue }
-            removeForGood(handle)
+            complete(handle)
             counters.acknowledged += 1
             done += 1
         }
@@ -105,7 +105,7 @@ extension Engine {
     func take(_ ref: DeliveryRef) -> Result<Bool, HourglassError> {
         if let error = refuseIfStopped() { return .failure(error) }
         guard let handle = inFlightTimer(ref) else { return .success(false) }
-        removeForGood(handle)
+        complete(handle)
         return .success(true)
     }
 
@@ -118,7 +118,7 @@ extension Engine {
         guard let handle = inFlightTimer(ref) else { return .success(false) }
         let attempt = Int(wheel.attempt(of: handle)) + 1
         if let maxAttempts = configuration.maxAttempts, attempt > maxAttempts {
-            removeForGood(handle)  // out of attempts: the timer is done
+            complete(handle)  // out of attempts: the timer (or this occurrence of a series) is done
             counters.exhausted += 1
             return .success(false)
         }

@@ -77,10 +77,14 @@ final class Engine: @unchecked Sendable {
     @exclusivity(unchecked) var planNeeded = true
     /// The `close` request, once applied: nothing after it is.
     @exclusivity(unchecked) var closeReply: Reply<Void>?
+    /// The rules of the recurring timers held, each stored once.
+    let seriesRules: SeriesRules
+    /// `Configuration.misfireThreshold` in milliseconds.
+    let misfireThresholdMilliseconds: Int64
     @exclusivity(unchecked) var scheduledTotal = 0
     @exclusivity(unchecked) var cancelledTotal = 0
 
-    init(wheel: consuming TimerWheel, journal: WALJournal?, loader: CheckpointLoader?, clock: any HourglassClock,
+    init(wheel: consuming TimerWheel, journal: WALJournal?, loader: CheckpointLoader?, seriesRules: SeriesRules, clock: any HourglassClock,
          configuration: Configuration, deliveries: DeliveryQueue, serial: UInt64, checkpointNow: Bool,
          openedNanoseconds: UInt64, logReplayMilliseconds: Double = 0, replayedLogBytes: Int = 0) {
         self.openedNanoseconds = openedNanoseconds
@@ -88,6 +92,8 @@ final class Engine: @unchecked Sendable {
         self.lastCheckpointAt = clock.now()
         self.checkpointIntervalMilliseconds = configuration.checkpointInterval.map { max(1, $0.wholeMillisecondsRoundedUp) }
         self.wheel = wheel
+        self.seriesRules = seriesRules
+        self.misfireThresholdMilliseconds = max(0, configuration.misfireThreshold.wholeMillisecondsRoundedUp)
         self.journal = journal
         self.loader = loader
         self.clock = clock

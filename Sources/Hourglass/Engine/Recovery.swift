@@ -7,7 +7,7 @@ import Logging
 /// the loader for the rest of the checkpoint (see `Docs/CHECKPOINTS.md` and `Docs/RECOVERY.md`).
 func recoverDirectory(
     path: String, configuration: Configuration, clock: any HourglassClock,
-    into wheel: inout TimerWheel, report: inout RecoveryReport, replayNanoseconds: inout UInt64,
+    into wheel: inout TimerWheel, rules: SeriesRules, report: inout RecoveryReport, replayNanoseconds: inout UInt64,
     progress: ((DirectoryProgress) -> Void)? = nil
 ) throws(HourglassError) -> (WALJournal, CheckpointLoader?) {
     let started = monotonicNanoseconds()
@@ -19,7 +19,7 @@ func recoverDirectory(
         throw HourglassError(error)
     }
     do throws(HourglassError) {
-        let (journal, loader) = try recoverDirectory(directory, configuration: configuration, clock: clock, into: &wheel, report: &report,
+        let (journal, loader) = try recoverDirectory(directory, configuration: configuration, clock: clock, into: &wheel, rules: rules, report: &report,
                                               replayNanoseconds: &replayNanoseconds, progress: progress)
         configuration.logger.info("hourglass opened", metadata: [
             "directory": "\(path)", "timers": "\(wheel.count)", "in_flight": "\(wheel.inFlightCount)",
@@ -38,7 +38,7 @@ func recoverDirectory(
 
 private func recoverDirectory(
     _ directory: any StorageDirectory, configuration: Configuration, clock: any HourglassClock,
-    into wheel: inout TimerWheel, report: inout RecoveryReport, replayNanoseconds: inout UInt64,
+    into wheel: inout TimerWheel, rules: SeriesRules, report: inout RecoveryReport, replayNanoseconds: inout UInt64,
     progress: ((DirectoryProgress) -> Void)?
 ) throws(HourglassError) -> (WALJournal, CheckpointLoader?) {
     var throttle = ProgressThrottle(progress)
@@ -53,7 +53,7 @@ private func recoverDirectory(
         for sequence in CheckpointName.all(in: names) {
             do throws(StorageError) {
                 let reader = try CheckpointReader(directory: directory, name: CheckpointName.name(sequence))
-                loader = CheckpointLoader(reader: reader)
+                loader = CheckpointLoader(reader: reader, rules: rules)
                 report.checkpointSequence = sequence
                 break
             } catch {
@@ -88,7 +88,7 @@ private func recoverDirectory(
         tail = try recovery.run(report: &report) { record, _ in
             guard failure == nil else { return }
             do throws(HourglassError) {
-                try _replay(record, into: &wheel, loader: loader)
+                try _replay(record, into: &wheel, rules: rules, loader: loader)
             } catch {
                 failure = error
             }
@@ -117,7 +117,7 @@ private func recoverDirectory(
 /// Applies one log record to the wheel. Every record is idempotent: replaying a record whose
 /// effect is already there changes nothing. While the rest of a checkpoint waits to load,
 /// removals leave tombstones, and a record about a timer not loaded yet loads the rest first.
-func _replay(_ record: RecordView, into wheel: inout TimerWheel, loader: CheckpointLoader?) throws(HourglassError) {
+func _replay(_ record: RecordView, into wheel: inout TimerWheel, rules: SeriesRules, loader: CheckpointLoader?) throws(HourglassError) {
     let pending = loader.map { !$0.isDone } ?? false
     switch record.type {
     case .schedule:
@@ -126,6 +126,20 @@ func _replay(_ record: RecordView, into wheel: inout TimerWheel, loader: Checkpo
         } catch {
             throw .capacityExceeded("recovering more timers than the engine can hold: \(error)")
         }
+    case .series:
+        _ = try scheduleSeries(record, into: &wheel, rules: rules)
+    case .next:
+        if wheel.lookup(id: record.id) == nil, pending { try loader!.loadAll(into: &wheel) }
+        // A NEXT for a timer no longer held (cancelled after it) or no longer a series (replaced
+        // by a one-shot schedule after it) changes nothing.
+        guard let handle = wheel.lookup(id: record.id), wheel.isSeries(handle) else { return }
+        var trailer = wheel.seriesTrailer(of: handle)
+        trailer.occurrence = record.series.occurrence
+        trailer.coalesced = record.series.coalesced
+        trailer.remaining = record.series.remaining
+        wheel.setSeriesTrailer(trailer, of: handle)
+        wheel.renew(handle)
+        wheel.rearm(handle, deadline: record.deadline, attempt: 1)
     case .cancel, .ack:
         wheel.cancel(id: record.id)
         if pending { loader!.tombstones.insert(record.id) }
@@ -142,5 +156,21 @@ func _replay(_ record: RecordView, into wheel: inout TimerWheel, loader: Checkpo
         } else {
             wheel.rearm(handle, deadline: record.deadline, attempt: record.attempt)
         }
+    }
+}
+
+/// Schedules the recurring timer of a SERIES record (from the log or a checkpoint), interning
+/// its rule.
+func scheduleSeries(_ record: RecordView, into wheel: inout TimerWheel, rules: SeriesRules) throws(HourglassError) -> TimerHandle {
+    let rule = try rules.intern(encoded: record.rule)
+    let stored = SeriesTrailer.payload(record.payload, trailer: SeriesTrailer(rule: rule, fields: record.series))
+    do throws(TimerWheel.CapacityError) {
+        return try stored.withUnsafeBytes { bytes in
+            Result { () throws(TimerWheel.CapacityError) in
+                try wheel.schedule(id: record.id, deadline: record.deadline, payload: bytes, attempt: record.attempt, tag: seriesTag).handle
+            }
+        }.get()
+    } catch {
+        throw .capacityExceeded("recovering more timers than the engine can hold: \(error)")
     }
 }

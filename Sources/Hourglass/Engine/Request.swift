@@ -34,6 +34,7 @@ struct Reply<T: Sendable>: Sendable {
 enum Request: Sendable {
     case schedule(TimerRequest, Reply<Void>)
     case scheduleBatch([TimerRequest], Reply<Void>)
+    case scheduleSeries(SeriesRequest, Reply<Void>)
     case cancel([UInt8], Reply<Bool>)
     case ack(DeliveryRef, Reply<Bool>)
     /// Acknowledges many deliveries; answers how many took effect.

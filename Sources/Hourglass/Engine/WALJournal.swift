@@ -54,6 +54,17 @@ final class WALJournal {
         writer.records.retry(id: id, deadline: deadline, attempt: attempt)
     }
 
+    func series(id: UnsafeRawBufferPointer, deadline: Int64, attempt: UInt32, payload: UnsafeRawBufferPointer,
+                rule: UnsafeRawBufferPointer, state: SeriesFields) {
+        guard reserve(id.count + payload.count + rule.count + 64) else { return }
+        writer.records.series(id: id, deadline: deadline, attempt: attempt, payload: payload, rule: rule, state: state)
+    }
+
+    func next(id: UnsafeRawBufferPointer, deadline: Int64, state: SeriesFields) {
+        guard reserve(id.count + 48) else { return }
+        writer.records.next(id: id, deadline: deadline, state: state)
+    }
+
     func commit() throws(HourglassError) -> Bool {
         if let pendingError { throw HourglassError(pendingError) }
         do throws(StorageError) {

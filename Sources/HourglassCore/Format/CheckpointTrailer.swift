@@ -27,7 +27,10 @@ package struct CheckpointTrailer: Equatable, Sendable {
         let computed = crc32c(UnsafeRawBufferPointer(rebasing: trailer[0 ..< LogFormat.checkpointTrailerChecksumOffset]))
         guard stored == computed else { return .failure("checkpoint trailer checksum mismatch: stored 0x\(String(stored, radix: 16)), computed 0x\(String(computed, radix: 16))") }
         let version = UInt16(littleEndian: trailer.loadUnaligned(fromByteOffset: field.version, as: UInt16.self))
-        guard version == LogFormat.checkpointVersion else { return .failure("checkpoint version \(version) is not supported (this build reads version \(LogFormat.checkpointVersion))") }
+        guard LogFormat.readableCheckpointVersions.contains(version) else {
+            let readable = LogFormat.readableCheckpointVersions
+            return .failure("checkpoint version \(version) is not supported (this build reads versions \(readable.lowerBound) ... \(readable.upperBound))")
+        }
         let length = UInt16(littleEndian: trailer.loadUnaligned(fromByteOffset: field.trailerLength, as: UInt16.self))
         guard length == UInt16(LogFormat.checkpointTrailerLength) else { return .failure("checkpoint trailer length \(length)") }
         let parsed = CheckpointTrailer(

@@ -39,6 +39,9 @@ package struct FrameContext: Equatable, Sendable {
         version.map { $0 == frameVersion } ?? LogFormat.readableVersions.contains(frameVersion)
     }
 
+    /// Whether compact headers may appear: in segments of version 2 and later.
+    var allowsCompact: Bool { version.map { $0 >= 2 } ?? true }
+
     /// Whether a compact header can say `firstSequence`.
     package func compactReaches(_ firstSequence: UInt64) -> Bool {
         firstSequence >= baseSequence && firstSequence - baseSequence < LogFormat.compactSequenceSpan
@@ -84,11 +87,11 @@ package struct FrameHeader: Equatable, Sendable {
 
     /// Reads a header; fails when it cannot be one (wrong magic, version, lengths, flags).
     package static func parse(_ bytes: UnsafeRawBufferPointer, context: FrameContext) -> Result<FrameHeader, FrameFailure> {
-        if bytes.count >= 1 && bytes[0] == LogFormat.compactFrameMagic && context.allows(2) {
+        if bytes.count >= 1 && bytes[0] == LogFormat.compactFrameMagic && context.allowsCompact {
             return parseCompact(bytes, context: context)
         }
         guard bytes.count >= LogFormat.frameHeaderLength else {
-            let needed = bytes.isEmpty && context.allows(2) ? LogFormat.minFrameHeaderLength : LogFormat.frameHeaderLength
+            let needed = bytes.isEmpty && context.allowsCompact ? LogFormat.minFrameHeaderLength : LogFormat.frameHeaderLength
             return .failure(.truncated(needed: needed, available: bytes.count))
         }
         let magic = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: LogFormat.LongFrameField.magic, as: UInt32.self))
@@ -137,7 +140,7 @@ package struct FrameHeader: Equatable, Sendable {
             guard lag < first else { return .failure(.badLength("durable lag \(lag) before sequence 1 (first sequence \(first))")) }
             durable = first - lag
         }
-        return .success(FrameHeader(version: 2, isCompact: true, flags: flags, storedLength: stored, rawLength: raw, firstSequence: first,
+        return .success(FrameHeader(version: context.version ?? LogFormat.version, isCompact: true, flags: flags, storedLength: stored, rawLength: raw, firstSequence: first,
                                     recordCount: count, durableSequence: durable, checksum: checksum))
     }
 

@@ -1,16 +1,20 @@
 import CLZ4
 
-/// The on-disk format, version 2: every constant of `Docs/FORMAT.md`, in one place.
+/// The on-disk format, version 3: every constant of `Docs/FORMAT.md`, in one place.
 package enum LogFormat {
-    /// The version this build writes into new segments.
-    package static let version: UInt8 = 2
-    /// The segment (and frame) versions this build reads: version 1 segments are read, never
+    /// The version this build writes into new segments. Version 3 frames are framed as version 2
+    /// ones; the version says their records may include SERIES and NEXT (recurring timers).
+    package static let version: UInt8 = 3
+    /// The segment (and frame) versions this build reads: older segments are read, never
     /// appended to.
-    package static let readableVersions: ClosedRange<UInt8> = 1 ... 2
+    package static let readableVersions: ClosedRange<UInt8> = 1 ... 3
     /// Checkpoint files keep the version 1 frame format (long headers, never chained).
     package static let checkpointFrameVersion: UInt8 = 1
-    /// The checkpoint file format (its trailer's version): unchanged by log format 2.
-    package static let checkpointVersion: UInt16 = 1
+    /// The checkpoint file format (its trailer's version) this build writes: 2 may hold SERIES
+    /// records; 1 holds only SCHEDULE and FIRE.
+    package static let checkpointVersion: UInt16 = 2
+    /// The checkpoint versions this build reads.
+    package static let readableCheckpointVersions: ClosedRange<UInt16> = 1 ... 2
 
     // MARK: Segments
 
@@ -85,14 +89,21 @@ package enum LogFormat {
         case fire = 3
         case ack = 4
         case retry = 5
+        /// A recurring timer (format 3): a SCHEDULE plus its rule and the state of its series.
+        case series = 6
+        /// The next occurrence of a series armed (format 3): replaces the series' timer in place.
+        case next = 7
     }
 
     package static let maxIDLength = 1024
     package static let maxPayloadLength = (1 << 24) - 1
     /// A varint is at most 10 bytes.
     package static let maxVarintLength = 10
-    /// The longest record: a SCHEDULE with the longest id and payload.
+    /// The longest encoded recurrence rule of a SERIES record.
+    package static let maxRuleLength = 1024
+    /// The longest record: a SERIES with the longest id, payload and rule.
     package static let maxRecordLength = 1 + maxVarintLength + maxIDLength + 2 * maxVarintLength + maxVarintLength + maxPayloadLength
+        + maxVarintLength + maxRuleLength + 3 * maxVarintLength
 
     // MARK: Field offsets (FORMAT.md's grammar: every reader and writer uses these)
 

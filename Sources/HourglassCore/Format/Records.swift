@@ -7,8 +7,30 @@ package struct RecordView {
     package var deadline: Int64
     /// SCHEDULE, FIRE and RETRY only; 0 otherwise.
     package var attempt: UInt32
-    /// SCHEDULE only; empty otherwise.
+    /// SCHEDULE and SERIES only; empty otherwise.
     package var payload: UnsafeRawBufferPointer
+    /// SERIES and NEXT only (zero or empty otherwise): the series' state, see `SeriesFields`.
+    package var series: SeriesFields = SeriesFields()
+    /// SERIES only: the encoded recurrence rule.
+    package var rule: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)
+}
+
+/// The state of a recurring timer's series, as SERIES and NEXT records carry it.
+package struct SeriesFields: Equatable, Sendable {
+    /// The scheduled time of the occurrence the timer stands for (its deadline may differ: a
+    /// retry moves the deadline, not the occurrence).
+    package var occurrence: Int64
+    /// How many occurrences of the series the next delivery stands for (at least 1: more when
+    /// the misfire policy folded missed ones into it).
+    package var coalesced: UInt32
+    /// Occurrences left, this one included; 0 for a series without end.
+    package var remaining: UInt32
+
+    package init(occurrence: Int64 = 0, coalesced: UInt32 = 0, remaining: UInt32 = 0) {
+        self.occurrence = occurrence
+        self.coalesced = coalesced
+        self.remaining = remaining
+    }
 }
 
 /// A record as values, for tests and tools (replay uses `RecordView`, which copies nothing).
@@ -18,6 +40,8 @@ package enum LogRecord: Equatable, Sendable, CustomStringConvertible {
     case fire(id: [UInt8], attempt: UInt32)
     case ack(id: [UInt8])
     case retry(id: [UInt8], deadline: Int64, attempt: UInt32)
+    case series(id: [UInt8], deadline: Int64, attempt: UInt32, payload: [UInt8], rule: [UInt8], state: SeriesFields)
+    case next(id: [UInt8], deadline: Int64, state: SeriesFields)
 
     package init(_ view: RecordView) {
         let id = Array(view.id)
@@ -27,12 +51,16 @@ package enum LogRecord: Equatable, Sendable, CustomStringConvertible {
         case .fire: self = .fire(id: id, attempt: view.attempt)
         case .ack: self = .ack(id: id)
         case .retry: self = .retry(id: id, deadline: view.deadline, attempt: view.attempt)
+        case .series:
+            self = .series(id: id, deadline: view.deadline, attempt: view.attempt, payload: Array(view.payload), rule: Array(view.rule), state: view.series)
+        case .next: self = .next(id: id, deadline: view.deadline, state: view.series)
         }
     }
 
     package var id: [UInt8] {
         switch self {
-        case let .schedule(id, _, _, _), let .cancel(id), let .fire(id, _), let .ack(id), let .retry(id, _, _): return id
+        case let .schedule(id, _, _, _), let .cancel(id), let .fire(id, _), let .ack(id), let .retry(id, _, _),
+             let .series(id, _, _, _, _, _), let .next(id, _, _): return id
         }
     }
 
@@ -44,8 +72,15 @@ package enum LogRecord: Equatable, Sendable, CustomStringConvertible {
         case let .fire(_, attempt): return "FIRE \(name) attempt \(attempt)"
         case .ack: return "ACK \(name)"
         case let .retry(_, deadline, attempt): return "RETRY \(name) @\(deadline) attempt \(attempt)"
+        case let .series(_, deadline, attempt, payload, rule, state):
+            return "SERIES \(name) @\(deadline) attempt \(attempt) payload \(payload.count) B rule \(rule.count) B \(state.summary)"
+        case let .next(_, deadline, state): return "NEXT \(name) @\(deadline) \(state.summary)"
         }
     }
+}
+
+extension SeriesFields {
+    var summary: String { "occurrence \(occurrence) coalesced \(coalesced) remaining \(remaining == 0 ? "unbounded" : String(remaining))" }
 }
 
 /// Appends records to a frame body. Deadlines are written as zigzag deltas from the previous
@@ -107,6 +142,36 @@ package struct RecordEncoder: ~Copyable {
         buffer.append(varint: UInt64(attempt))
     }
 
+    package mutating func series(
+        id: UnsafeRawBufferPointer, deadline: Int64, attempt: UInt32, payload: UnsafeRawBufferPointer,
+        rule: UnsafeRawBufferPointer, state: SeriesFields
+    ) {
+        precondition(payload.count <= LogFormat.maxPayloadLength && rule.count >= 1 && rule.count <= LogFormat.maxRuleLength)
+        appendHeader(.series, id: id)
+        appendDeadline(deadline)
+        buffer.append(varint: UInt64(attempt))
+        buffer.append(varint: UInt64(payload.count))
+        buffer.append(payload)
+        buffer.append(varint: UInt64(rule.count))
+        buffer.append(rule)
+        appendState(state, deadline: deadline)
+    }
+
+    package mutating func next(id: UnsafeRawBufferPointer, deadline: Int64, state: SeriesFields) {
+        appendHeader(.next, id: id)
+        appendDeadline(deadline)
+        appendState(state, deadline: deadline)
+    }
+
+    /// The occurrence as a zigzag delta from the deadline (usually 0), then the counts.
+    @inline(__always)
+    private mutating func appendState(_ state: SeriesFields, deadline: Int64) {
+        let delta = deadline &- state.occurrence
+        buffer.append(varint: UInt64(bitPattern: (delta << 1) ^ (delta >> 63)))
+        buffer.append(varint: UInt64(state.coalesced))
+        buffer.append(varint: UInt64(state.remaining))
+    }
+
     /// Appends a record given as values.
     package mutating func append(_ record: LogRecord) {
         switch record {
@@ -116,6 +181,13 @@ package struct RecordEncoder: ~Copyable {
         case let .fire(id, attempt): id.withUnsafeBytes { fire(id: $0, attempt: attempt) }
         case let .ack(id): id.withUnsafeBytes { ack(id: $0) }
         case let .retry(id, deadline, attempt): id.withUnsafeBytes { retry(id: $0, deadline: deadline, attempt: attempt) }
+        case let .series(id, deadline, attempt, payload, rule, state):
+            id.withUnsafeBytes { i in
+                payload.withUnsafeBytes { p in
+                    rule.withUnsafeBytes { r in series(id: i, deadline: deadline, attempt: attempt, payload: p, rule: r, state: state) }
+                }
+            }
+        case let .next(id, deadline, state): id.withUnsafeBytes { next(id: $0, deadline: deadline, state: state) }
         }
     }
 }
@@ -127,6 +199,11 @@ package enum RecordDecoder {
         /// Offset of the bad record in the raw (decompressed) body.
         package var offset: Int
         package var reason: String
+
+        package init(offset: Int, reason: String) {
+            self.offset = offset
+            self.reason = reason
+        }
     }
 
     /// Calls `body` with each record of `bytes`, in order, and returns how many there were.
@@ -158,14 +235,39 @@ package enum RecordDecoder {
                 guard let attempt = reader.readVarint(), attempt <= UInt64(UInt32.max) else { throw fail("bad attempt") }
                 return UInt32(attempt)
             }
+            func readPayload() throws -> UnsafeRawBufferPointer {
+                guard let length = reader.readVarint(), length <= UInt64(LogFormat.maxPayloadLength),
+                      let payload = reader.readBytes(Int(length))
+                else { throw fail("bad payload length") }
+                return payload
+            }
+            func readState(deadline: Int64) throws -> SeriesFields {
+                guard let zigzag = reader.readVarint() else { throw fail("truncated occurrence") }
+                let delta = Int64(bitPattern: zigzag >> 1) ^ -Int64(bitPattern: zigzag & 1)
+                let occurrence = deadline &- delta
+                guard occurrence >= 0 && occurrence <= TimerWheel.maxDeadline else { throw fail("occurrence \(occurrence) out of range") }
+                guard let coalesced = reader.readVarint(), coalesced >= 1, coalesced <= UInt64(UInt32.max),
+                      let remaining = reader.readVarint(), remaining <= UInt64(UInt32.max)
+                else { throw fail("bad series counts") }
+                return SeriesFields(occurrence: occurrence, coalesced: UInt32(coalesced), remaining: UInt32(remaining))
+            }
             switch type {
             case .schedule:
                 view.deadline = try readDeadline()
                 view.attempt = try readAttempt()
-                guard let length = reader.readVarint(), length <= UInt64(LogFormat.maxPayloadLength),
-                      let payload = reader.readBytes(Int(length))
-                else { throw fail("bad payload length") }
-                view.payload = payload
+                view.payload = try readPayload()
+            case .series:
+                view.deadline = try readDeadline()
+                view.attempt = try readAttempt()
+                view.payload = try readPayload()
+                guard let length = reader.readVarint(), length >= 1, length <= UInt64(LogFormat.maxRuleLength),
+                      let rule = reader.readBytes(Int(length))
+                else { throw fail("bad rule length") }
+                view.rule = rule
+                view.series = try readState(deadline: view.deadline)
+            case .next:
+                view.deadline = try readDeadline()
+                view.series = try readState(deadline: view.deadline)
             case .cancel, .ack:
                 break
             case .fire:

@@ -69,7 +69,7 @@ package struct SegmentFrameEncoder: ~Copyable {
         }
         frame.count = headerLength + stored
         let said = compact && lag >= LogFormat.maxDurableLag ? min(context.baseDurable, firstSequence) : durable
-        var header = FrameHeader(version: 2, isCompact: compact, flags: flags, storedLength: stored, rawLength: count,
+        var header = FrameHeader(version: context.version ?? LogFormat.version, isCompact: compact, flags: flags, storedLength: stored, rawLength: count,
                                  firstSequence: firstSequence, recordCount: recordCount, durableSequence: said, checksum: 0)
         header.write(to: start)
         header.checksum = FrameEncoder.checksum(frame: UnsafeRawBufferPointer(start: start, count: frame.count), headerLength: headerLength)

@@ -315,7 +315,17 @@ package struct TimerWheel: ~Copyable {
     package func isDetached(_ handle: TimerHandle) -> Bool { held(handle).pointee.list == ListID.detached }
 
     package mutating func setTag(_ tag: UInt8, of handle: TimerHandle) { held(handle).pointee.tag = tag }
+    /// Changes the deadline of a fired timer not yet re-armed (it is on no list, so nothing moves).
+    package mutating func setDeadline(_ deadline: Int64, ofDetached handle: TimerHandle) {
+        precondition(deadline >= 0 && deadline <= TimerWheel.maxDeadline, "deadline outside the representable range")
+        let entry = held(handle)
+        precondition(entry.pointee.list == ListID.detached, "only a detached timer's deadline is set in place")
+        entry.pointee.deadline = deadline
+    }
     package mutating func setAttempt(_ attempt: UInt32, of handle: TimerHandle) { held(handle).pointee.attempt = attempt }
+    /// Gives the timer a new generation: references to its earlier deliveries no longer match
+    /// (a recurring timer moving on to its next occurrence).
+    package mutating func renew(_ handle: TimerHandle) { held(handle).pointee.generation &+= 1 }
 
     /// Calls `body` with the timer's id bytes (valid only during the call).
     @inlinable
@@ -333,6 +343,12 @@ package struct TimerWheel: ~Copyable {
     @inlinable
     package func withPayload<R, E: Error>(of handle: TimerHandle, _ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
         try body(_payloadBytes(of: handle))
+    }
+
+    /// Calls `body` with the timer's payload bytes to change in place (the engine keeps a
+    /// recurring timer's state at their end).
+    package mutating func withMutablePayload<R>(of handle: TimerHandle, _ body: (UnsafeMutableRawBufferPointer) -> R) -> R {
+        body(UnsafeMutableRawBufferPointer(mutating: _payloadBytes(of: handle)))
     }
 
     @usableFromInline
