@@ -391,6 +391,40 @@ struct CronExpressionTests {
         #expect(try occurrences("30 1 * * *", after: ms(2040, 11, 3, 12), in: ny, count: 2) == [ms(2040, 11, 4, 5, 30), ms(2040, 11, 5, 6, 30)])
     }
 
+    @Test("around each 2026 change, against a minute-by-minute scan of wall times", arguments: [
+        ("America/New_York", utcSeconds(2026, 3, 7)), ("America/New_York", utcSeconds(2026, 10, 31)),
+        ("Europe/Berlin", utcSeconds(2026, 3, 28)), ("Europe/Berlin", utcSeconds(2026, 10, 24)),
+        ("Australia/Sydney", utcSeconds(2026, 4, 3)), ("Australia/Sydney", utcSeconds(2026, 10, 2)),
+        ("Australia/Lord_Howe", utcSeconds(2026, 4, 3)), ("Australia/Lord_Howe", utcSeconds(2026, 10, 2)),
+    ])
+    func aroundChanges(name: String, start: Int64) throws {
+        let zone = try ZoneRules.named(name)
+        for text in ["*/30 * * * *", "30 2 * * *", "0 * * * *", "15,45 1-3 * * *", "*/20 2 * * *", "0 0 * * *"] {
+            let e = try cron(text)
+            let naive = NaiveCron(text)
+            // The reference: scanning UTC minutes, fire at the first instant whose wall time
+            // matches and is past the wall time of the previous occurrence.
+            var expected: [Int64] = []
+            var lastWall = start + Int64(zone.offset(atUTC: start))
+            var u = start + 60
+            while u < start + 3 * 86_400 {
+                let wall = u + Int64(zone.offset(atUTC: u))
+                if wall > lastWall && naive.matches(minuteSince: CivilCalendar.floorDivide(wall, 60)) {
+                    expected.append(u * 1000)
+                    lastWall = wall
+                }
+                u += 60
+            }
+            var actual: [Int64] = []
+            var t = start * 1000
+            while let next = e.nextOccurrence(after: t, in: zone, limit: (start + 3 * 86_400) * 1000 - 1) {
+                actual.append(next)
+                t = next
+            }
+            #expect(actual == expected, "\(text) in \(name)")
+        }
+    }
+
     @Test("chained over a year in New York never goes back and fires once a day")
     func yearInNewYork() throws {
         let ny = try ZoneRules.named("America/New_York")
