@@ -12,12 +12,12 @@ struct HourglassBench: AsyncParsableCommand {
             polled by due time). See Docs/BENCHMARKS.md.
             """)
 
-    static let scenarios = ["schedule", "fire", "cancel", "mixed", "lateness", "recover", "checkpoint", "wheel", "log"]
+    static let scenarios = ["schedule", "fire", "cancel", "mixed", "lateness", "recover", "checkpoint", "wheel", "log", "cron"]
 
-    @Option(help: "Scenario: schedule, fire, cancel, mixed, lateness, recover, checkpoint, wheel, or all.")
+    @Option(help: "Scenario: schedule, fire, cancel, mixed, lateness, recover, checkpoint, wheel, log, cron, or all.")
     var scenario: String = "all"
 
-    @Option(help: "Timers (pending timers for the wheel scenario).")
+    @Option(help: "Timers (pending timers for the wheel scenario; next-occurrence calls per expression for the cron scenario).")
     var timers: Int = 1_000_000
 
     @Option(help: "Operations in the steady-state phases of the wheel scenario (default: 10 × timers).")
@@ -153,6 +153,7 @@ struct HourglassBench: AsyncParsableCommand {
             case "checkpoint": results = try await checkpointScenario(ctx)
             case "wheel": results = wheelMeasurements(ctx)
             case "log": results = try logScenario(ctx)
+            case "cron": results = cronMeasurements()
             default: throw ValidationError("unknown scenario \(name)")
             }
             status("")
@@ -166,6 +167,18 @@ struct HourglassBench: AsyncParsableCommand {
                 writeStandardError("hourglass-bench: \(error)\n")
                 throw ExitCode.failure
             }
+        }
+    }
+
+    /// The cron scenario: next occurrences of cron expressions, ns per call (no engine, no disk).
+    func cronMeasurements() -> [Measurement] {
+        status("cron: \(timers) next-occurrence calls per expression")
+        return runCronScenario(calls: timers, seed: seed).map { r in
+            var m = Measurement(scenario: "cron: \(r.name)", system: r.system, durability: "memory", timers: r.operations,
+                                payloadBytes: 0, seconds: r.seconds)
+            m.setCPU(r.cpu)
+            m.notes.append(r.note)
+            return m
         }
     }
 
