@@ -217,6 +217,54 @@ struct RecurringTests {
         try await timers.close()
     }
 
+    /// Steps the clock to just before each expected occurrence (nothing fires) and to it (it
+    /// fires, exactly then), acknowledging each.
+    func expectOccurrences(_ timers: HourglassTestEngine, _ expected: [Int64], sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        for time in expected {
+            await timers.advance(to: Deadline(millisecondsSinceEpoch: time - 1))
+            #expect(await timers.takeDeliveries().isEmpty, "nothing before \(time)", sourceLocation: sourceLocation)
+            await timers.advance(to: Deadline(millisecondsSinceEpoch: time))
+            let delivery = try await one(timers, "at \(time)", sourceLocation: sourceLocation)
+            #expect(delivery.occurrence?.millisecondsSinceEpoch == time && delivery.coalesced == 1, sourceLocation: sourceLocation)
+            #expect(try await timers.engine.ack(delivery), sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test("cron across the spring change in New York: 02:30 does not occur on 2026-03-08, so that day has none")
+    func cronSpringForward() async throws {
+        let timers = try await HourglassTestEngine.open(.memory, startingAt: Deadline(millisecondsSinceEpoch: 1_772_798_400_000))  // 2026-03-06 12:00Z
+        try await timers.engine.schedule(id: "nightly", repeating: .cron("30 2 * * *", timeZone: "America/New_York"))
+        // 03-07 02:30 EST (07:30Z), then 03-09 02:30 EDT (06:30Z): none on the 8th.
+        try await expectOccurrences(timers, [1_772_868_600_000, 1_773_037_800_000])
+        try await timers.close()
+    }
+
+    @Test("cron across the autumn change in New York: 01:30 occurs twice on 2026-11-01 and fires once, the first time")
+    func cronFallBack() async throws {
+        let timers = try await HourglassTestEngine.open(.memory, startingAt: Deadline(millisecondsSinceEpoch: 1_793_361_600_000))  // 2026-10-30 12:00Z
+        try await timers.engine.schedule(id: "nightly", repeating: .cron("0 30 1 * * ?", timeZone: "America/New_York"))
+        // 10-31 01:30 EDT, 11-01 01:30 EDT (05:30Z; not again at 06:30Z, EST), 11-02 01:30 EST (06:30Z).
+        try await expectOccurrences(timers, [1_793_424_600_000, 1_793_511_000_000, 1_793_601_000_000])
+        try await timers.close()
+    }
+
+    @Test("an invalid cron expression is a typed error naming the field and position")
+    func invalidCron() async throws {
+        let timers = try await open()
+        await #expect(throws: HourglassError.invalidCronExpression(field: "minute", position: 3, reason: "value 61 is outside 0...59")) {
+            try await timers.engine.schedule(id: "c", repeating: .cron("0 61 * * * *"))
+        }
+        do {
+            try await timers.engine.schedule(id: "c", repeating: .cron("0 0 30 2 *"))
+            Issue.record("February 30 never occurs")
+        } catch {
+            guard case let .invalidCronExpression(field, _, reason) = error else { Issue.record("\(error)"); return }
+            #expect(field == "day of month" && reason.contains("never"), "\(reason)")
+        }
+        #expect(await timers.engine.stats().pending == 0)
+        try await timers.close()
+    }
+
     @Test("at most once: taking an occurrence arms the next")
     func atMostOnce() async throws {
         let timers = try await open { $0.deliveryMode = .atMostOnce }
