@@ -41,6 +41,35 @@ struct RunEndToEndTests {
         #expect(!segments(in: dir).isEmpty, "run created the directory and its log")
     }
 
+    @Test("recurring schedule lines: every_ms with count and cron with tz fire each occurrence, with occurrence and coalesced")
+    func recurringLines() async throws {
+        let tmp = TemporaryDirectory("hourglass-cli")
+        defer { tmp.remove() }
+        let dir = tmp.appending("data")
+        let first = nowMilliseconds() + 50
+        let result = try await runToIdle(dir, [
+            #"{"op":"schedule","id":"poll","every_ms":40,"count":3,"at":\#(first),"payload":"ask"}"#,
+            #"{"op":"schedule","id":"tick","cron":"* * * * * *","tz":"Europe/Berlin","count":2}"#,
+            #"{"op":"schedule","id":"bad-zone","cron":"0 0 * * *","tz":"Nowhere/Zone"}"#,
+            #"{"op":"schedule","id":"bad-cron","cron":"0 61 * * * *"}"#,
+            #"{"op":"schedule","id":"bad-count","at":1,"count":2}"#,
+            #"{"op":"schedule","id":"bad-every","every_ms":0}"#,
+        ], timeout: .seconds(30))
+        #expect(result.status == 0, "\(result.report)")
+        let polls = result.events.filter(isFired("poll"))
+        #expect(polls.compactMap { $0["occurrence"]?.int } == [first, first + 40, first + 80], "\(result.report)")
+        #expect(polls.allSatisfy { $0["coalesced"]?.int == 1 && $0["payload"] == .string("ask") && $0["attempt"]?.int == 1 })
+        let ticks = result.events.filter(isFired("tick")).compactMap { $0["occurrence"]?.int }
+        #expect(ticks.count == 2 && ticks.allSatisfy { $0 % 1000 == 0 } && ticks.last.map { $0 - ticks[0] } == 1000, "\(ticks)")
+        let errors = result.events.filter(isError).compactMap { $0["message"]?.string }
+        #expect(errors.count == 4, "\(result.report)")
+        #expect(errors.contains { $0.contains("time zone 'Nowhere/Zone'") }, "\(errors)")
+        #expect(errors.contains { $0.contains("invalid cron expression: minute at position 3") }, "\(errors)")
+        #expect(errors.contains { $0.contains("need \"every_ms\" or \"cron\"") }, "\(errors)")
+        #expect(errors.contains { $0.contains("\"every_ms\" must be at least 1") }, "\(errors)")
+        #expect(result.events.filter(isDurable("schedule", "poll")).count == 1 && result.events.filter(isDurable("schedule", "tick")).count == 1)
+    }
+
     @Test("a schedule reported durable survives a kill -9 of the run, under each durability policy",
           arguments: ["always", "interval:1", "interval:200", "none"])
     func durableSurvivesKill(policy: String) async throws {

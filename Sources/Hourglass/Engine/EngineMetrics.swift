@@ -14,7 +14,9 @@ import CoreMetrics
 /// | `hourglass_redelivered_total` | counter | redeliveries after a timeout or a restart |
 /// | `hourglass_acked_total` | counter | acknowledgements |
 /// | `hourglass_retried_total` | counter | retries asked by consumers |
-/// | `hourglass_exhausted_total` | counter | timers dropped after their last attempt |
+/// | `hourglass_exhausted_total` | counter | timers dropped after their last attempt (occurrences given up) |
+/// | `hourglass_occurrences_coalesced_total` | counter | recurring occurrences folded into a later delivery (misfires) |
+/// | `hourglass_occurrences_skipped_total` | counter | recurring occurrences skipped by `MisfirePolicy.skip` |
 /// | `hourglass_log_bytes_total` | counter | bytes written to the log |
 /// | `hourglass_lateness` | timer | fired-at minus deadline, per delivery |
 /// | `hourglass_sync_duration` | timer | each msync/fsync of the log |
@@ -29,6 +31,8 @@ struct EngineMetrics {
     let acked: Counter
     let retried: Counter
     let exhausted: Counter
+    let coalesced: Counter
+    let skipped: Counter
     let logBytes: Counter
     let lateness: CoreMetrics.Timer
     let syncDuration: CoreMetrics.Timer
@@ -49,6 +53,8 @@ struct EngineMetrics {
         acked = Counter(label: "hourglass_acked_total", dimensions: dimensions, factory: factory)
         retried = Counter(label: "hourglass_retried_total", dimensions: dimensions, factory: factory)
         exhausted = Counter(label: "hourglass_exhausted_total", dimensions: dimensions, factory: factory)
+        coalesced = Counter(label: "hourglass_occurrences_coalesced_total", dimensions: dimensions, factory: factory)
+        skipped = Counter(label: "hourglass_occurrences_skipped_total", dimensions: dimensions, factory: factory)
         logBytes = Counter(label: "hourglass_log_bytes_total", dimensions: dimensions, factory: factory)
         lateness = CoreMetrics.Timer(label: "hourglass_lateness", dimensions: dimensions, factory: factory)
         syncDuration = CoreMetrics.Timer(label: "hourglass_sync_duration", dimensions: dimensions, factory: factory)
@@ -67,6 +73,8 @@ struct EngineMetrics {
         bump(acked, stats.acknowledged, last.acknowledged)
         bump(retried, stats.retried, last.retried)
         bump(exhausted, stats.exhausted, last.exhausted)
+        bump(coalesced, stats.occurrencesCoalesced, last.occurrencesCoalesced)
+        bump(skipped, stats.occurrencesSkipped, last.occurrencesSkipped)
         bump(logBytes, stats.logBytesWritten, last.logBytesWritten)
         last = stats
         lastScheduled = totalScheduled
