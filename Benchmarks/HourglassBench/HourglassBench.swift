@@ -12,9 +12,9 @@ struct HourglassBench: AsyncParsableCommand {
             polled by due time). See Docs/BENCHMARKS.md.
             """)
 
-    static let scenarios = ["schedule", "fire", "cancel", "mixed", "lateness", "recover", "checkpoint", "wheel", "log", "cron"]
+    static let scenarios = ["schedule", "fire", "cancel", "mixed", "lateness", "recover", "checkpoint", "wheel", "log", "cron", "recurring"]
 
-    @Option(help: "Scenario: schedule, fire, cancel, mixed, lateness, recover, checkpoint, wheel, log, cron, or all.")
+    @Option(help: "Scenario: schedule, fire, cancel, mixed, lateness, recover, checkpoint, wheel, log, cron, recurring, or all.")
     var scenario: String = "all"
 
     @Option(help: "Timers (pending timers for the wheel scenario; next-occurrence calls per expression for the cron scenario).")
@@ -154,6 +154,7 @@ struct HourglassBench: AsyncParsableCommand {
             case "wheel": results = wheelMeasurements(ctx)
             case "log": results = try logScenario(ctx)
             case "cron": results = cronMeasurements()
+            case "recurring": results = try await recurringMeasurements()
             default: throw ValidationError("unknown scenario \(name)")
             }
             status("")
@@ -176,6 +177,19 @@ struct HourglassBench: AsyncParsableCommand {
         return runCronScenario(calls: timers, seed: seed).map { r in
             var m = Measurement(scenario: "cron: \(r.name)", system: r.system, durability: "memory", timers: r.operations,
                                 payloadBytes: 0, seconds: r.seconds)
+            m.setCPU(r.cpu)
+            m.notes.append(r.note)
+            return m
+        }
+    }
+
+    /// The recurring scenario: schedule calls and live memory per timer, one-shot against series.
+    func recurringMeasurements() async throws -> [Measurement] {
+        status("recurring: \(timers) one-shot timers, then \(timers) every-N series, then \(timers) cron series")
+        return try await runRecurringScenario(timers: timers, payloadBytes: payload).map { r in
+            var m = Measurement(scenario: "recurring: \(r.name)", system: r.system, durability: "memory", timers: r.operations,
+                                payloadBytes: payload, seconds: r.seconds)
+            m.memoryBytesPerTimer = r.memoryBytesPerTimer
             m.setCPU(r.cpu)
             m.notes.append(r.note)
             return m

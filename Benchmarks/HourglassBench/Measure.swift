@@ -155,6 +155,15 @@ func measured(_ body: () throws -> Void) rethrows -> Timing {
     return Timing(seconds: Double(end - start) / 1e9, cpu: CPUSpent(from: cpu, to: CPUTime.now()))
 }
 
+/// `measured` for an async body.
+func measuredAsync(_ body: () async -> Void) async -> Timing {
+    let cpu = CPUTime.now()
+    let start = monotonicNanoseconds()
+    await body()
+    let end = monotonicNanoseconds()
+    return Timing(seconds: Double(end - start) / 1e9, cpu: CPUSpent(from: cpu, to: CPUTime.now()))
+}
+
 // MARK: Statistics
 
 /// Latency percentiles, in milliseconds (nearest rank).

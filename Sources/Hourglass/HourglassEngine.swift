@@ -166,7 +166,7 @@ public final class HourglassEngine: Sendable {
             }
             remaining = UInt32(count)
         }
-        let rule = try SeriesRule(recurrence)
+        let rule = try SeriesRule.compiled(recurrence)
         if let first, !Deadline.validRange.contains(first.millisecondsSinceEpoch) {
             throw .deadlineOutOfRange(milliseconds: first.millisecondsSinceEpoch)
         }

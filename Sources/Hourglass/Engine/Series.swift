@@ -21,6 +21,26 @@ final class SeriesRule: Sendable, CustomStringConvertible {
         static let policies: [MisfirePolicy] = [.fireOnceNow, .fireAll, .skip]
     }
 
+    /// The compiled rule of a caller's recurrence, from a process-wide cache of the recent ones
+    /// (a service schedules many series with few rules: each is parsed once, not per call).
+    static func compiled(_ recurrence: Recurrence) throws(HourglassError) -> SeriesRule {
+        let key = RuleKey(kind: recurrence.kind, misfire: recurrence.misfire)
+        if let rule = cache.withLock({ $0[key] }) { return rule }
+        let rule = try SeriesRule(recurrence)
+        cache.withLock { cache in
+            if cache.count >= 1024 { cache.removeAll() }
+            cache[key] = rule
+        }
+        return rule
+    }
+
+    private struct RuleKey: Hashable {
+        var kind: Recurrence.Kind
+        var misfire: MisfirePolicy
+    }
+
+    private static let cache = Mutex<[RuleKey: SeriesRule]>([:])
+
     /// Compiles a caller's recurrence: parses the expression and loads the zone.
     init(_ recurrence: Recurrence) throws(HourglassError) {
         misfire = recurrence.misfire
