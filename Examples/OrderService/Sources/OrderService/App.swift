@@ -27,6 +27,8 @@ public struct OrderServiceSettings: Sendable {
     public var durability: Hourglass.Configuration.Durability = .always
     /// Timers handled at once.
     public var consumers = 8
+    /// The payment sweep's cron expression (six fields, UTC): every 30 s by default; nil: no sweep.
+    public var paymentSweep: String? = "0/30 * * * * ?"
 
     public init(dataDirectory: String) { self.dataDirectory = dataDirectory }
 
@@ -104,6 +106,11 @@ public struct OrderService: Sendable {
         self.settings = settings
         self.logger = logger
         self.routes = OrderRoutes(store: store, timers: timers, registry: registry, metrics: metrics, logger: logger)
+        do throws(HourglassError) {
+            try await timers.scheduleSweep(cron: settings.paymentSweep)
+        } catch {
+            throw OrderServiceError.timers(error)
+        }
         self.timerService = HourglassService(engine: engine, concurrency: settings.consumers, logger: logger) { delivery in
             try await timers.handle(delivery)
         }

@@ -169,6 +169,17 @@ public final class OrderStore: Sendable {
         }
     }
 
+    /// Unpaid orders whose payment the provider holds (paid without a checkout the service saw):
+    /// what the payment sweep reconciles.
+    public func unpaidWithProviderPayment() async throws -> [String] {
+        try await database.read { db in
+            try String.fetchAll(db, sql: """
+                SELECT o.id FROM orders o JOIN provider_payments p ON p.order_id = o.id
+                WHERE o.state = 'unpaid' ORDER BY o.created_at
+                """)
+        }
+    }
+
     /// Whether the sandbox provider holds the order's payment.
     public func providerHasPayment(_ id: String) async throws -> Bool {
         try await database.read { db in

@@ -2,13 +2,17 @@ import Hourglass
 import Logging
 import Metrics
 
-/// The service's two kinds of timer, on one Hourglass engine:
+/// The service's timers, on one Hourglass engine:
 ///
 /// - `close:ID`, scheduled when an order is created, due `closeAfter` later: closes the order
 ///   if it is still unpaid. Cancelled when the order is paid.
 /// - `check:ID`, scheduled at checkout, due `paymentCheckInterval` later: asks the payment
 ///   provider whether the order was paid; if not, retries after the same interval
 ///   (`retry(after:)`), `paymentCheckAttempts` times in all.
+/// - `sweep:payments`, a recurring cron timer (every 30 s by default, Spring's
+///   `0/30 * * * * ?`): pays the unpaid orders whose payment the provider holds although no
+///   checkout asked (the reconciliation job services run with `@Scheduled`). One occurrence at a
+///   time, durable, and never run twice at once by two instances: it is one timer.
 ///
 /// Both handlers are idempotent (every change is a conditional update), because delivery is at
 /// least once: after a crash, a timer whose handling was not acknowledged comes again, with a
@@ -25,6 +29,7 @@ public struct OrderTimers: Sendable {
 
     static let closePrefix = "close:"
     static let checkPrefix = "check:"
+    public static let sweepID: TimerID = "sweep:payments"
 
     /// The engine's time, in milliseconds since the epoch (a `ManualClock` in tests).
     var now: Int64 { engine.clock.now() }
@@ -43,6 +48,16 @@ public struct OrderTimers: Sendable {
         return try await engine.cancel(id: TimerID(Self.closePrefix + id))
     }
 
+    /// Schedules the payment sweep as a cron series (replacing the one a previous run scheduled,
+    /// so a changed expression takes effect), or ends it when `cron` is nil.
+    func scheduleSweep(cron: String?) async throws(HourglassError) {
+        guard let cron else {
+            _ = try await engine.cancel(id: Self.sweepID)
+            return
+        }
+        try await engine.schedule(id: Self.sweepID, repeating: .cron(cron, timeZone: "UTC", misfire: .fireOnceNow))
+    }
+
     func schedulePaymentCheck(of id: String) async throws(HourglassError) {
         try await engine.schedule(id: TimerID(Self.checkPrefix + id), after: paymentCheckInterval)
     }
@@ -59,6 +74,9 @@ public struct OrderTimers: Sendable {
         if name.hasPrefix(Self.checkPrefix) {
             return try await checkPayment(String(name.dropFirst(Self.checkPrefix.count)), delivery)
         }
+        if delivery.id == Self.sweepID {
+            return try await sweepPayments(delivery)
+        }
         logger.error("a timer this service does not know: dropped", metadata: ["timer": "\(name)"])
         return .ack
     }
@@ -74,6 +92,24 @@ public struct OrderTimers: Sendable {
             // The order's creation failed after its timer was scheduled: nothing to close.
             logger.notice("close timer for an order that was never stored", metadata: ["order": "\(id)"])
         }
+        return .ack
+    }
+
+    /// One occurrence of the sweep: pays what the provider holds. Idempotent (each payment is a
+    /// conditional update), so a redelivered occurrence changes nothing the second time.
+    private func sweepPayments(_ delivery: Delivery) async throws -> DeliveryOutcome {
+        var paid = 0
+        for id in try await store.unpaidWithProviderPayment() {
+            if case .paid = try await store.pay(id, at: now) {
+                try await cancelTimers(of: id)
+                metrics.paid(by: "sweep").increment()
+                paid += 1
+            }
+        }
+        metrics.sweeps.increment()
+        logger.info("payment sweep", metadata: [
+            "occurrence": "\(delivery.occurrence?.millisecondsSinceEpoch ?? 0)", "coalesced": "\(delivery.coalesced)", "paid": "\(paid)",
+        ])
         return .ack
     }
 
@@ -105,11 +141,13 @@ public struct OrderMetrics: Sendable {
     let factory: any MetricsFactory
     let created: Counter
     let closed: Counter
+    let sweeps: Counter
 
     init(factory: any MetricsFactory) {
         self.factory = factory
         created = Counter(label: "orders_created_total", factory: factory)
         closed = Counter(label: "orders_closed_total", factory: factory)
+        sweeps = Counter(label: "payment_sweeps_total", factory: factory)
     }
 
     func paid(by how: String) -> Counter { Counter(label: "orders_paid_total", dimensions: [("via", how)], factory: factory) }

@@ -38,6 +38,9 @@ struct OrderServiceCommand: AsyncParsableCommand {
     @Option(help: "The timers' durability: always, interval:MS or none.")
     var durability = "always"
 
+    @Option(name: .customLong("payment-sweep"), help: "The payment sweep's cron expression (UTC; five or six fields), or off.")
+    var paymentSweep = "0/30 * * * * ?"
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
@@ -53,6 +56,7 @@ struct OrderServiceCommand: AsyncParsableCommand {
         settings.closeAfter = try parseDuration(closeAfter, "--close-after")
         settings.paymentCheckInterval = try parseDuration(paymentCheckInterval, "--payment-check-interval")
         settings.paymentCheckAttempts = paymentCheckAttempts
+        settings.paymentSweep = paymentSweep == "off" ? nil : paymentSweep
         switch durability {
         case "always": settings.durability = .always
         case "none": settings.durability = .none

@@ -26,6 +26,7 @@ struct OrderFlowTests {
             clock = ManualClock(now: HourglassTestEngine.defaultStart)
             var settings = OrderServiceSettings(dataDirectory: directory.appending("data"))
             settings.port = 0
+            settings.paymentSweep = nil  // the payment sweep's own test turns it on
             configure(&settings)
             service = try await OrderService(settings: settings, clock: clock, logger: OrderFlowTests.silent)
         }
@@ -51,6 +52,28 @@ struct OrderFlowTests {
             body: ByteBuffer(string: #"{"customer":"\#(customer)","amount_cents":\#(cents)}"#))
         #expect(response.status == .created, "\(message(response))")
         return try order(response)
+    }
+
+    @Test("the payment sweep, a cron timer every 30 s, pays an order whose payment the provider holds without a checkout")
+    func paymentSweep() async throws {
+        let harness = try await Harness { $0.paymentSweep = "0/30 * * * * ?" }
+        let app = harness.service.application()
+        try await app.test(.router) { client in
+            let order = try await Self.create(client)
+            #expect(try await client.execute(uri: "/sandbox/payments/\(order.id)", method: .post).status == .noContent)
+            #expect(try await Self.get(client, order.id).state == .unpaid, "nothing before the sweep")
+            // The sweep's next occurrence is the next whole half minute.
+            await harness.advance(by: .seconds(30))
+            let swept = try await Self.get(client, order.id)
+            #expect(swept.state == .paid, "the sweep paid it")
+            await harness.advance(by: .seconds(1800))
+            #expect(try await Self.get(client, order.id).state == .paid, "its close timer was cancelled")
+            let metrics = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+            #expect(metrics.contains(#"orders_paid_total{via="sweep"} 1"#), "\(metrics)")
+            #expect(!metrics.contains("payment_sweeps_total 0"), "the sweep ran")
+        }
+        try await harness.service.engine.close()
+        harness.directory.remove()
     }
 
     static func get(_ client: some TestClientProtocol, _ id: String) async throws -> Order {
