@@ -138,6 +138,7 @@ public final class HourglassEngine: Sendable {
     /// ```
     ///
     /// - Parameters:
+    ///   - id: the series' id: scheduling it again replaces the series, `cancel(id:)` ends it.
     ///   - recurrence: every N, or a cron expression in a time zone; a count; a misfire policy.
     ///   - first: the first occurrence. For `.every`, exactly this time (one period from now by
     ///     default); for `.cron`, the first time the expression names at or after it (after now

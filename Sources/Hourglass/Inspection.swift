@@ -13,11 +13,13 @@ public struct TimerInfo: Sendable, Equatable {
     public var payload: [UInt8]
     /// Delivered and not acknowledged when the directory was last written.
     public var inFlight: Bool
-    /// For a recurring timer: its rule ("every 60000 ms", "cron '30 2 * * *' in Europe/Berlin",
-    /// with the misfire policy), the scheduled time of its current occurrence, and the
-    /// occurrences left (nil: without end). nil for a one-shot timer.
+    /// For a recurring timer, its rule: "every 60000 ms", "cron '30 2 * * *' in Europe/Berlin",
+    /// with the misfire policy when it is not the default. nil for a one-shot timer.
     public var recurrence: String? = nil
+    /// For a recurring timer, the scheduled time of its current occurrence (nil for a one-shot timer).
     public var occurrence: Deadline? = nil
+    /// For a recurring timer with a count, the occurrences left, the current one included (nil
+    /// for a series without end and for a one-shot timer).
     public var remaining: Int? = nil
 }
 

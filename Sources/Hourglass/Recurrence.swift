@@ -71,6 +71,7 @@ public enum MisfirePolicy: Sendable, Hashable, CustomStringConvertible {
     /// wait for the next future one. The delivery's `coalesced` counts the skipped ones too.
     case skip
 
+    /// The policy's name: "fireOnceNow", "fireAll", "skip".
     public var description: String {
         switch self {
         case .fireOnceNow: return "fireOnceNow"
