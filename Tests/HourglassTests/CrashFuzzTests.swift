@@ -766,10 +766,18 @@ final class CrashIteration {
     /// hold timers back: wait for it), then takes the deliveries, checks them against the
     /// model, and answers some of them.
     func settle(_ engine: HourglassEngine, _ fileSystem: SimulatedFileSystem, ordered: Bool = false) async {
-        for round in 0 ..< 4 {
+        for round in 0 ..< 5 {
             let deliveries = await takeDeliveries(engine)
             let fresh = check(deliveries, fileSystem, ordered: ordered && round == 0)
             if fresh.isEmpty || dead { return }
+            if round == 4 {
+                // The last round only takes what the answers before it fired (a retry after 0 ms,
+                // a series' next occurrence due at once after an ack): nothing is left in the
+                // engine's buffer, delivered and logged as fired, that the model has not seen
+                // (a close or a replacing schedule next would make it a surprise).
+                self.held += fresh
+                return
+            }
             // The consumer: acknowledge some now, retry some, keep the rest in flight.
             var answered = false
             for held in fresh {
@@ -1137,9 +1145,9 @@ final class CrashIteration {
                     if matching.isEmpty {
                         let kind = states.allSatisfy { $0 == nil } ? "came back although it was acknowledged, cancelled or never durably scheduled" : "does not match any state the model allows"
                         problem("after the restart \(id) was delivered (\(describe(delivery))): it \(kind); allowed: \(allowed(states))")
+                        // Cancelled rather than acknowledged: a series would go on to a next occurrence.
                         done.insert(id)
-                        _ = try? await engine.ack(delivery)
-                        if delivery.isRecurring { await cancelSeries(id, expected: nil) }
+                        _ = try? await engine.cancel(id: delivery.id)
                         continue
                     }
                     guard await ackRecovered(delivery, id) else {
