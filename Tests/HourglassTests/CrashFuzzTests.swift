@@ -89,6 +89,56 @@ struct ModelTimer: Hashable, CustomStringConvertible {
     var redeliverAt: Int64 = 0
     /// Which schedule of the id this is (a delivery of an earlier one cannot be acknowledged).
     var incarnation: Int = 0
+    /// A recurring timer (`.every(period)`): 0 for a one-shot timer.
+    var period: Int64 = 0
+    /// The occurrences left, this one included (0: without end).
+    var remaining: Int = 0
+    /// The scheduled time of the current occurrence (equal to `deadline` until it is retried).
+    var occurrence: Int64 = 0
+    /// How many occurrences the current one stands for (misfires folded into it).
+    var coalesced: Int = 1
+    /// Its misfire policy folds missed occurrences (`.fireOnceNow`), or delivers each (`.fireAll`).
+    var foldsMisfires = true
+
+    var isSeries: Bool { period > 0 }
+
+    /// The occurrence is done (acknowledged, or out of attempts): a one-shot timer is removed; a
+    /// series is armed at the next occurrence, one period after this one's scheduled time (even
+    /// if that has passed), with a fresh attempt, or ends after its last.
+    var movedOn: ModelTimer? {
+        guard isSeries, remaining != 1 else { return nil }
+        var next = self
+        next.occurrence += period
+        next.deadline = next.occurrence
+        next.attempt = 1
+        next.inFlight = false
+        next.redeliverAt = 0
+        next.coalesced = 1
+        if remaining > 1 { next.remaining -= 1 }
+        return next
+    }
+
+    /// The state as delivered for the first time at `firedAt`, under a misfire threshold: a
+    /// `.fireOnceNow` occurrence more than the threshold late stands for every occurrence due
+    /// through `firedAt` (at most the remaining ones), and names the latest of them.
+    func folded(at firedAt: Int64, threshold: Int64) -> ModelTimer {
+        guard isSeries, foldsMisfires, !inFlight, attempt == 1, occurrence <= firedAt, firedAt - occurrence > threshold else { return self }
+        var count = Int((firedAt - occurrence) / period) + 1
+        if remaining > 0 { count = min(count, remaining) }
+        guard count > 1 else { return self }
+        var copy = self
+        copy.occurrence += Int64(count - 1) * period
+        copy.deadline = copy.occurrence
+        copy.coalesced += count - 1
+        if remaining > 0 { copy.remaining -= count - 1 }
+        return copy
+    }
+
+    /// Whether `delivery` carries this state's deadline, attempt, payload and occurrence.
+    func matches(_ delivery: Delivery) -> Bool {
+        deadline == delivery.deadline.millisecondsSinceEpoch && attempt == delivery.attempt && payload.bytes == delivery.payload
+            && delivery.occurrence?.millisecondsSinceEpoch == (isSeries ? occurrence : nil) && delivery.coalesced == (isSeries ? coalesced : 1)
+    }
 
     /// The state as a restart sees it.
     var restarted: ModelTimer {
@@ -99,7 +149,12 @@ struct ModelTimer: Hashable, CustomStringConvertible {
     }
 
     var description: String {
-        (inFlight ? "in flight" : "pending") + " due \(deadline - Fuzz.start) attempt \(attempt) \(payload)"
+        var text = (inFlight ? "in flight" : "pending") + " due \(deadline - Fuzz.start) attempt \(attempt) \(payload)"
+        if isSeries {
+            text += " series every \(period) ms\(remaining > 0 ? ", \(remaining) left" : "")\(foldsMisfires ? "" : ", fireAll"): occurrence \(occurrence - Fuzz.start)"
+            if coalesced > 1 { text += " coalescing \(coalesced)" }
+        }
+        return text
     }
 }
 
@@ -194,6 +249,9 @@ struct IterationSummary: Sendable {
     var transcript: [String] = []
     var uncertainIDs = 0
     var verifiedDeliveries = 0
+    /// Of them, occurrences of recurring timers; and those that folded missed occurrences.
+    var seriesDeliveries = 0
+    var coalescedDeliveries = 0
     var flipped = false
     var corruptionReported = false
     var salvaged = false
@@ -213,6 +271,12 @@ final class CrashIteration {
     let damage: Damage
     let large: Bool
     let maxAttempts: Int?
+    /// `Configuration.misfireThreshold` in milliseconds. The model folds misfires exactly (see
+    /// `ModelTimer.folded`), so any threshold keeps it exact: a huge one (no misfire path at all:
+    /// every occurrence is delivered as it is, however late), zero (every late first delivery of
+    /// a `.fireOnceNow` occurrence folds all those due), or Quartz's 60 s (folds only after long
+    /// advances and restarts, so both sides of the threshold are seen).
+    let misfireThreshold: Int64
     let steps: Int
     let clock = ManualClock(now: Fuzz.start)
     let idPool: [String]
@@ -248,8 +312,10 @@ final class CrashIteration {
         }
         let damageRoll = random.below(100)
         damage = damageRoll < 10 ? .bitFlip : damageRoll < 15 ? .bitFlipSalvage : .none
+        let thresholdRoll = random.below(100)
+        misfireThreshold = thresholdRoll < 45 ? 100 * 31_557_600_000 /* Configuration.longestDuration */ : thresholdRoll < 80 ? 0 : 60_000
         summary = IterationSummary(seed: seed)
-        summary.scenario = "\(death); damage: \(damage.rawValue); \(large ? "large payloads" : "small payloads"); \(steps) steps; maxAttempts \(maxAttempts.map(String.init) ?? "none")"
+        summary.scenario = "\(death); damage: \(damage.rawValue); \(large ? "large payloads" : "small payloads"); \(steps) steps; maxAttempts \(maxAttempts.map(String.init) ?? "none"); misfire threshold \(misfireThreshold > 1 << 40 ? "huge" : "\(misfireThreshold) ms")"
     }
 
     var plan: SimulatedFileSystem.Plan {
@@ -274,6 +340,7 @@ final class CrashIteration {
         configuration.checkpointLogBytes = 1 << 20
         configuration.redeliveryTimeout = .milliseconds(Fuzz.redeliveryMilliseconds)
         configuration.maxAttempts = maxAttempts
+        configuration.misfireThreshold = .milliseconds(misfireThreshold)
         configuration.salvage = salvage
         configuration.fileSystem = fileSystem
         return configuration
@@ -438,12 +505,37 @@ final class CrashIteration {
         return held.remove(at: random.below(held.count))
     }
 
+    /// A timer to schedule: mostly one-shot; some are recurring `.every` series (a period of 2 to
+    /// 30 s, half of them with a count of 1 to 4, the rest without end; mostly `.fireOnceNow`,
+    /// some `.fireAll`), whose first occurrence is a usual deadline (sometimes already past).
+    func newTimer() -> ModelTimer {
+        var timer = ModelTimer(deadline: newDeadline(), payload: newPayload(), attempt: 1, inFlight: false, incarnation: model.nextIncarnation())
+        if random.chance(0.3) {
+            timer.period = 2000 + Int64(random.below(28_001))
+            timer.remaining = random.chance(0.5) ? 0 : 1 + random.below(4)
+            timer.occurrence = timer.deadline
+            timer.foldsMisfires = random.chance(0.8)
+        }
+        return timer
+    }
+
+    /// How `timer` repeats (nil: a one-shot timer).
+    func recurrence(_ timer: ModelTimer) -> Recurrence? {
+        guard timer.isSeries else { return nil }
+        return .every(.milliseconds(timer.period), count: timer.remaining == 0 ? nil : timer.remaining,
+                      misfire: timer.foldsMisfires ? .fireOnceNow : .fireAll)
+    }
+
     func schedule(_ engine: HourglassEngine, _ fileSystem: SimulatedFileSystem) async {
         let id = random.pick(idPool)
-        let timer = ModelTimer(deadline: newDeadline(), payload: newPayload(), attempt: 1, inFlight: false, incarnation: model.nextIncarnation())
+        let timer = newTimer()
         note("schedule \(id) \(timer)")
         do {
-            try await engine.schedule(id: TimerID(id), at: Deadline(millisecondsSinceEpoch: timer.deadline), payload: timer.payload.bytes)
+            if let recurrence = recurrence(timer) {
+                try await engine.schedule(id: TimerID(id), repeating: recurrence, startingAt: Deadline(millisecondsSinceEpoch: timer.deadline), payload: timer.payload.bytes)
+            } else {
+                try await engine.schedule(id: TimerID(id), at: Deadline(millisecondsSinceEpoch: timer.deadline), payload: timer.payload.bytes)
+            }
             model.durable(id, timer)
         } catch {
             if failed("schedule \(id)", error, fileSystem) { model.maybe(id, timer) }
@@ -473,20 +565,25 @@ final class CrashIteration {
     /// Whether the model says `held` is the delivery in flight now (so ack and retry apply).
     func isCurrent(_ held: Held) -> Bool {
         guard held.epoch == epoch, let timer = model.current[held.delivery.id.description] else { return false }
+        // A series' delivery is current only for its occurrence: acknowledging (or exhausting) it
+        // moved the series on, and the next occurrence's attempt 1 is another delivery.
         return timer.inFlight && timer.incarnation == held.incarnation && timer.attempt == held.delivery.attempt
+            && held.delivery.occurrence?.millisecondsSinceEpoch == (timer.isSeries ? timer.occurrence : nil)
     }
 
     func acknowledge(_ engine: HourglassEngine, _ fileSystem: SimulatedFileSystem, held: Held?) async {
         guard let held else { return }
         let id = held.delivery.id.description
         let expected = isCurrent(held)
-        note("ack \(id) attempt \(held.delivery.attempt) (epoch \(held.epoch), expect \(expected))")
+        // A one-shot timer is removed; a series moves on to its next occurrence (or ends).
+        let after = model.current[id]?.movedOn
+        note("ack \(id) attempt \(held.delivery.attempt)\(held.delivery.occurrence.map { " occurrence \($0.millisecondsSinceEpoch - Fuzz.start)" } ?? "") (epoch \(held.epoch), expect \(expected))")
         do {
             let acknowledged = try await engine.ack(held.delivery)
             if acknowledged != expected { problem("ack of \(id) attempt \(held.delivery.attempt) returned \(acknowledged), expected \(expected) (model: \(model.current[id].map { "\($0)" } ?? "nothing"))") }
-            if acknowledged { model.durable(id, nil) }
+            if acknowledged { model.durable(id, after) }
         } catch {
-            if failed("ack \(id)", error, fileSystem), expected { model.maybe(id, nil) }
+            if failed("ack \(id)", error, fileSystem), expected { model.maybe(id, after) }
         }
     }
 
@@ -499,7 +596,7 @@ final class CrashIteration {
         var expected = false
         if current, let timer = model.current[id] {
             if let maxAttempts, timer.attempt + 1 > maxAttempts {
-                effect = .some(nil)  // out of attempts: dropped
+                effect = .some(timer.movedOn)  // out of attempts: dropped (a series moves on)
             } else {
                 var next = timer
                 next.inFlight = false
@@ -567,7 +664,7 @@ final class CrashIteration {
         for _ in 0 ..< 2 + random.below(3) where !ids.isEmpty {
             let id = ids.remove(at: random.below(ids.count))
             if random.chance(0.7) {
-                operations.append((id, ModelTimer(deadline: newDeadline(), payload: newPayload(), attempt: 1, inFlight: false, incarnation: model.nextIncarnation()), false))
+                operations.append((id, newTimer(), false))
             } else {
                 operations.append((id, nil, model.current[id] != nil))
             }
@@ -578,8 +675,13 @@ final class CrashIteration {
                 let id = TimerID(operation.id)
                 let deadline = operation.timer.map { Deadline(millisecondsSinceEpoch: $0.deadline) }
                 let payload = operation.timer?.payload.bytes ?? []
+                let repeating = operation.timer.flatMap { self.recurrence($0) }
                 group.addTask {
                     do throws(HourglassError) {
+                        if let deadline, let repeating {
+                            try await engine.schedule(id: id, repeating: repeating, startingAt: deadline, payload: payload)
+                            return (index, .success(true))
+                        }
                         if let deadline {
                             try await engine.schedule(id: id, at: deadline, payload: payload)
                             return (index, .success(true))
@@ -664,10 +766,18 @@ final class CrashIteration {
     /// hold timers back: wait for it), then takes the deliveries, checks them against the
     /// model, and answers some of them.
     func settle(_ engine: HourglassEngine, _ fileSystem: SimulatedFileSystem, ordered: Bool = false) async {
-        for round in 0 ..< 4 {
+        for round in 0 ..< 5 {
             let deliveries = await takeDeliveries(engine)
             let fresh = check(deliveries, fileSystem, ordered: ordered && round == 0)
             if fresh.isEmpty || dead { return }
+            if round == 4 {
+                // The last round only takes what the answers before it fired (a retry after 0 ms,
+                // a series' next occurrence due at once after an ack): nothing is left in the
+                // engine's buffer, delivered and logged as fired, that the model has not seen
+                // (a close or a replacing schedule next would make it a surprise).
+                self.held += fresh
+                return
+            }
             // The consumer: acknowledge some now, retry some, keep the rest in flight.
             var answered = false
             for held in fresh {
@@ -708,11 +818,15 @@ final class CrashIteration {
     func check(_ deliveries: [Delivery], _ fileSystem: SimulatedFileSystem, ordered: Bool) -> [Held] {
         let time = now
         var due: [String: ModelTimer] = [:]
-        var dropped: [String] = []
+        var dropped: [(String, ModelTimer?)] = []
         for (id, timer) in model.current {
             if timer.inFlight && timer.redeliverAt <= time {
                 if let maxAttempts, timer.attempt + 1 > maxAttempts {
-                    dropped.append(id)
+                    // Out of attempts: a one-shot timer is removed; a series moves on to its next
+                    // occurrence, which fires in the same turn when it is due already.
+                    let next = timer.movedOn
+                    dropped.append((id, next))
+                    if let next, next.deadline <= time { due[id] = next }
                 } else {
                     var next = timer
                     next.attempt += 1
@@ -722,36 +836,56 @@ final class CrashIteration {
                 due[id] = timer
             }
         }
+        // Out of attempts: an ACK record (a NEXT for a series), written before the FIREs.
+        for (id, next) in dropped { model.maybe(id, next) }
         var fresh: [Held] = []
         var lastFirstDeadline = Int64.min
         for delivery in deliveries {
             let id = delivery.id.description
             if delivery.firedAt < delivery.deadline { problem("\(id) fired at \(delivery.firedAt.millisecondsSinceEpoch - Fuzz.start), before its deadline \(delivery.deadline.millisecondsSinceEpoch - Fuzz.start)") }
-            guard let expected = due.removeValue(forKey: id) else {
-                problem("unexpected delivery of \(id) attempt \(delivery.attempt) due \(delivery.deadline.millisecondsSinceEpoch - Fuzz.start) (model: \(model.current[id].map { "\($0)" } ?? "not held"))")
+            guard let pending = due.removeValue(forKey: id) else {
+                problem("unexpected delivery of \(id): \(describe(delivery)) (model: \(model.current[id].map { "\($0)" } ?? "not held"))")
                 continue
             }
-            if delivery.deadline.millisecondsSinceEpoch != expected.deadline || delivery.attempt != expected.attempt || delivery.payload != expected.payload.bytes {
-                problem("\(id) delivered with deadline \(delivery.deadline.millisecondsSinceEpoch - Fuzz.start), attempt \(delivery.attempt), payload of \(delivery.payload.count) bytes; the model expects \(expected)")
+            // The first delivery of a late occurrence may fold the missed ones: a NEXT record
+            // naming the latest of them, before the FIRE.
+            let expected = pending.folded(at: delivery.firedAt.millisecondsSinceEpoch, threshold: misfireThreshold)
+            if expected != pending { model.maybe(id, expected) }
+            if !expected.matches(delivery) {
+                problem("\(id) delivered \(describe(delivery)); the model expects \(expected)")
             }
-            if ordered && !expected.inFlight {
-                // First deliveries come in deadline order.
-                if expected.deadline < lastFirstDeadline { problem("\(id) (due \(expected.deadline - Fuzz.start)) delivered after a timer due later") }
-                lastFirstDeadline = expected.deadline
+            if ordered && !pending.inFlight {
+                // First deliveries come in deadline order (the wheel's: before a misfire folds).
+                if pending.deadline < lastFirstDeadline { problem("\(id) (due \(pending.deadline - Fuzz.start)) delivered after a timer due later") }
+                lastFirstDeadline = pending.deadline
             }
             var timer = expected
             timer.inFlight = true
             timer.redeliverAt = delivery.firedAt.millisecondsSinceEpoch + Fuzz.redeliveryMilliseconds
             model.maybe(id, timer)  // the FIRE record is durable once a later change is
             fresh.append(Held(delivery: delivery, epoch: epoch, incarnation: timer.incarnation))
-            summary.verifiedDeliveries += 1
+            count(delivery)
         }
         if !fileSystem.hasFaulted {
             for (id, timer) in due { problem("\(id) was due (\(timer)) and did not fire") }
         }
-        for id in dropped { model.maybe(id, nil) }  // out of attempts: an ACK record
-        if !deliveries.isEmpty { note("delivered: " + deliveries.map { "\($0.id) #\($0.attempt)" }.joined(separator: ", ")) }
+        if !deliveries.isEmpty { note("delivered: " + deliveries.map { "\($0.id) #\($0.attempt)" + ($0.occurrence.map { " @\($0.millisecondsSinceEpoch - Fuzz.start)" } ?? "") + ($0.coalesced > 1 ? " x\($0.coalesced)" : "") }.joined(separator: ", ")) }
         return fresh
+    }
+
+    /// A delivery as the transcript shows it.
+    func describe(_ delivery: Delivery) -> String {
+        var text = "attempt \(delivery.attempt), due \(delivery.deadline.millisecondsSinceEpoch - Fuzz.start), fired \(delivery.firedAt.millisecondsSinceEpoch - Fuzz.start), payload \(delivery.payload.count) bytes"
+        if let occurrence = delivery.occurrence { text += ", occurrence \(occurrence.millisecondsSinceEpoch - Fuzz.start)" }
+        if delivery.coalesced != 1 || delivery.occurrence != nil { text += ", coalesced \(delivery.coalesced)" }
+        return text
+    }
+
+    /// Counts a checked delivery in the summary.
+    func count(_ delivery: Delivery) {
+        summary.verifiedDeliveries += 1
+        if delivery.occurrence != nil { summary.seriesDeliveries += 1 }
+        if delivery.coalesced > 1 { summary.coalescedDeliveries += 1 }
     }
 
     // MARK: After the restart
@@ -880,6 +1014,19 @@ final class CrashIteration {
     }
 
     /// Steps the clock through every deadline the model allows and checks each delivery.
+    ///
+    /// A one-shot timer is delivered once, checked against the states the model allows, and
+    /// acknowledged. A series is followed for two occurrences, which keeps the model exact
+    /// without modelling a series without end: its first delivery after the restart is checked
+    /// against the states the history allows (what a restart does to each: an in-flight
+    /// occurrence is delivered again with the next attempt, or, out of attempts, the series moves
+    /// on; a pending one fires at its occurrence or at once, folding missed occurrences as the
+    /// misfire threshold says) and acknowledged; then the next occurrence must come, one period
+    /// after the acknowledged occurrence (stepping the clock to it, or at once when it has
+    /// passed), and is checked and acknowledged too; then the series is cancelled, and cancel
+    /// must find it exactly when the model says it has occurrences left. Nothing lost: a state
+    /// due by a step that neither fired nor was allowed not to exist is reported; nothing
+    /// repeated: an acknowledged occurrence (or timer) delivered again is reported.
     func checkRecovered(_ engine: HourglassEngine) async {
         var possible: [String: Set<ModelTimer?>] = [:]
         for id in model.ids { possible[id] = model.possible(id) }
@@ -888,61 +1035,153 @@ final class CrashIteration {
             note("may hold \(id): " + states.map { $0.map { "\($0)" } ?? "nothing" }.sorted().joined(separator: " | "))
         }
         let openedAt = now
-        /// When a state fires after the restart, and with what attempt (nil: never).
-        func firing(_ state: ModelTimer) -> (time: Int64, attempt: Int)? {
+        /// What the restart makes of a state before delivering anything: an in-flight timer out
+        /// of attempts is done (removed, or a series moved on); nil: nothing left.
+        func restarted(_ state: ModelTimer) -> ModelTimer? {
+            if state.inFlight, let maxAttempts, state.attempt + 1 > maxAttempts { return state.movedOn }
+            return state
+        }
+        /// When a state fires after the restart (nil: never).
+        func firing(_ state: ModelTimer) -> Int64? {
+            guard let state = restarted(state) else { return nil }
+            return state.inFlight ? openedAt : max(state.deadline, openedAt)
+        }
+        /// The state as it is delivered at `firedAt`, the first time after the restart.
+        func delivered(_ state: ModelTimer, at firedAt: Int64) -> ModelTimer? {
+            guard var state = restarted(state) else { return nil }
             if state.inFlight {
-                if let maxAttempts, state.attempt + 1 > maxAttempts { return nil }
-                return (openedAt, state.attempt + 1)
+                state.attempt += 1
+                return state
             }
-            return (max(state.deadline, openedAt), state.attempt)
+            return state.folded(at: firedAt, threshold: misfireThreshold)
+        }
+        func allowed(_ states: Set<ModelTimer?>) -> String {
+            states.map { $0.map { "\($0)" } ?? "nothing" }.sorted().joined(separator: " | ")
         }
         var times = Set([openedAt])
         for states in possible.values {
-            for case let state? in states { if let fire = firing(state) { times.insert(fire.time) } }
+            for case let state? in states { if let time = firing(state) { times.insert(time) } }
         }
-        var delivered = Set<String>()
-        for time in times.sorted() {
+        /// Series whose first delivery was acknowledged: the states their next occurrence may be
+        /// in (nil: the acknowledged occurrence was the last), and the occurrence acknowledged.
+        var following: [String: (states: Set<ModelTimer?>, acknowledged: Int64)] = [:]
+        /// Ids done with: acknowledged (and, for a series, cancelled); nothing more may come.
+        var done = Set<String>()
+        /// Series cancelled after their second occurrence was acknowledged: the acknowledgement
+        /// may have fired the occurrence after it at once, before the cancel (one delivery, in one
+        /// of these states, fired by then).
+        var cancelled: [String: (states: Set<ModelTimer>, at: Int64)] = [:]
+
+        /// Acknowledges a checked delivery: whether the engine took it.
+        func ackRecovered(_ delivery: Delivery, _ id: String) async -> Bool {
+            do {
+                if try await engine.ack(delivery) { return true }
+                problem("after the restart, acknowledging \(id) returned false")
+            } catch {
+                problem("after the restart, acknowledging \(id) failed: \(error)")
+            }
+            return false
+        }
+        func cancelSeries(_ id: String, expected: Bool?) async {
+            do {
+                let found = try await engine.cancel(id: TimerID(id))
+                if let expected, found != expected {
+                    problem("after the restart, cancelling the series \(id) returned \(found), the model says it has \(expected ? "occurrences left" : "none left")")
+                }
+            } catch {
+                problem("after the restart, cancelling \(id) failed: \(error)")
+            }
+        }
+
+        var time = Int64.min
+        while let step = times.filter({ $0 > time }).min() {
+            time = step
             if time != now { clock.set(to: time) }
-            let deliveries = await takeDeliveries(engine)
-            for delivery in deliveries {
-                let id = delivery.id.description
-                summary.verifiedDeliveries += 1
-                if delivery.firedAt < delivery.deadline { problem("after the restart \(id) fired at \(delivery.firedAt.millisecondsSinceEpoch - Fuzz.start), before its deadline \(delivery.deadline.millisecondsSinceEpoch - Fuzz.start)") }
-                if delivered.contains(id) {
-                    problem("after the restart \(id) was delivered again (attempt \(delivery.attempt)) after being acknowledged")
-                    continue
-                }
-                delivered.insert(id)
-                let states = possible[id] ?? [nil]
-                let matching = states.filter { state in
-                    guard let state, let fire = firing(state) else { return false }
-                    return fire.time <= time && fire.attempt == delivery.attempt && state.deadline == delivery.deadline.millisecondsSinceEpoch
-                        && state.payload.bytes == delivery.payload
-                }
-                if matching.isEmpty {
-                    let allowed = states.map { $0.map { "\($0)" } ?? "nothing" }.sorted().joined(separator: " | ")
-                    let kind = states.allSatisfy { $0 == nil } ? "came back although it was acknowledged, cancelled or never durably scheduled" : "does not match any state the model allows"
-                    problem("after the restart \(id) was delivered (attempt \(delivery.attempt), due \(delivery.deadline.millisecondsSinceEpoch - Fuzz.start), fired \(delivery.firedAt.millisecondsSinceEpoch - Fuzz.start), payload \(delivery.payload.count) bytes): it \(kind); allowed: \(allowed)")
-                }
-                do {
-                    if try await !engine.ack(delivery) { problem("after the restart, acknowledging \(id) returned false") }
-                } catch {
-                    problem("after the restart, acknowledging \(id) failed: \(error)")
+            // An acknowledgement may arm a series' next occurrence due at once: take until quiet.
+            for _ in 0 ..< 20 {
+                let deliveries = await takeDeliveries(engine)
+                if deliveries.isEmpty { break }
+                for delivery in deliveries {
+                    let id = delivery.id.description
+                    let firedAt = delivery.firedAt.millisecondsSinceEpoch
+                    count(delivery)
+                    if delivery.firedAt < delivery.deadline { problem("after the restart \(id) fired at \(firedAt - Fuzz.start), before its deadline \(delivery.deadline.millisecondsSinceEpoch - Fuzz.start)") }
+                    if let last = cancelled.removeValue(forKey: id),
+                       firedAt <= last.at && last.states.contains(where: { $0.folded(at: firedAt, threshold: misfireThreshold).matches(delivery) }) {
+                        continue
+                    }
+                    if done.contains(id) {
+                        problem("after the restart \(id) was delivered again (\(describe(delivery))) after being acknowledged")
+                        continue
+                    }
+                    if let entry = following.removeValue(forKey: id) {
+                        // The occurrence after the one acknowledged after the restart.
+                        let (states, acknowledged) = (entry.states, entry.acknowledged)
+                        done.insert(id)
+                        let matching = states.compactMap { $0 }.filter { state in
+                            state.folded(at: firedAt, threshold: misfireThreshold).matches(delivery)
+                        }
+                        if matching.isEmpty {
+                            let repeated = delivery.occurrence.map { $0.millisecondsSinceEpoch <= acknowledged } ?? false
+                            problem("after the restart, the series \(id) delivered \(describe(delivery)) after its occurrence \(acknowledged - Fuzz.start) was acknowledged: "
+                                    + (repeated ? "an acknowledged occurrence came back" : "not its next occurrence") + "; allowed: \(allowed(states))")
+                            await cancelSeries(id, expected: nil)
+                            continue
+                        }
+                        let last = matching.allSatisfy { $0.folded(at: firedAt, threshold: misfireThreshold).movedOn == nil }
+                        let more = matching.allSatisfy { $0.folded(at: firedAt, threshold: misfireThreshold).movedOn != nil }
+                        if await ackRecovered(delivery, id) {
+                            let after = Set(matching.compactMap { $0.folded(at: firedAt, threshold: misfireThreshold).movedOn })
+                            await cancelSeries(id, expected: last ? false : more ? true : nil)
+                            cancelled[id] = (after, now)
+                        }
+                        continue
+                    }
+                    let states = possible[id] ?? [nil]
+                    let matching = states.compactMap { $0 }.filter { state in
+                        guard let fire = firing(state), fire <= time, let expected = delivered(state, at: firedAt) else { return false }
+                        return expected.matches(delivery)
+                    }
+                    if matching.isEmpty {
+                        let kind = states.allSatisfy { $0 == nil } ? "came back although it was acknowledged, cancelled or never durably scheduled" : "does not match any state the model allows"
+                        problem("after the restart \(id) was delivered (\(describe(delivery))): it \(kind); allowed: \(allowed(states))")
+                        // Cancelled rather than acknowledged: a series would go on to a next occurrence.
+                        done.insert(id)
+                        _ = try? await engine.cancel(id: delivery.id)
+                        continue
+                    }
+                    guard await ackRecovered(delivery, id) else {
+                        done.insert(id)
+                        continue
+                    }
+                    let next = Set(matching.map { delivered($0, at: firedAt)!.movedOn })
+                    if next == [nil] {
+                        done.insert(id)  // a one-shot timer, or the series' last occurrence
+                        continue
+                    }
+                    following[id] = (next, delivery.occurrence?.millisecondsSinceEpoch ?? .min)
+                    for case let state? in next { times.insert(max(state.deadline, now)) }
                 }
             }
             // Whatever had to fire by now and did not must have been allowed not to exist.
-            for (id, states) in possible where !delivered.contains(id) {
+            for (id, states) in possible where !done.contains(id) && following[id] == nil {
                 let remaining = states.filter { state in
                     guard let state, let fire = firing(state) else { return true }
-                    return fire.time > time
+                    return fire > time
                 }
                 if remaining.isEmpty {
-                    let allowed = states.map { $0.map { "\($0)" } ?? "nothing" }.sorted().joined(separator: " | ")
-                    problem("after the restart \(id) never fired by \(time - Fuzz.start): LOST (the model allows only: \(allowed))")
+                    problem("after the restart \(id) never fired by \(time - Fuzz.start): LOST (the model allows only: \(allowed(states)))")
                     possible[id] = [nil]
                 } else {
                     possible[id] = remaining
                 }
+            }
+            for (id, next) in following where next.states.allSatisfy({ $0.map { $0.deadline <= time } ?? false }) {
+                // Every state says the next occurrence is due, and it has not come.
+                problem("after the restart the series \(id) did not fire its next occurrence by \(time - Fuzz.start) after \(next.acknowledged - Fuzz.start) was acknowledged: LOST (expected: \(allowed(next.states)))")
+                following[id] = nil
+                done.insert(id)
+                await cancelSeries(id, expected: nil)
             }
         }
         let stats = await engine.stats()
@@ -960,7 +1199,13 @@ final class CrashIteration {
             if delivery.firedAt < delivery.deadline { problem("after salvage \(id) fired before its deadline") }
             // A dropped record can leave a mix: a RETRY's deadline on an older SCHEDULE's payload.
             let states = model.ever[id] ?? []
-            if !states.contains(where: { $0.deadline == delivery.deadline.millisecondsSinceEpoch }) {
+            // A series may also have moved on (out of attempts) or folded misfires at the open:
+            // then its deadline is its occurrence, a whole number of periods after one it had.
+            let deadline = delivery.deadline.millisecondsSinceEpoch
+            let laterOccurrence = delivery.occurrence?.millisecondsSinceEpoch == deadline && states.contains { state in
+                state.isSeries && deadline >= state.occurrence && (deadline - state.occurrence) % state.period == 0
+            }
+            if !laterOccurrence && !states.contains(where: { $0.deadline == deadline }) {
                 problem("after salvage \(id) was delivered with a deadline it never had (\(delivery.deadline.millisecondsSinceEpoch - Fuzz.start))")
             }
             if !states.contains(where: { $0.payload.bytes == delivery.payload }) {
@@ -1171,7 +1416,9 @@ struct CrashFuzzTests {
         let salvaged = done.filter(\.salvaged).count
         let uncertain = done.filter { $0.uncertainIDs > 0 }.count
         let deliveries = done.reduce(0) { $0 + $1.verifiedDeliveries }
-        print("CrashFuzzTests: \(done.count) iterations in \(Int(elapsed * 10) / 10).\(Int(elapsed * 10) % 10) s (seed \(master)); \(midWorkload) died mid-workload; crash points by operation: \(byOperation.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")); \(flips) bit flips (\(reported) reported as damage, \(salvaged) salvaged); \(uncertain) with unacknowledged changes at the crash; \(deliveries) deliveries checked; \(done.reduce(0) { $0 + $1.checkpoints }) checkpoints, \(done.reduce(0) { $0 + $1.reopens }) reopens")
+        let seriesDeliveries = done.reduce(0) { $0 + $1.seriesDeliveries }
+        let coalescedDeliveries = done.reduce(0) { $0 + $1.coalescedDeliveries }
+        print("CrashFuzzTests: \(done.count) iterations in \(Int(elapsed * 10) / 10).\(Int(elapsed * 10) % 10) s (seed \(master)); \(midWorkload) died mid-workload; crash points by operation: \(byOperation.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")); \(flips) bit flips (\(reported) reported as damage, \(salvaged) salvaged); \(uncertain) with unacknowledged changes at the crash; \(deliveries) deliveries checked (\(seriesDeliveries) of recurring occurrences, \(coalescedDeliveries) folding misfires); \(done.reduce(0) { $0 + $1.checkpoints }) checkpoints, \(done.reduce(0) { $0 + $1.reopens }) reopens")
         if getEnvironment("HOURGLASS_FUZZ_STATS") == "1" {
             let times = done.map(\.seconds).sorted()
             print("iteration seconds: p50 \(times[times.count / 2]) p90 \(times[times.count * 9 / 10]) p99 \(times[times.count * 99 / 100]) max \(times.last!)")
