@@ -82,6 +82,12 @@ public struct Configuration: Sendable {
     /// later than this is a misfire, handled by the series' `MisfirePolicy` (at least 0, at
     /// most `Configuration.longestDuration`; Quartz's default, 60 s, by default).
     public var misfireThreshold: Duration = .seconds(60)
+    /// Partitions: independent single writers (each its own log, checkpoints and wheel, in a
+    /// subdirectory), an id always in the same one, behind one engine and one `deliveries`. More
+    /// partitions let more cores write at once. Fixed when a directory is created (recorded in
+    /// it; opening it with another count is refused); 1 to 256, 1 by default (a directory of
+    /// one partition is laid out as before partitions existed). See `Docs/PARTITIONS.md`.
+    public var partitions: Int = 1
     /// Size of each log segment file (default 64 MiB).
     public var segmentBytes: Int = 64 << 20
     /// Write a checkpoint once the log since the last one passes this size (default 256 MiB).
@@ -142,6 +148,7 @@ public struct Configuration: Sendable {
         try require(redeliveryTimeout > .zero, "redeliveryTimeout must be positive, not \(redeliveryTimeout)")
         try require(redeliveryTimeout <= Self.longestDuration, "redeliveryTimeout must be at most 100 years (Configuration.longestDuration), not \(redeliveryTimeout)")
         try require(maxInFlight >= 1, "maxInFlight must be at least 1, not \(maxInFlight)")
+        try require(partitions >= 1 && partitions <= 256, "partitions must be 1 ... 256, not \(partitions)")
         if let maxAttempts { try require(maxAttempts >= 1, "maxAttempts must be at least 1, not \(maxAttempts)") }
         try require(misfireThreshold >= .zero && misfireThreshold <= Self.longestDuration,
                     "misfireThreshold must be 0 ... 100 years (Configuration.longestDuration), not \(misfireThreshold)")

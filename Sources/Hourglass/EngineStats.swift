@@ -56,3 +56,36 @@ public struct EngineStats: Sendable, Equatable {
     /// All zero.
     public init() {}
 }
+
+extension EngineStats {
+    /// The counters of two partitions as one engine's: counts add up, the next deadline is the
+    /// earlier one, flags are set when either's is.
+    func adding(_ other: EngineStats) -> EngineStats {
+        var sum = self
+        sum.pending += other.pending
+        sum.inFlight += other.inFlight
+        sum.delivered += other.delivered
+        sum.redelivered += other.redelivered
+        sum.acknowledged += other.acknowledged
+        sum.retried += other.retried
+        sum.exhausted += other.exhausted
+        sum.occurrencesCoalesced += other.occurrencesCoalesced
+        sum.occurrencesSkipped += other.occurrencesSkipped
+        sum.buffered = max(buffered, other.buffered)  // one queue: each partition reads the same count
+        sum.nextDeadline = [nextDeadline, other.nextDeadline].compactMap { $0 }.min()
+        sum.memoryBytes += other.memoryBytes
+        sum.logBytesWritten += other.logBytesWritten
+        sum.logRawBytesWritten += other.logRawBytesWritten
+        sum.framesWritten += other.framesWritten
+        sum.syncs += other.syncs
+        sum.logBytesSinceCheckpoint += other.logBytesSinceCheckpoint
+        sum.checkpoints += other.checkpoints
+        sum.checkpointSequence = [checkpointSequence, other.checkpointSequence].compactMap { $0 }.max()
+        sum.lastCheckpointMilliseconds = [lastCheckpointMilliseconds, other.lastCheckpointMilliseconds].compactMap { $0 }.max()
+        sum.checkpointInProgress = checkpointInProgress || other.checkpointInProgress
+        sum.loading = loading || other.loading
+        sum.fullyLoadedMilliseconds = [fullyLoadedMilliseconds, other.fullyLoadedMilliseconds].compactMap { $0 }.max()
+        sum.logReplayMilliseconds += other.logReplayMilliseconds
+        return sum
+    }
+}

@@ -27,7 +27,9 @@ public typealias RecoveryReport = HourglassStorage.RecoveryReport
 /// together are applied as one group, in the order they arrive. Dropping the last reference
 /// to an engine closes it, as `close()` would.
 public final class HourglassEngine: Sendable {
-    let engine: Engine
+    /// The partitions' engines (one unless `Configuration.partitions` says more): an id's
+    /// timer lives in `partitions[Partitioning.index(of: id)]`.
+    let partitions: [Engine]
     /// The configuration the engine was opened with.
     public let configuration: Configuration
     /// Where the engine reads the time.
@@ -38,18 +40,33 @@ public final class HourglassEngine: Sendable {
     public let recoveryReport: RecoveryReport
     private let closed = Atomic<Bool>(false)
 
-    private init(engine: Engine, configuration: Configuration, clock: any HourglassClock, deliveries: DeliveryQueue, report: RecoveryReport) {
-        self.engine = engine
+    private init(partitions: [Engine], configuration: Configuration, clock: any HourglassClock, deliveries: DeliveryQueue, report: RecoveryReport) {
+        self.partitions = partitions
         self.configuration = configuration
         self.clock = clock
-        self.deliveries = Deliveries(queue: deliveries, taker: configuration.deliveryMode == .atMostOnce ? Taker(engine) : nil)
+        self.deliveries = Deliveries(queue: deliveries, taker: configuration.deliveryMode == .atMostOnce ? Taker(partitions) : nil)
         self.recoveryReport = report
     }
 
     /// An engine dropped without `close()` closes here: everything applied is written and
     /// synced, and the directory is released, so that it can be opened again in this process.
     deinit {
-        if !closed.exchange(true, ordering: .acquiringAndReleasing) { engine.closeAbandoned() }
+        if !closed.exchange(true, ordering: .acquiringAndReleasing) {
+            for partition in partitions { partition.closeAbandoned() }
+        }
+    }
+
+    /// The partition that holds `id`'s timer.
+    @inline(__always)
+    func partition(for id: TimerID) -> Engine {
+        partitions.count == 1 ? partitions[0] : partitions[Partitioning.index(of: id.bytes, count: partitions.count)]
+    }
+
+    /// The partition that made `delivery`, if it came from this engine.
+    @inline(__always)
+    func partition(of delivery: Delivery) -> Engine? {
+        let partition = partition(for: delivery.id)
+        return delivery.engine == partition.serial ? partition : nil
     }
 
     /// Opens an engine: in memory, or over a directory (created if missing), recovering every
@@ -76,26 +93,58 @@ public final class HourglassEngine: Sendable {
         guard Deadline.validRange.contains(now) else {
             throw .invalidConfiguration("the clock reads \(now) ms, outside the representable range")
         }
+        // The partitions' directories (nil in memory), then one engine for each, all handing
+        // their deliveries to one queue.
+        let paths: [String?]
+        if case let .directory(path) = configuration.storage {
+            paths = try Partitioning.directories(at: path, count: configuration.partitions, fileSystem: configuration.fileSystem)
+        } else {
+            paths = Array(repeating: nil, count: configuration.partitions)
+        }
+        var engines: [Engine] = []
+        var merged = RecoveryReport()
+        do throws(HourglassError) {
+            for (index, path) in paths.enumerated() {
+                var partitionConfiguration = configuration
+                if paths.count > 1 { partitionConfiguration.metricsDimensions.append(("partition", String(index))) }
+                let (engine, report) = try openPartition(path: path, configuration: partitionConfiguration, clock: clock, now: now,
+                                                         queue: queue, opened: opened, progress: progress)
+                engines.append(engine)
+                merged.merge(report)
+            }
+        } catch {
+            for engine in engines { engine.closeAbandoned() }
+            throw error
+        }
+        let result = HourglassEngine(partitions: engines, configuration: configuration, clock: clock, deliveries: queue, report: merged)
+        if clock.isManual {
+            for engine in engines { clock.onChange { [weak engine] in engine?.wake() } }
+        }
+        return result
+    }
+
+    /// Opens one partition (the whole engine unless there are several): recovers its directory
+    /// and starts its engine.
+    private static func openPartition(
+        path: String?, configuration: Configuration, clock: any HourglassClock, now: Int64, queue: DeliveryQueue, opened: UInt64,
+        progress: (@Sendable (DirectoryProgress) -> Void)?
+    ) throws(HourglassError) -> (Engine, RecoveryReport) {
         var wheel = TimerWheel(tickMilliseconds: configuration.tickMilliseconds, now: now)
         var journal: WALJournal? = nil
         var loader: CheckpointLoader? = nil
         var report = RecoveryReport()
         var replayNanoseconds: UInt64 = 0
         let rules = SeriesRules()
-        if case let .directory(path) = configuration.storage {
+        if let path {
             (journal, loader) = try recoverDirectory(path: path, configuration: configuration, clock: clock, into: &wheel, rules: rules, report: &report,
-                                             replayNanoseconds: &replayNanoseconds, progress: progress)
+                                                     replayNanoseconds: &replayNanoseconds, progress: progress)
         }
         let engine = Engine(
             wheel: wheel, journal: journal, loader: loader, seriesRules: rules, clock: clock, configuration: configuration, deliveries: queue,
             serial: EngineSerial.next(), checkpointNow: !report.dropped.isEmpty, openedNanoseconds: opened,
             logReplayMilliseconds: Double(replayNanoseconds) / 1e6, replayedLogBytes: report.logBytes)
-        let result = HourglassEngine(engine: engine, configuration: configuration, clock: clock, deliveries: queue, report: report)
         engine.start()
-        if clock.isManual {
-            clock.onChange { [weak engine] in engine?.wake() }
-        }
-        return result
+        return (engine, report)
     }
 
     // MARK: Scheduling
@@ -111,7 +160,7 @@ public final class HourglassEngine: Sendable {
     public func schedule(id: TimerID, at deadline: Deadline, payload: [UInt8] = []) async throws(HourglassError) {
         let item = TimerRequest(id: id, deadline: deadline, payload: payload)
         try validate(item)
-        try await engine.perform({ $0.schedule(item) }, orQueue: { .schedule(item, $0) }).get()
+        try await partition(for: id).perform({ $0.schedule(item) }, orQueue: { .schedule(item, $0) }).get()
     }
 
     /// Schedules a timer to fire `delay` from now (by the engine's clock).
@@ -125,7 +174,15 @@ public final class HourglassEngine: Sendable {
     nonisolated(nonsending)
     public func schedule(_ timers: [TimerRequest]) async throws(HourglassError) {
         for timer in timers { try validate(timer) }
-        try await engine.perform({ $0.schedule(timers) }, orQueue: { .scheduleBatch(timers, $0) }).get()
+        if partitions.count == 1 {
+            return try await partitions[0].perform({ $0.schedule(timers) }, orQueue: { .scheduleBatch(timers, $0) }).get()
+        }
+        // One request (one frame) per partition, in the order of the batch within each.
+        var groups = Array(repeating: [TimerRequest](), count: partitions.count)
+        for timer in timers { groups[Partitioning.index(of: timer.id.bytes, count: partitions.count)].append(timer) }
+        for (index, group) in groups.enumerated() where !group.isEmpty {
+            try await partitions[index].perform({ $0.schedule(group) }, orQueue: { .scheduleBatch(group, $0) }).get()
+        }
     }
 
     /// Schedules a recurring timer under `id`, replacing any timer with that id (one-shot or
@@ -152,7 +209,7 @@ public final class HourglassEngine: Sendable {
         async throws(HourglassError)
     {
         let item = try seriesRequest(id: id, recurrence: recurrence, first: first, payload: payload)
-        try await engine.perform({ $0.scheduleSeries(item) }, orQueue: { .scheduleSeries(item, $0) }).get()
+        try await partition(for: id).perform({ $0.scheduleSeries(item) }, orQueue: { .scheduleSeries(item, $0) }).get()
     }
 
     /// Validates and compiles a recurring timer, on the caller's thread.
@@ -188,7 +245,7 @@ public final class HourglassEngine: Sendable {
     nonisolated(nonsending)
     public func cancel(id: TimerID) async throws(HourglassError) -> Bool {
         try checkID(id)
-        return try await engine.cancelThroughDoor(id.bytes).get()
+        return try await partition(for: id).cancelThroughDoor(id.bytes).get()
     }
 
     // MARK: Consuming
@@ -198,18 +255,25 @@ public final class HourglassEngine: Sendable {
     /// attempt, replaced by a new schedule of its id, or cancelled), or came from another engine.
     nonisolated(nonsending)
     public func ack(_ delivery: Delivery) async throws(HourglassError) -> Bool {
-        guard delivery.engine == engine.serial else { return false }
+        guard let partition = partition(of: delivery) else { return false }
         let ref = delivery.ref
-        return try await engine.perform({ $0.ack(ref) }, orQueue: { .ack(ref, $0) }).get()
+        return try await partition.perform({ $0.ack(ref) }, orQueue: { .ack(ref, $0) }).get()
     }
 
     /// Acknowledges many deliveries at once (one frame in the log); returns how many took
     /// effect (the others were no longer in flight, or came from another engine).
     nonisolated(nonsending)
     public func ack(contentsOf deliveries: some Sequence<Delivery>) async throws(HourglassError) -> Int {
-        let refs = deliveries.filter { $0.engine == engine.serial }.map(\.ref)
-        guard !refs.isEmpty else { return 0 }
-        return try await engine.perform({ $0.ack(refs) }, orQueue: { .ackBatch(refs, $0) }).get()
+        var groups = Array(repeating: [DeliveryRef](), count: partitions.count)
+        for delivery in deliveries {
+            let index = partitions.count == 1 ? 0 : Partitioning.index(of: delivery.id.bytes, count: partitions.count)
+            if delivery.engine == partitions[index].serial { groups[index].append(delivery.ref) }
+        }
+        var done = 0
+        for (index, refs) in groups.enumerated() where !refs.isEmpty {
+            done += try await partitions[index].perform({ $0.ack(refs) }, orQueue: { .ackBatch(refs, $0) }).get()
+        }
+        return done
     }
 
     /// Asks for the timer to be delivered again after `delay`, with the next attempt number (the
@@ -221,9 +285,9 @@ public final class HourglassEngine: Sendable {
     nonisolated(nonsending)
     public func retry(_ delivery: Delivery, after delay: Duration) async throws(HourglassError) -> Bool {
         let ms = try deadline(after: delay) - clock.now()
-        guard delivery.engine == engine.serial else { return false }
+        guard let partition = partition(of: delivery) else { return false }
         let ref = delivery.ref
-        return try await engine.perform({ $0.retry(ref, delayMilliseconds: ms) }, orQueue: { .retry(ref, delayMilliseconds: ms, $0) }).get()
+        return try await partition.perform({ $0.retry(ref, delayMilliseconds: ms) }, orQueue: { .retry(ref, delayMilliseconds: ms, $0) }).get()
     }
 
     // MARK: Housekeeping
@@ -233,19 +297,26 @@ public final class HourglassEngine: Sendable {
     /// In memory it does nothing.
     nonisolated(nonsending)
     public func checkpoint() async throws(HourglassError) {
-        let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Void, HourglassError>, Never>) in
-            engine.enter(.checkpoint(Reply(continuation)))
+        for partition in partitions {
+            let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Void, HourglassError>, Never>) in
+                partition.enter(.checkpoint(Reply(continuation)))
+            }
+            try result.get()
         }
-        try result.get()
     }
 
     /// Counters, answered after the engine has fired everything due at the clock's current time
     /// (so a test that moves a manual clock and then reads `stats()` sees the result).
     nonisolated(nonsending)
     public func stats() async -> EngineStats {
-        await withUnsafeContinuation { (reply: UnsafeContinuation<EngineStats, Never>) in
-            engine.enter(.stats(reply))
+        var merged: EngineStats? = nil
+        for partition in partitions {
+            let stats = await withUnsafeContinuation { (reply: UnsafeContinuation<EngineStats, Never>) in
+                partition.enter(.stats(reply))
+            }
+            merged = merged.map { $0.adding(stats) } ?? stats
         }
+        return merged!
     }
 
     /// Closes the engine: applies everything queued before, syncs the log, releases the
@@ -258,11 +329,15 @@ public final class HourglassEngine: Sendable {
     nonisolated(nonsending)
     public func close() async throws(HourglassError) {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Void, HourglassError>, Never>) in
-            engine.enter(.close(Reply(continuation)))
+        // Every partition is closed, whatever one of them reports; the first failure is thrown.
+        var failure: HourglassError? = nil
+        for partition in partitions {
+            let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Void, HourglassError>, Never>) in
+                partition.enter(.close(Reply(continuation)))
+            }
+            if case let .failure(error) = result, error != .closed, failure == nil { failure = error }
         }
-        if case .failure(.closed) = result { return }
-        try result.get()
+        if let failure { throw failure }
     }
 
     // MARK: Submitting without waiting
@@ -278,43 +353,43 @@ public final class HourglassEngine: Sendable {
     /// batch, before it fires anything (so a cancel right after the schedule of a timer that is
     /// already due still wins). Invalid ones get their error at once and are left out.
     package func submit(_ submissions: [Submission]) {
-        var requests: [Request] = []
-        requests.reserveCapacity(submissions.count)
+        var requests = Array(repeating: [Request](), count: partitions.count)
+        func index(_ id: TimerID) -> Int { partitions.count == 1 ? 0 : Partitioning.index(of: id.bytes, count: partitions.count) }
         for submission in submissions {
             switch submission {
             case let .schedule(timer, completion):
                 do throws(HourglassError) {
                     try validate(timer)
-                    requests.append(.schedule(timer, Reply(callback: completion)))
+                    requests[index(timer.id)].append(.schedule(timer, Reply(callback: completion)))
                 } catch {
                     completion(.failure(error))
                 }
             case let .scheduleRecurring(id, recurrence, first, payload, completion):
                 do throws(HourglassError) {
                     let item = try seriesRequest(id: id, recurrence: recurrence, first: first, payload: payload)
-                    requests.append(.scheduleSeries(item, Reply(callback: completion)))
+                    requests[index(id)].append(.scheduleSeries(item, Reply(callback: completion)))
                 } catch {
                     completion(.failure(error))
                 }
             case let .cancel(id, completion):
                 do throws(HourglassError) {
                     try checkID(id)
-                    requests.append(.cancel(id.bytes, Reply(callback: completion)))
+                    requests[index(id)].append(.cancel(id.bytes, Reply(callback: completion)))
                 } catch {
                     completion(.failure(error))
                 }
             }
         }
-        engine.enter(contentsOf: requests)
+        for (partition, requests) in zip(partitions, requests) where !requests.isEmpty { partition.enter(contentsOf: requests) }
     }
 
     /// Queues an acknowledgement now; `completion` gets whether it took effect.
     package func submitAck(_ delivery: Delivery, completion: @escaping @Sendable (Result<Bool, HourglassError>) -> Void) {
-        guard delivery.engine == engine.serial else {
+        guard let partition = partition(of: delivery) else {
             completion(.success(false))
             return
         }
-        engine.enter(.ack(delivery.ref, Reply<Bool>(callback: completion)))
+        partition.enter(.ack(delivery.ref, Reply<Bool>(callback: completion)))
     }
 
     // MARK: Validation
@@ -372,15 +447,16 @@ enum EngineSerial {
 
 /// At-most-once delivery: a consumer's take of a delivery is what counts as delivered.
 final class Taker: Sendable {
-    let engine: Engine
-    init(_ engine: Engine) { self.engine = engine }
+    let partitions: [Engine]
+    init(_ partitions: [Engine]) { self.partitions = partitions }
 
     /// Whether the delivery is the consumer's (logged as done); false when it was cancelled or
     /// replaced meanwhile, or the engine closed (then it is delivered again after a reopen).
     nonisolated(nonsending)
     func take(_ delivery: Delivery) async -> Bool {
         let ref = delivery.ref
-        let result = await engine.perform({ $0.take(ref) }, orQueue: { .take(ref, $0) })
+        let index = partitions.count == 1 ? 0 : Partitioning.index(of: delivery.id.bytes, count: partitions.count)
+        let result = await partitions[index].perform({ $0.take(ref) }, orQueue: { .take(ref, $0) })
         return (try? result.get()) ?? false
     }
 }
