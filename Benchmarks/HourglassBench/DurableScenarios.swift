@@ -24,13 +24,19 @@ struct Context: Sendable {
     var sweepRates: [Int] = SweepPlan.defaultRates
     /// The system's SQLite, or why it is unavailable (nil with `--no-peers`).
     var sqlite: Result<SQLiteLibrary, SQLiteError>?
+    /// `--partitions`: the engine's partitions (1: one single writer).
+    var partitions: Int = 1
 
     var durabilityName: String { "\(durability)" }
     /// SQLite's synchronous setting for the policy: FULL for `always`, NORMAL otherwise.
     var fullSync: Bool { durability == .always }
     var sqliteSynchronous: String { fullSync ? "FULL" : "NORMAL" }
 
-    func configuration(_ path: String) -> Configuration { .directory(path, durability: durability) }
+    func configuration(_ path: String) -> Configuration {
+        var configuration = Configuration.directory(path, durability: durability)
+        configuration.partitions = partitions
+        return configuration
+    }
 
     /// The SQLite library when the peer runs, or the row saying why it does not.
     func sqlitePeer(scenario: String, timers: Int) -> (SQLiteLibrary?, Measurement?) {

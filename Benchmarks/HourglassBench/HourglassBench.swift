@@ -32,6 +32,9 @@ struct HourglassBench: AsyncParsableCommand {
     @Option(help: "Concurrent callers (and consumers) of the engine.")
     var callers: Int = 64
 
+    @Option(help: "Partitions of the engine: with more than 1, the schedule, fire, cancel and mixed scenarios run Hourglass twice, with 1 partition and with this many, side by side.")
+    var partitions: Int = 1
+
     @Option(help: "Timers per schedule call in the schedule scenario (1: one call per timer).")
     var batch: Int = 1
 
@@ -100,6 +103,7 @@ struct HourglassBench: AsyncParsableCommand {
         if let plot, plot.isEmpty { throw ValidationError("--plot needs a directory") }
         _ = try parsedSweepRates()
         if sweep && scenario != "lateness" { throw ValidationError("--sweep needs --scenario lateness") }
+        if partitions < 1 || partitions > 256 { throw ValidationError("--partitions must be 1 ... 256") }
         if child == nil && scenario != "all" && !HourglassBench.scenarios.contains(scenario) {
             throw ValidationError("unknown scenario \(scenario): \(HourglassBench.scenarios.joined(separator: ", ")) or all")
         }
@@ -136,7 +140,7 @@ struct HourglassBench: AsyncParsableCommand {
         }
         let names = scenario == "all" ? HourglassBench.scenarios : [scenario]
         for name in names {
-            let results: [Measurement]
+            var results: [Measurement]
             switch name {
             case "schedule": results = try await scheduleScenario(ctx)
             case "fire": results = try await fireScenario(ctx)
@@ -156,6 +160,25 @@ struct HourglassBench: AsyncParsableCommand {
             case "cron": results = cronMeasurements()
             case "recurring": results = try await recurringMeasurements()
             default: throw ValidationError("unknown scenario \(name)")
+            }
+            if partitions > 1 && ["schedule", "fire", "cancel", "mixed"].contains(name) {
+                // The same scenario over a partitioned engine, beside the one-partition rows.
+                var partitioned = ctx
+                partitioned.partitions = partitions
+                partitioned.peers = false
+                partitioned.sqlite = nil
+                let more: [Measurement]
+                switch name {
+                case "schedule": more = try await scheduleScenario(partitioned)
+                case "fire": more = try await fireScenario(partitioned)
+                case "cancel": more = try await cancelScenario(partitioned)
+                default: more = try await mixedScenario(partitioned)
+                }
+                results += more.filter { $0.system == "hourglass" }.map { row in
+                    var row = row
+                    row.system = "hourglass ×\(partitions) partitions"
+                    return row
+                }
             }
             status("")
             if !results.isEmpty { reporter.report(results) }

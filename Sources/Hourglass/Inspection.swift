@@ -73,6 +73,37 @@ extension HourglassEngine {
     public static func inspect(
         directory path: String, includeTimers: Bool = false, progress: ((DirectoryProgress) -> Void)? = nil
     ) throws(HourglassError) -> DirectoryInspection {
+        guard let partitions = try Partitioning.existingDirectories(at: path) else {
+            return try inspectOne(directory: path, includeTimers: includeTimers, progress: progress)
+        }
+        // A partitioned directory: every partition, as one.
+        var merged: DirectoryInspection? = nil
+        for partition in partitions {
+            let one = try inspectOne(directory: partition, includeTimers: includeTimers, progress: progress)
+            guard var sum = merged else {
+                merged = one
+                continue
+            }
+            sum.pending += one.pending
+            sum.inFlight += one.inFlight
+            sum.nextDeadline = [sum.nextDeadline, one.nextDeadline].compactMap { $0 }.min()
+            sum.logBytes += one.logBytes
+            sum.segments += one.segments
+            sum.checkpointSequence = [sum.checkpointSequence, one.checkpointSequence].compactMap { $0 }.max()
+            let stored = Double(sum.report.logBytes + one.report.logBytes)
+            sum.compressionRatio = stored > 0 ? (sum.compressionRatio * Double(sum.report.logBytes) + one.compressionRatio * Double(one.report.logBytes)) / stored : 1
+            sum.report.merge(one.report)
+            sum.timers += one.timers
+            merged = sum
+        }
+        var result = merged!
+        result.timers.sort { ($0.inFlight ? 0 : 1, $0.deadline) < ($1.inFlight ? 0 : 1, $1.deadline) }
+        return result
+    }
+
+    private static func inspectOne(
+        directory path: String, includeTimers: Bool, progress: ((DirectoryProgress) -> Void)?
+    ) throws(HourglassError) -> DirectoryInspection {
         try _withLockedDirectory(path) { (directory) throws(HourglassError) in
             var throttle = ProgressThrottle(progress)
             var wheel = TimerWheel(now: 0)
@@ -160,6 +191,20 @@ extension HourglassEngine {
     /// - Throws: `.directoryLocked` while an engine runs on it, `.io` when a file cannot be
     ///   read (damage is reported in the result, not thrown).
     public static func verify(directory path: String, progress: ((DirectoryProgress) -> Void)? = nil) throws(HourglassError) -> [VerificationProblem] {
+        let partitions: [String]?
+        do throws(HourglassError) {
+            partitions = try Partitioning.existingDirectories(at: path)
+        } catch {
+            if case let .corruption(file, offset, reason) = error { return [VerificationProblem(file: file, offset: offset, reason: reason)] }
+            throw error
+        }
+        guard let partitions else { return try verifyOne(directory: path, progress: progress) }
+        var problems: [VerificationProblem] = []
+        for partition in partitions { problems += try verifyOne(directory: partition, progress: progress) }
+        return problems
+    }
+
+    private static func verifyOne(directory path: String, progress: ((DirectoryProgress) -> Void)?) throws(HourglassError) -> [VerificationProblem] {
         try _withLockedDirectory(path) { (directory) throws(HourglassError) in
             var throttle = ProgressThrottle(progress)
             var problems: [VerificationProblem] = []

@@ -79,6 +79,23 @@ enum Partitioning {
         }
     }
 
+    /// The partitions' directories of an existing directory, when it is partitioned (nil when it
+    /// is one engine's directory, or missing). Creates nothing: for the read-only commands.
+    static func existingDirectories(at path: String) throws(HourglassError) -> [String]? {
+        guard fileExists(path + "/" + manifestName) else { return nil }
+        do {
+            let root = try PosixFileSystem().openDirectory(path)
+            guard let count = try recordedCount(in: root, names: [manifestName]) else { return nil }
+            return (0 ..< count).map { path + "/" + subdirectoryName($0) }
+        } catch let error as HourglassError {
+            throw error
+        } catch let error as StorageError {
+            throw HourglassError(error)
+        } catch {
+            throw .invalidConfiguration("\(error)")
+        }
+    }
+
     /// The count `PARTITIONS` records, nil without one.
     private static func recordedCount(in root: any StorageDirectory, names: [String]) throws -> Int? {
         guard names.contains(manifestName) else { return nil }
@@ -113,5 +130,13 @@ extension RecoveryReport {
         checkpointSequence = [checkpointSequence, other.checkpointSequence].compactMap { $0 }.max()
         checkpointTimers += other.checkpointTimers
         damagedCheckpoints += other.damagedCheckpoints
+    }
+}
+
+extension HourglassEngine {
+    /// The partition count a directory records (nil: one engine's directory, or none yet): the
+    /// command's default for `--partitions`.
+    package static func recordedPartitions(at path: String) throws(HourglassError) -> Int? {
+        try Partitioning.existingDirectories(at: path)?.count
     }
 }

@@ -135,6 +135,11 @@ struct CheckpointCommand: AsyncParsableCommand {
             throw ExitCode(ExitStatus.failure)
         }
         var configuration = Configuration.directory(dir, durability: .always)
+        do throws(HourglassError) {
+            configuration.partitions = try HourglassEngine.recordedPartitions(at: dir) ?? 1
+        } catch {
+            throw fail(error, dir)
+        }
         configuration.deliversTimers = false
         configuration.maxPayloadBytes = TimerLimits.maxPayload
         let progressLine = ProgressLine("checkpoint")

@@ -43,8 +43,12 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "At the end of stdin, exit once no timer is pending or in flight.")
     var exitWhenIdle = false
 
+    @Option(help: "Partitions, when the directory is created (default: what the directory records, or 1).")
+    var partitions: Int?
+
     func validate() throws {
         _ = try parseDurability(durability)
+        if let partitions, partitions < 1 || partitions > 256 { throw ValidationError("--partitions must be 1 ... 256, not \(partitions)") }
     }
 
     func run() async throws {
@@ -56,7 +60,13 @@ struct RunCommand: AsyncParsableCommand {
         let engine: HourglassEngine
         let opening = ProgressLine("run: opening \(dir)")
         do throws(HourglassError) {
-            engine = try await HourglassEngine.open(.directory(dir, durability: policy), progress: { opening.show($0) })
+            var configuration = Configuration.directory(dir, durability: policy)
+            if let partitions {
+                configuration.partitions = partitions
+            } else {
+                configuration.partitions = try HourglassEngine.recordedPartitions(at: dir) ?? 1
+            }
+            engine = try await HourglassEngine.open(configuration, progress: { opening.show($0) })
         } catch {
             opening.finish()
             throw fail(error, dir)

@@ -70,6 +70,25 @@ struct RunEndToEndTests {
         #expect(result.events.filter(isDurable("schedule", "poll")).count == 1 && result.events.filter(isDurable("schedule", "tick")).count == 1)
     }
 
+    @Test("run --partitions 3 creates a partitioned directory; later runs and dump read it without being told")
+    func partitionedRun() async throws {
+        let tmp = TemporaryDirectory("hourglass-cli")
+        defer { tmp.remove() }
+        let dir = tmp.appending("data")
+        let far = nowMilliseconds() + 86_400_000
+        let ids = (0 ..< 12).map { "order-\($0)" }
+        let process = try HourglassProcess(["run", "--dir", dir, "--partitions", "3"])
+        process.send(ids.map { scheduleLine($0, at: far, payload: $0) })
+        for id in ids { try await process.waitForEvents(count: 1, "durable \(id)", where: isDurable("schedule", id)) }
+        process.signal(SIGTERM)
+        #expect(try await process.waitForExit() == 0)
+        #expect(readFile(dir + "/PARTITIONS") == Array("hourglass partitions 3\n".utf8))
+        let dump = try await hourglass(["dump", "--dir", dir], input: [])
+        #expect(Set(dump.events.compactMap { $0["id"]?.string }) == Set(ids), "\(dump.report)")
+        let refused = try await hourglass(["run", "--dir", dir, "--partitions", "2", "--exit-when-idle"], input: [])
+        #expect(refused.status != 0 && refused.stderr.contains("was created with 3 partitions, not 2"), "\(refused.report)")
+    }
+
     @Test("a schedule reported durable survives a kill -9 of the run, under each durability policy",
           arguments: ["always", "interval:1", "interval:200", "none"])
     func durableSurvivesKill(policy: String) async throws {

@@ -109,6 +109,15 @@ struct PartitionTests {
         let due = await timers.takeDeliveries()
         #expect(Set(due.map(\.id.description)) == Set(ids + ["sweep"]))
         #expect(due.allSatisfy { $0.id == "sweep" || $0.payload == Array($0.id.description.utf8) })
+        for delivery in due where delivery.id != "sweep" { #expect(try await timers.engine.ack(delivery)) }
+        // inspect and verify read every partition, as one directory.
+        try await timers.engine.close()
+        let inspection = try HourglassEngine.inspect(directory: path, includeTimers: true)
+        #expect(inspection.pending + inspection.inFlight == 1 && inspection.timers.map(\.id) == ["sweep"], "\(inspection.timers.map(\.id))")
+        #expect(try HourglassEngine.verify(directory: path).isEmpty)
+        patchFile(path + "/partition-001/" + fileNames(in: path + "/partition-001").first { $0.hasPrefix("wal-") }!, at: 70, with: [0xFF, 0xFF])
+        let problems = try HourglassEngine.verify(directory: path)
+        #expect(problems.count == 1 && problems.first?.file.contains("/partition-001/wal-") == true, "\(problems)")
         try await timers.close()
     }
 
