@@ -70,12 +70,8 @@ enum Partitioning {
                 }
                 return (0 ..< wanted).map { path + "/" + subdirectoryName($0) }
             }
-        } catch let error as HourglassError {
-            throw error
-        } catch let error as StorageError {
-            throw HourglassError(error)
         } catch {
-            throw .invalidConfiguration("\(error)")
+            throw hourglassError(error)
         }
     }
 
@@ -87,12 +83,17 @@ enum Partitioning {
             let root = try PosixFileSystem().openDirectory(path)
             guard let count = try recordedCount(in: root, names: [manifestName]) else { return nil }
             return (0 ..< count).map { path + "/" + subdirectoryName($0) }
-        } catch let error as HourglassError {
-            throw error
-        } catch let error as StorageError {
-            throw HourglassError(error)
         } catch {
-            throw .invalidConfiguration("\(error)")
+            throw hourglassError(error)
+        }
+    }
+
+    /// What the layout's untyped storage calls threw, as the engine's error.
+    private static func hourglassError(_ error: any Error) -> HourglassError {
+        switch error {
+        case let error as HourglassError: return error
+        case let error as StorageError: return HourglassError(error)
+        default: return .invalidConfiguration("\(error)")
         }
     }
 

@@ -74,23 +74,19 @@ extension Engine {
             return true
         case .fireOnceNow:
             let (last, count) = rule.due(from: first, through: now, cap: cap)
-            guard count > 1 else { return true }
-            trailer.occurrence = last
-            trailer.coalesced += count - 1
-            if trailer.remaining > 0 { trailer.remaining -= count - 1 }
-            setDetached(handle, deadline: last, trailer)
-            counters.occurrencesCoalesced += Int(count - 1)
+            if count > 1 {
+                fold(handle, &trailer, into: last, count: count)
+                counters.occurrencesCoalesced += Int(count - 1)
+            }
             return true
         case .skip:
             let (last, count) = rule.due(from: first, through: now, cap: cap)
             if now - last <= misfireThresholdMilliseconds {
                 // The latest due occurrence is on time: it fires, the ones before are skipped.
-                guard count > 1 else { return true }
-                trailer.occurrence = last
-                trailer.coalesced += count - 1
-                if trailer.remaining > 0 { trailer.remaining -= count - 1 }
-                setDetached(handle, deadline: last, trailer)
-                counters.occurrencesSkipped += Int(count - 1)
+                if count > 1 {
+                    fold(handle, &trailer, into: last, count: count)
+                    counters.occurrencesSkipped += Int(count - 1)
+                }
                 return true
             }
             // All due occurrences missed: wait for the next future one, which reports them.
@@ -105,6 +101,15 @@ extension Engine {
             arm(handle, at: next, trailer)
             return false
         }
+    }
+
+    /// The fired occurrence stands for `count` due ones from it through `last`: it becomes
+    /// `last`, reporting them in `coalesced` and counting them off `remaining`.
+    private func fold(_ handle: TimerHandle, _ trailer: inout SeriesTrailer, into last: Int64, count: UInt32) {
+        trailer.occurrence = last
+        trailer.coalesced += count - 1
+        if trailer.remaining > 0 { trailer.remaining -= count - 1 }
+        setDetached(handle, deadline: last, trailer)
     }
 
     /// A fired series timer now stands for a later occurrence: logged as a NEXT record before
