@@ -32,13 +32,8 @@ extension Engine {
                 }
             }
         }
-        switch result {
-        case .success:
-            noteWork(at: deadline)
-            return .success(())
-        case .failure(.tooManyTimers): return .failure(.capacityExceeded("the engine holds 2^32 - 1 timers"))
-        case .failure(.arenaFull): return .failure(.capacityExceeded("ids and payloads held in memory would pass 32 GiB"))
-        }
+        if case .success = result { noteWork(at: deadline) }
+        return result.mapError(HourglassError.init(capacity:))
     }
 
     /// nil: the answer waits until the checkpoint has loaded (the timer may be in the rest).
@@ -135,5 +130,15 @@ extension Engine {
     @inline(__always)
     func noteWork(at milliseconds: Int64) {
         if milliseconds < plannedUntil { planNeeded = true }
+    }
+}
+
+extension HourglassError {
+    /// The wheel is full, as a caller's error.
+    init(capacity error: TimerWheel.CapacityError) {
+        switch error {
+        case .tooManyTimers: self = .capacityExceeded("the engine holds 2^32 - 1 timers")
+        case .arenaFull: self = .capacityExceeded("ids and payloads held in memory would pass 32 GiB")
+        }
     }
 }

@@ -8,29 +8,20 @@ extension Engine {
         if let error = refuseIfStopped() { return .failure(error) }
         let rule = seriesRules.intern(item.rule)
         let fields = SeriesFields(occurrence: item.first, coalesced: 1, remaining: item.remaining)
-        let stored = item.payload.withUnsafeBytes { SeriesTrailer.payload($0, trailer: SeriesTrailer(rule: rule, fields: fields)) }
         let result = item.id.bytes.withUnsafeBytes { id in
-            Result { () throws(TimerWheel.CapacityError) in
-                try stored.withUnsafeBytes { bytes in
-                    Result { () throws(TimerWheel.CapacityError) in
-                        _ = try wheel.schedule(id: id, deadline: item.first, payload: bytes, attempt: 1, tag: seriesTag)
-                    }
-                }.get()
-                item.payload.withUnsafeBytes { payload in
+            item.payload.withUnsafeBytes { payload in
+                Result { () throws(TimerWheel.CapacityError) in
+                    _ = try wheel.scheduleSeries(id: id, deadline: item.first, attempt: 1, payload: payload,
+                                                 trailer: SeriesTrailer(rule: rule, fields: fields))
                     seriesRules[rule].encoded.withUnsafeBytes { encoded in
                         journal?.series(id: id, deadline: item.first, attempt: 1, payload: payload, rule: encoded, state: fields)
                     }
+                    scheduledTotal += 1
                 }
-                scheduledTotal += 1
             }
         }
-        switch result {
-        case .success:
-            noteWork(at: item.first)
-            return .success(())
-        case .failure(.tooManyTimers): return .failure(.capacityExceeded("the engine holds 2^32 - 1 timers"))
-        case .failure(.arenaFull): return .failure(.capacityExceeded("ids and payloads held in memory would pass 32 GiB"))
-        }
+        if case .success = result { noteWork(at: item.first) }
+        return result.mapError(HourglassError.init(capacity:))
     }
 
     /// A held timer's occurrence is done (acknowledged, taken, or out of attempts): a one-shot
@@ -50,9 +41,7 @@ extension Engine {
     /// Re-arms a series at `deadline` with a new state: attempt 1, a new generation (so that an
     /// acknowledgement of an earlier occurrence's delivery matches nothing), one NEXT record.
     private func arm(_ handle: TimerHandle, at deadline: Int64, _ trailer: SeriesTrailer) {
-        wheel.setSeriesTrailer(trailer, of: handle)
-        wheel.renew(handle)
-        wheel.rearm(handle, deadline: deadline, attempt: 1)
+        wheel.armSeries(handle, at: deadline, trailer)
         wheel.withID(of: handle) { journal?.next(id: $0, deadline: deadline, state: trailer.fields) }
         noteWork(at: deadline)
     }

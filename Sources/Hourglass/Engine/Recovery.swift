@@ -133,13 +133,7 @@ func _replay(_ record: RecordView, into wheel: inout TimerWheel, rules: SeriesRu
         // A NEXT for a timer no longer held (cancelled after it) or no longer a series (replaced
         // by a one-shot schedule after it) changes nothing.
         guard let handle = wheel.lookup(id: record.id), wheel.isSeries(handle) else { return }
-        var trailer = wheel.seriesTrailer(of: handle)
-        trailer.occurrence = record.series.occurrence
-        trailer.coalesced = record.series.coalesced
-        trailer.remaining = record.series.remaining
-        wheel.setSeriesTrailer(trailer, of: handle)
-        wheel.renew(handle)
-        wheel.rearm(handle, deadline: record.deadline, attempt: 1)
+        wheel.armSeries(handle, at: record.deadline, SeriesTrailer(rule: wheel.seriesTrailer(of: handle).rule, fields: record.series))
     case .cancel, .ack:
         wheel.cancel(id: record.id)
         if pending { loader!.tombstones.insert(record.id) }
@@ -163,13 +157,9 @@ func _replay(_ record: RecordView, into wheel: inout TimerWheel, rules: SeriesRu
 /// its rule.
 func scheduleSeries(_ record: RecordView, into wheel: inout TimerWheel, rules: SeriesRules) throws(HourglassError) -> TimerHandle {
     let rule = try rules.intern(encoded: record.rule)
-    let stored = SeriesTrailer.payload(record.payload, trailer: SeriesTrailer(rule: rule, fields: record.series))
     do throws(TimerWheel.CapacityError) {
-        return try stored.withUnsafeBytes { bytes in
-            Result { () throws(TimerWheel.CapacityError) in
-                try wheel.schedule(id: record.id, deadline: record.deadline, payload: bytes, attempt: record.attempt, tag: seriesTag).handle
-            }
-        }.get()
+        return try wheel.scheduleSeries(id: record.id, deadline: record.deadline, attempt: record.attempt, payload: record.payload,
+                                        trailer: SeriesTrailer(rule: rule, fields: record.series))
     } catch {
         throw .capacityExceeded("recovering more timers than the engine can hold: \(error)")
     }

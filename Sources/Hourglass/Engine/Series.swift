@@ -189,6 +189,8 @@ final class SeriesRule: Sendable, CustomStringConvertible {
 final class SeriesRules: @unchecked Sendable {
     private(set) var rules: [SeriesRule] = []
     private var indexes: [[UInt8]: UInt32] = [:]
+    /// The rule found last by `intern(encoded:)`: replay meets the same rule record after record.
+    private var lastDecoded: UInt32? = nil
 
     var count: Int { rules.count }
 
@@ -203,8 +205,15 @@ final class SeriesRules: @unchecked Sendable {
 
     /// The index of an encoded rule (from a SERIES record), compiling it the first time.
     func intern(encoded bytes: UnsafeRawBufferPointer) throws(HourglassError) -> UInt32 {
-        if let index = indexes[Array(bytes)] { return index }
-        return intern(try SeriesRule(decoding: bytes))
+        if let last = lastDecoded, rules[Int(last)].encoded.elementsEqual(bytes) { return last }
+        let index: UInt32
+        if let known = indexes[Array(bytes)] {
+            index = known
+        } else {
+            index = intern(try SeriesRule(decoding: bytes))
+        }
+        lastDecoded = index
+        return index
     }
 
     subscript(index: UInt32) -> SeriesRule { rules[Int(index)] }
@@ -271,6 +280,27 @@ extension TimerWheel {
 
     mutating func setSeriesTrailer(_ trailer: SeriesTrailer, of handle: TimerHandle) {
         withMutablePayload(of: handle) { trailer.store(into: UnsafeMutableRawBufferPointer(rebasing: $0[($0.count - SeriesTrailer.size)...])) }
+    }
+
+    /// Schedules a recurring timer: the caller's payload with the trailer after it (an upsert,
+    /// as `schedule`).
+    mutating func scheduleSeries(
+        id: UnsafeRawBufferPointer, deadline: Int64, attempt: UInt32, payload: UnsafeRawBufferPointer, trailer: SeriesTrailer
+    ) throws(CapacityError) -> TimerHandle {
+        let stored = SeriesTrailer.payload(payload, trailer: trailer)
+        return try stored.withUnsafeBytes { bytes in
+            Result { () throws(CapacityError) in
+                try schedule(id: id, deadline: deadline, payload: bytes, attempt: attempt, tag: seriesTag).handle
+            }
+        }.get()
+    }
+
+    /// Moves a series on: the new state, a new generation (so that references to earlier
+    /// deliveries match nothing), pending at `deadline` with attempt 1.
+    mutating func armSeries(_ handle: TimerHandle, at deadline: Int64, _ trailer: SeriesTrailer) {
+        setSeriesTrailer(trailer, of: handle)
+        renew(handle)
+        rearm(handle, deadline: deadline, attempt: 1)
     }
 
     /// The caller's payload: without the trailer of a recurring timer.
