@@ -59,7 +59,7 @@ public final class HourglassEngine: Sendable {
     /// The partition that holds `id`'s timer.
     @inline(__always)
     func partition(for id: TimerID) -> Engine {
-        partitions.count == 1 ? partitions[0] : partitions[Partitioning.index(of: id.bytes, count: partitions.count)]
+        partitions[Partitioning.index(of: id.bytes, count: partitions.count)]
     }
 
     /// The partition that made `delivery`, if it came from this engine.
@@ -266,7 +266,7 @@ public final class HourglassEngine: Sendable {
     public func ack(contentsOf deliveries: some Sequence<Delivery>) async throws(HourglassError) -> Int {
         var groups = Array(repeating: [DeliveryRef](), count: partitions.count)
         for delivery in deliveries {
-            let index = partitions.count == 1 ? 0 : Partitioning.index(of: delivery.id.bytes, count: partitions.count)
+            let index = Partitioning.index(of: delivery.id.bytes, count: partitions.count)
             if delivery.engine == partitions[index].serial { groups[index].append(delivery.ref) }
         }
         var done = 0
@@ -354,7 +354,7 @@ public final class HourglassEngine: Sendable {
     /// already due still wins). Invalid ones get their error at once and are left out.
     package func submit(_ submissions: [Submission]) {
         var requests = Array(repeating: [Request](), count: partitions.count)
-        func index(_ id: TimerID) -> Int { partitions.count == 1 ? 0 : Partitioning.index(of: id.bytes, count: partitions.count) }
+        func index(_ id: TimerID) -> Int { Partitioning.index(of: id.bytes, count: partitions.count) }
         for submission in submissions {
             switch submission {
             case let .schedule(timer, completion):
@@ -455,7 +455,7 @@ final class Taker: Sendable {
     nonisolated(nonsending)
     func take(_ delivery: Delivery) async -> Bool {
         let ref = delivery.ref
-        let index = partitions.count == 1 ? 0 : Partitioning.index(of: delivery.id.bytes, count: partitions.count)
+        let index = Partitioning.index(of: delivery.id.bytes, count: partitions.count)
         let result = await partitions[index].perform({ $0.take(ref) }, orQueue: { .take(ref, $0) })
         return (try? result.get()) ?? false
     }

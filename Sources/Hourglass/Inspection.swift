@@ -43,6 +43,9 @@ public struct DirectoryInspection: Sendable {
     public var report: RecoveryReport
     /// Every timer, in deadline order (in-flight ones first), when asked for.
     public var timers: [TimerInfo]
+    /// The bytes `compressionRatio` divides: as stored, and decompressed.
+    var storedBytes = 0
+    var rawBytes = 0
 }
 
 /// A problem `HourglassEngine.verify` found: where, and what.
@@ -90,8 +93,9 @@ extension HourglassEngine {
             sum.logBytes += one.logBytes
             sum.segments += one.segments
             sum.checkpointSequence = [sum.checkpointSequence, one.checkpointSequence].compactMap { $0 }.max()
-            let stored = Double(sum.report.logBytes + one.report.logBytes)
-            sum.compressionRatio = stored > 0 ? (sum.compressionRatio * Double(sum.report.logBytes) + one.compressionRatio * Double(one.report.logBytes)) / stored : 1
+            sum.storedBytes += one.storedBytes
+            sum.rawBytes += one.rawBytes
+            sum.compressionRatio = sum.storedBytes > 0 ? Double(sum.rawBytes) / Double(sum.storedBytes) : 1
             sum.report.merge(one.report)
             sum.timers += one.timers
             merged = sum
@@ -176,7 +180,8 @@ extension HourglassEngine {
                 pending: wheel.count - wheel.inFlightCount, inFlight: wheel.inFlightCount,
                 nextDeadline: next.map { Deadline(millisecondsSinceEpoch: $0) },
                 logBytes: report.logBytes, segments: report.segmentFiles, checkpointSequence: report.checkpointSequence,
-                compressionRatio: stored > 0 ? Double(raw) / Double(stored) : 1, report: report, timers: timers)
+                compressionRatio: stored > 0 ? Double(raw) / Double(stored) : 1, report: report, timers: timers,
+                storedBytes: stored, rawBytes: raw)
         }
     }
 

@@ -24,8 +24,10 @@ enum Partitioning {
         return Int(truncatingIfNeeded: hashID(id, seed: hashKey).multipliedFullWidth(by: UInt64(count)).high)
     }
 
+    @inline(__always)
     static func index(of id: [UInt8], count: Int) -> Int {
-        id.withUnsafeBytes { index(of: $0, count: count) }
+        if count == 1 { return 0 }
+        return id.withUnsafeBytes { index(of: $0, count: count) }
     }
 
     static func subdirectoryName(_ index: Int) -> String {
