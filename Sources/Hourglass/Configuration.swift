@@ -30,6 +30,11 @@ public struct Configuration: Sendable {
         /// chooses. A process crash loses nothing; a power failure can lose what the kernel had
         /// not yet written (typically up to 30 s).
         case none
+        /// A fleet's policy: the call returns once its frame is committed in PostgreSQL (and,
+        /// with a synchronous standby, on the standby; see `Docs/OPERATIONS.md`). Only a fleet
+        /// node (`HourglassFleetNode`, in the `HourglassFleet` library) runs under it; a local
+        /// engine refuses it.
+        case replicated
 
         /// The policy as the command line spells it: `always`, `interval:10` (whole
         /// milliseconds; a fractional period is written as its `Duration`), `none`.
@@ -43,6 +48,7 @@ public struct Configuration: Sendable {
                 }
                 return "interval:\(period)"
             case .none: return "none"
+            case .replicated: return "replicated"
             }
         }
     }
@@ -165,9 +171,45 @@ public struct Configuration: Sendable {
         }
         if case let .directory(path) = storage { try require(!path.isEmpty, "the directory path is empty") }
     }
+
+    /// `validate()`, and refuses `.replicated`, which only a fleet node runs under.
+    func validateForLocalEngine() throws(HourglassError) {
+        try validate()
+        if durability == .replicated {
+            throw .invalidConfiguration("durability .replicated is a fleet's: start an HourglassFleetNode (the HourglassFleet library) with a PostgreSQL URL")
+        }
+    }
 }
 
 extension Configuration {
+    /// The deadline `delay` after `now`; refused when `delay` is negative or the deadline would
+    /// pass `Deadline.latest`.
+    package func deadline(after delay: Duration, now: Int64) throws(HourglassError) -> Int64 {
+        let ms = delay.wholeMillisecondsRoundedUp
+        let (deadline, overflow) = now.addingReportingOverflow(ms)
+        if overflow || delay < .zero || deadline > Deadline.latest.millisecondsSinceEpoch {
+            throw .deadlineOutOfRange(milliseconds: overflow ? .max : deadline)
+        }
+        return deadline
+    }
+
+    /// Refuses an empty id or one over `maxIDBytes`.
+    package func check(_ id: TimerID) throws(HourglassError) {
+        if id.bytes.isEmpty { throw .emptyID }
+        if id.bytes.count > maxIDBytes { throw .idTooLong(length: id.bytes.count, limit: maxIDBytes) }
+    }
+
+    /// Refuses a timer whose id, payload (over `payloadLimit`, `maxPayloadBytes` by default) or
+    /// deadline is out of bounds.
+    @inline(__always)
+    package func check(_ timer: TimerRequest, payloadLimit: Int? = nil) throws(HourglassError) {
+        try check(timer.id)
+        let limit = payloadLimit ?? maxPayloadBytes
+        if timer.payload.count > limit { throw .payloadTooLarge(length: timer.payload.count, limit: limit) }
+        let deadline = timer.deadline.millisecondsSinceEpoch
+        guard Deadline.validRange.contains(deadline) else { throw .deadlineOutOfRange(milliseconds: deadline) }
+    }
+
     /// `tick` in milliseconds, for the wheel (valid once `validate()` has passed).
     var tickMilliseconds: Int64 { tick.components.seconds * 1000 + tick.components.attoseconds / 1_000_000_000_000_000 }
 

@@ -34,6 +34,37 @@ public struct Delivery: Sendable, CustomStringConvertible {
 
     var ref: DeliveryRef { DeliveryRef(id: id.bytes, handle: handle, generation: generation, attempt: attempt) }
 
+    package init(
+        id: TimerID, deadline: Deadline, payload: [UInt8], attempt: Int, firedAt: Deadline, occurrence: Deadline?, coalesced: Int,
+        handle: UInt32, generation: UInt32, engine: UInt64
+    ) {
+        self.id = id
+        self.deadline = deadline
+        self.payload = payload
+        self.attempt = attempt
+        self.firedAt = firedAt
+        self.occurrence = occurrence
+        self.coalesced = coalesced
+        self.handle = handle
+        self.generation = generation
+        self.engine = engine
+    }
+
+    /// A fleet's delivery: its 64-bit generation in `handle` and `generation`, and
+    /// `Delivery.fleetEngine` as its engine (no local engine's serial), so that a local engine
+    /// refuses to acknowledge it.
+    package init(fleet id: TimerID, deadline: Deadline, payload: [UInt8], attempt: Int, firedAt: Deadline, fleetGeneration: UInt64) {
+        self.init(id: id, deadline: deadline, payload: payload, attempt: attempt, firedAt: firedAt, occurrence: nil, coalesced: 1,
+                  handle: UInt32(truncatingIfNeeded: fleetGeneration >> 32), generation: UInt32(truncatingIfNeeded: fleetGeneration),
+                  engine: Delivery.fleetEngine)
+    }
+
+    /// The engine serial of fleet deliveries.
+    package static let fleetEngine: UInt64 = .max
+
+    /// A fleet delivery's generation (meaningless for a local engine's).
+    package var fleetGeneration: UInt64 { UInt64(handle) << 32 | UInt64(generation) }
+
     /// How late the delivery was, in milliseconds (fired-at minus deadline).
     public var latenessMilliseconds: Int64 { firedAt.millisecondsSinceEpoch - deadline.millisecondsSinceEpoch }
 
@@ -62,6 +93,14 @@ public struct Deliveries: AsyncSequence, Sendable {
     public typealias Element = Delivery
     let queue: DeliveryQueue
     let taker: Taker?
+
+    init(queue: DeliveryQueue, taker: Taker?) {
+        self.queue = queue
+        self.taker = taker
+    }
+
+    /// The deliveries `queue` hands out (a fleet node's: acknowledged through the node).
+    package init(queue: DeliveryQueue) { self.init(queue: queue, taker: nil) }
 
     /// Takes deliveries one at a time.
     public struct AsyncIterator: AsyncIteratorProtocol {
@@ -131,7 +170,7 @@ public struct Deliveries: AsyncSequence, Sendable {
 }
 
 /// Deliveries waiting for a consumer, and consumers waiting for a delivery.
-final class DeliveryQueue: Sendable {
+package final class DeliveryQueue: Sendable {
     private struct Waiter {
         var id: UInt64
         var continuation: UnsafeContinuation<Delivery?, Never>
@@ -150,11 +189,13 @@ final class DeliveryQueue: Sendable {
 
     private let state = Mutex(State())
 
+    package init() {}
+
     var buffered: Int { state.withLock { $0.buffer.count } }
 
     /// Hands deliveries to waiting consumers, buffering the rest. Once finished, drops them:
     /// they stay in flight (pending, at most once) and are delivered again after a reopen.
-    func push(_ deliveries: some Sequence<Delivery>) {
+    package func push(_ deliveries: some Sequence<Delivery>) {
         var handOffs: [(UnsafeContinuation<Delivery?, Never>, Delivery)] = []
         state.withLock { state in
             if state.finished { return }
@@ -171,7 +212,7 @@ final class DeliveryQueue: Sendable {
 
     /// Ends the sequence: waiting consumers get nil; buffered deliveries are dropped (they stay
     /// in flight in the log and are delivered again after reopening). Idempotent.
-    func finish() {
+    package func finish() {
         let (waiters, settleWaiters) = state.withLock { state in
             state.finished = true
             state.settled += state.buffer.count

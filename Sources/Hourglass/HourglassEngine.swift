@@ -87,7 +87,7 @@ public final class HourglassEngine: Sendable {
         progress: (@Sendable (DirectoryProgress) -> Void)? = nil
     ) async throws(HourglassError) -> HourglassEngine {
         let opened = monotonicNanoseconds()
-        try configuration.validate()
+        try configuration.validateForLocalEngine()
         let queue = DeliveryQueue()
         let now = clock.now()
         guard Deadline.validRange.contains(now) else {
@@ -394,31 +394,15 @@ public final class HourglassEngine: Sendable {
 
     // MARK: Validation
 
-    /// The deadline `delay` from now by the engine's clock; refused when `delay` is negative or
-    /// the deadline would pass `Deadline.latest`.
+    /// The deadline `delay` from now by the engine's clock.
     private func deadline(after delay: Duration) throws(HourglassError) -> Int64 {
-        let ms = delay.wholeMillisecondsRoundedUp
-        let (deadline, overflow) = clock.now().addingReportingOverflow(ms)
-        if overflow || delay < .zero || deadline > Deadline.latest.millisecondsSinceEpoch {
-            throw .deadlineOutOfRange(milliseconds: overflow ? .max : deadline)
-        }
-        return deadline
+        try configuration.deadline(after: delay, now: clock.now())
     }
 
-    private func checkID(_ id: TimerID) throws(HourglassError) {
-        if id.bytes.isEmpty { throw .emptyID }
-        if id.bytes.count > configuration.maxIDBytes { throw .idTooLong(length: id.bytes.count, limit: configuration.maxIDBytes) }
-    }
+    private func checkID(_ id: TimerID) throws(HourglassError) { try configuration.check(id) }
 
     @inline(__always)
-    private func validate(_ timer: TimerRequest) throws(HourglassError) {
-        try checkID(timer.id)
-        if timer.payload.count > configuration.maxPayloadBytes {
-            throw .payloadTooLarge(length: timer.payload.count, limit: configuration.maxPayloadBytes)
-        }
-        let deadline = timer.deadline.millisecondsSinceEpoch
-        guard Deadline.validRange.contains(deadline) else { throw .deadlineOutOfRange(milliseconds: deadline) }
-    }
+    private func validate(_ timer: TimerRequest) throws(HourglassError) { try configuration.check(timer) }
 }
 
 /// One timer of a batch.

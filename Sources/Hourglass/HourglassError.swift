@@ -37,6 +37,11 @@ public enum HourglassError: Error, Sendable, Equatable, CustomStringConvertible 
     case capacityExceeded(String)
     /// The engine stopped accepting changes after an earlier failure, which `reason` describes.
     case stopped(reason: String)
+    /// A fleet's call to PostgreSQL failed: what was being done, and the server's or the
+    /// connection's message. For an append (a schedule, cancel, ack or retry) the outcome is
+    /// unknown: the call may have committed; repeat it (schedules, cancels and acks are
+    /// idempotent).
+    case database(operation: String, message: String)
 
     /// What happened, where, and what to do.
     public var description: String {
@@ -69,6 +74,8 @@ public enum HourglassError: Error, Sendable, Equatable, CustomStringConvertible 
             return "no space left on the device holding \(path): free space, then reopen"
         case let .capacityExceeded(message):
             return "capacity exceeded: \(message)"
+        case let .database(operation, message):
+            return "PostgreSQL: \(operation) failed: \(message)"
         case let .stopped(reason):
             return "the engine stopped accepting changes after a failure (\(reason)); close and reopen it: everything acknowledged is recovered"
         }

@@ -111,7 +111,7 @@ final class CheckpointLoader {
                 wheel.setAttempt(record.attempt, of: handle)
                 wheel.markInFlight(handle, redeliverAt: 0)
                 lastApplied = nil
-            case .cancel, .ack, .retry, .next:
+            case .cancel, .ack, .retry, .next, .ackOf, .retryOf:
                 continue  // a checkpoint holds none
             }
         }

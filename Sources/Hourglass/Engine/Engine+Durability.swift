@@ -43,7 +43,7 @@ extension Engine {
                 unsynced = false
                 lastSyncNanoseconds = monotonicNanoseconds()
             }
-        case .none:
+        case .none, .replicated:  // .replicated: refused before an engine opens
             break
         }
         return nil

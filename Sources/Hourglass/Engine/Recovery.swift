@@ -137,6 +137,8 @@ func _replay(_ record: RecordView, into wheel: inout TimerWheel, rules: SeriesRu
     case .cancel, .ack:
         wheel.cancel(id: record.id)
         if pending { loader!.tombstones.insert(record.id) }
+    case .ackOf, .retryOf:
+        return  // never decoded from a local log (RecordDecoder refuses them there)
     case .fire, .retry:
         if wheel.lookup(id: record.id) == nil, pending {
             // Only possible when the wall clock went back across the restart.

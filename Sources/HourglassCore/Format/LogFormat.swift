@@ -93,6 +93,15 @@ package enum LogFormat {
         case series = 6
         /// The next occurrence of a series armed (format 3): replaces the series' timer in place.
         case next = 7
+        /// A consumer's acknowledgement of one delivery, named by the timer's generation (a
+        /// fleet's PostgreSQL frames only: any node appends it, the partition's owner applies it
+        /// when the generation is still the timer's). A local log holding one is corrupt.
+        case ackOf = 8
+        /// A consumer's retry of one delivery, named by its generation (fleet frames only).
+        case retryOf = 9
+
+        /// Whether the record belongs only in a fleet's PostgreSQL frames (see `Docs/REPLICATION.md`).
+        package var isFleetOnly: Bool { self == .ackOf || self == .retryOf }
     }
 
     package static let maxIDLength = 1024

@@ -13,6 +13,8 @@ package struct RecordView {
     package var series: SeriesFields = SeriesFields()
     /// SERIES only: the encoded recurrence rule.
     package var rule: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)
+    /// ACK_OF and RETRY_OF only (fleet frames): the generation of the delivery they settle.
+    package var generation: UInt64 = 0
 }
 
 /// The state of a recurring timer's series, as SERIES and NEXT records carry it.
@@ -42,6 +44,8 @@ package enum LogRecord: Equatable, Sendable, CustomStringConvertible {
     case retry(id: [UInt8], deadline: Int64, attempt: UInt32)
     case series(id: [UInt8], deadline: Int64, attempt: UInt32, payload: [UInt8], rule: [UInt8], state: SeriesFields)
     case next(id: [UInt8], deadline: Int64, state: SeriesFields)
+    case ackOf(id: [UInt8], generation: UInt64)
+    case retryOf(id: [UInt8], generation: UInt64, deadline: Int64, attempt: UInt32)
 
     package init(_ view: RecordView) {
         let id = Array(view.id)
@@ -54,13 +58,15 @@ package enum LogRecord: Equatable, Sendable, CustomStringConvertible {
         case .series:
             self = .series(id: id, deadline: view.deadline, attempt: view.attempt, payload: Array(view.payload), rule: Array(view.rule), state: view.series)
         case .next: self = .next(id: id, deadline: view.deadline, state: view.series)
+        case .ackOf: self = .ackOf(id: id, generation: view.generation)
+        case .retryOf: self = .retryOf(id: id, generation: view.generation, deadline: view.deadline, attempt: view.attempt)
         }
     }
 
     package var id: [UInt8] {
         switch self {
         case let .schedule(id, _, _, _), let .cancel(id), let .fire(id, _), let .ack(id), let .retry(id, _, _),
-             let .series(id, _, _, _, _, _), let .next(id, _, _): return id
+             let .series(id, _, _, _, _, _), let .next(id, _, _), let .ackOf(id, _), let .retryOf(id, _, _, _): return id
         }
     }
 
@@ -75,6 +81,8 @@ package enum LogRecord: Equatable, Sendable, CustomStringConvertible {
         case let .series(_, deadline, attempt, payload, rule, state):
             return "SERIES \(name) @\(deadline) attempt \(attempt) payload \(payload.count) B rule \(rule.count) B \(state.summary)"
         case let .next(_, deadline, state): return "NEXT \(name) @\(deadline) \(state.summary)"
+        case let .ackOf(_, generation): return "ACK_OF \(name) generation \(generation)"
+        case let .retryOf(_, generation, deadline, attempt): return "RETRY_OF \(name) generation \(generation) @\(deadline) attempt \(attempt)"
         }
     }
 }
@@ -142,6 +150,18 @@ package struct RecordEncoder: ~Copyable {
         buffer.append(varint: UInt64(attempt))
     }
 
+    package mutating func ackOf(id: UnsafeRawBufferPointer, generation: UInt64) {
+        appendHeader(.ackOf, id: id)
+        buffer.append(varint: generation)
+    }
+
+    package mutating func retryOf(id: UnsafeRawBufferPointer, generation: UInt64, deadline: Int64, attempt: UInt32) {
+        appendHeader(.retryOf, id: id)
+        buffer.append(varint: generation)
+        appendDeadline(deadline)
+        buffer.append(varint: UInt64(attempt))
+    }
+
     package mutating func series(
         id: UnsafeRawBufferPointer, deadline: Int64, attempt: UInt32, payload: UnsafeRawBufferPointer,
         rule: UnsafeRawBufferPointer, state: SeriesFields
@@ -188,6 +208,9 @@ package struct RecordEncoder: ~Copyable {
                 }
             }
         case let .next(id, deadline, state): id.withUnsafeBytes { next(id: $0, deadline: deadline, state: state) }
+        case let .ackOf(id, generation): id.withUnsafeBytes { ackOf(id: $0, generation: generation) }
+        case let .retryOf(id, generation, deadline, attempt):
+            id.withUnsafeBytes { retryOf(id: $0, generation: generation, deadline: deadline, attempt: attempt) }
         }
     }
 }
@@ -207,8 +230,10 @@ package enum RecordDecoder {
     }
 
     /// Calls `body` with each record of `bytes`, in order, and returns how many there were.
+    /// ACK_OF and RETRY_OF records are malformed unless `fleet` is set (they belong only in a
+    /// fleet's PostgreSQL frames).
     package static func forEach(
-        in bytes: UnsafeRawBufferPointer, _ body: (RecordView) throws -> Void
+        in bytes: UnsafeRawBufferPointer, fleet: Bool = false, _ body: (RecordView) throws -> Void
     ) throws -> Int {
         var reader = ByteReader(bytes)
         var previousDeadline: Int64 = 0
@@ -219,6 +244,7 @@ package enum RecordDecoder {
             guard let rawType = reader.readByte(), let type = LogFormat.RecordType(rawValue: rawType) else {
                 throw fail("unknown record type \(bytes[start])")
             }
+            if type.isFleetOnly && !fleet { throw fail("a \(type) record, which belongs only in a fleet's PostgreSQL frames") }
             guard let idLength = reader.readVarint(), idLength >= 1, idLength <= UInt64(LogFormat.maxIDLength),
                   let id = reader.readBytes(Int(idLength))
             else { throw fail("bad id length in a \(type) record") }
@@ -275,6 +301,14 @@ package enum RecordDecoder {
             case .retry:
                 view.deadline = try readDeadline()
                 view.attempt = try readAttempt()
+            case .ackOf:
+                guard let generation = reader.readVarint() else { throw fail("truncated generation") }
+                view.generation = generation
+            case .retryOf:
+                guard let generation = reader.readVarint() else { throw fail("truncated generation") }
+                view.generation = generation
+                view.deadline = try readDeadline()
+                view.attempt = try readAttempt()
             }
             try body(view)
             count += 1
@@ -283,9 +317,9 @@ package enum RecordDecoder {
     }
 
     /// Every record of `bytes` as values (for tests and tools).
-    package static func records(in bytes: UnsafeRawBufferPointer) throws -> [LogRecord] {
+    package static func records(in bytes: UnsafeRawBufferPointer, fleet: Bool = false) throws -> [LogRecord] {
         var records: [LogRecord] = []
-        _ = try forEach(in: bytes) { records.append(LogRecord($0)) }
+        _ = try forEach(in: bytes, fleet: fleet) { records.append(LogRecord($0)) }
         return records
     }
 }
