@@ -18,6 +18,9 @@ let package = Package(
         // HourglassService, a swift-service-lifecycle Service (its own product, so that the
         // Hourglass library does not depend on swift-service-lifecycle).
         .library(name: "HourglassServiceLifecycle", targets: ["HourglassServiceLifecycle"]),
+        // A fleet of nodes on PostgreSQL (postgres-nio): its own product, so that the Hourglass
+        // library does not depend on postgres-nio, SwiftNIO or their TLS stack.
+        .library(name: "HourglassFleet", targets: ["HourglassFleet"]),
         .executable(name: "hourglass", targets: ["HourglassCLI"]),
         .executable(name: "hourglass-bench", targets: ["HourglassBench"]),
     ],
@@ -28,6 +31,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // liblz4 from the system (Debian: liblz4-dev).
@@ -80,12 +85,25 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The fleet: partition logs in PostgreSQL, leases with epochs, one fenced owner per
+        // partition holding its wheel (Docs/REPLICATION.md).
+        .target(
+            name: "HourglassFleet",
+            dependencies: [
+                "Hourglass", "HourglassCore", "HourglassStorage",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: internalChecks
+        ),
         // Layer 4: the `hourglass` command.
         .executableTarget(
             name: "HourglassCLI",
             dependencies: [
-                "Hourglass", "HourglassCore", "HourglassStorage",
+                "Hourglass", "HourglassCore", "HourglassStorage", "HourglassFleet",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // The benchmark executable, `hourglass-bench`, and its allocation counter (an
@@ -94,7 +112,7 @@ let package = Package(
         .executableTarget(
             name: "HourglassBench",
             dependencies: [
-                "Hourglass", "HourglassCore", "HourglassStorage", "HourglassTesting", "CBenchSupport",
+                "Hourglass", "HourglassCore", "HourglassStorage", "HourglassTesting", "HourglassFleet", "CBenchSupport",
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -133,6 +151,13 @@ let package = Package(
                 "Hourglass", "HourglassServiceLifecycle", "HourglassTesting", "HourglassTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "HourglassFleetTests",
+            dependencies: [
+                "Hourglass", "HourglassFleet", "HourglassCore", "HourglassTesting", "HourglassTestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
         .testTarget(

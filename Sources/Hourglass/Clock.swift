@@ -38,7 +38,7 @@ public struct SystemClock: HourglassClock {
 }
 
 /// Monotonic nanoseconds, for pacing and durations.
-func monotonicNanoseconds() -> UInt64 {
+package func monotonicNanoseconds() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)

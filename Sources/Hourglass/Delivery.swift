@@ -62,6 +62,9 @@ public struct Delivery: Sendable, CustomStringConvertible {
     /// The engine serial of fleet deliveries.
     package static let fleetEngine: UInt64 = .max
 
+    /// Whether a fleet node delivered it.
+    package var isFleetDelivery: Bool { engine == Delivery.fleetEngine }
+
     /// A fleet delivery's generation (meaningless for a local engine's).
     package var fleetGeneration: UInt64 { UInt64(handle) << 32 | UInt64(generation) }
 

@@ -7,7 +7,7 @@ import HourglassStorage
 /// `PARTITIONS` (the count, written once when the directory is created) and one subdirectory per
 /// partition, `partition-000`, `partition-001`, ..., each an engine directory of its own (its own
 /// lock, log and checkpoints). An id belongs to one partition for good: `Partitioning.index`.
-enum Partitioning {
+package enum Partitioning {
     /// The file that records the count.
     static let manifestName = "PARTITIONS"
     /// The most partitions a directory may have.
@@ -19,13 +19,13 @@ enum Partitioning {
     /// The partition of `id` among `count`: the id's hash scaled to `0 ..< count` (the high
     /// word of hash × count). Never changes for a given id and count.
     @inline(__always)
-    static func index(of id: UnsafeRawBufferPointer, count: Int) -> Int {
+    package static func index(of id: UnsafeRawBufferPointer, count: Int) -> Int {
         if count == 1 { return 0 }
         return Int(truncatingIfNeeded: hashID(id, seed: hashKey).multipliedFullWidth(by: UInt64(count)).high)
     }
 
     @inline(__always)
-    static func index(of id: [UInt8], count: Int) -> Int {
+    package static func index(of id: [UInt8], count: Int) -> Int {
         if count == 1 { return 0 }
         return id.withUnsafeBytes { index(of: $0, count: count) }
     }

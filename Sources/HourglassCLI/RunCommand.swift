@@ -34,8 +34,17 @@ struct RunCommand: AsyncParsableCommand {
             or SIGTERM and then closes the directory cleanly.
             """)
 
-    @Option(help: "The engine's directory (created if missing).")
-    var dir: String
+    @Option(help: "The engine's directory (created if missing). Not with --postgres.")
+    var dir: String?
+
+    @Option(help: "Run a node of a fleet on this PostgreSQL (postgres://user[:password]@host[:port][/database]) instead of a directory.")
+    var postgres: String?
+
+    @Option(help: "With --postgres: this node's name in the fleet (unique, stable across restarts).")
+    var node: String?
+
+    @Option(help: "With --postgres: the lease, in milliseconds (default 5000).")
+    var leaseMs: Int?
 
     @Option(help: "always, interval:MS or none.")
     var durability: String = "interval:10"
@@ -47,11 +56,24 @@ struct RunCommand: AsyncParsableCommand {
     var partitions: Int?
 
     func validate() throws {
-        _ = try parseDurability(durability)
         if let partitions, partitions < 1 || partitions > 256 { throw ValidationError("--partitions must be 1 ... 256, not \(partitions)") }
+        if postgres != nil {
+            if dir != nil { throw ValidationError("--postgres runs a fleet node, whose partitions live in PostgreSQL: drop --dir") }
+            guard let node, !node.isEmpty else { throw ValidationError("--postgres needs --node NAME (this node's name in the fleet)") }
+            if durability != "interval:10" && durability != "replicated" {
+                throw ValidationError("a fleet node runs under durability replicated, not '\(durability)'")
+            }
+            if let leaseMs, leaseMs < 100 || leaseMs > 3_600_000 { throw ValidationError("--lease-ms must be 100 ... 3600000, not \(leaseMs)") }
+            return
+        }
+        if dir == nil { throw ValidationError("give --dir DIRECTORY (a local engine) or --postgres URL --node NAME (a fleet node)") }
+        if node != nil || leaseMs != nil { throw ValidationError("--node and --lease-ms go with --postgres") }
+        _ = try parseDurability(durability)
     }
 
     func run() async throws {
+        if let postgres, let node { return try await runFleetNode(url: postgres, node: node) }
+        let dir = dir!
         let policy = try parseDurability(durability)
         let stop = StopSignal()
         let sources = Self.handleSignals(stop)
@@ -138,12 +160,28 @@ struct RunCommand: AsyncParsableCommand {
     /// (one read of stdin) go to the engine as one batch, applied before it fires anything;
     /// each command's result is reported when it is durable.
     static func readCommands(_ engine: HourglassEngine, _ output: Output, _ outstanding: Counter, _ stop: StopSignal) async {
+        await readCommands(now: { engine.clock.now() }, output, stop) { commands in
+            var submissions: [HourglassEngine.Submission] = []
+            for (command, reportError) in commands {
+                outstanding.add(1)
+                submissions.append(submission(for: command, output, outstanding, reportError: reportError))
+            }
+            if !submissions.isEmpty { engine.submit(submissions) }
+        }
+    }
+
+    /// Reads stdin until its end or a signal, handing the commands of each chunk (the lines of
+    /// one read), parsed, to `submit`; malformed lines are reported as errors.
+    static func readCommands(
+        now: () -> Int64, _ output: Output, _ stop: StopSignal,
+        submit: ([(Command, @Sendable (String) -> Void)]) -> Void
+    ) async {
         let lines = StandardInputLines()
         stop.onFire { lines.finish() }
         var number = 0
         for await chunk in lines.stream {
             if stop.isFired { break }
-            var submissions: [HourglassEngine.Submission] = []
+            var commands: [(Command, @Sendable (String) -> Void)] = []
             for text in chunk {
                 number += 1
                 if text.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\r" }) { continue }
@@ -155,15 +193,14 @@ struct RunCommand: AsyncParsableCommand {
                     line.string("message", message)
                     output.write(line.line)
                 }
-                let parsed = Result { () throws(CommandError) in try Command(parsing: text, now: engine.clock.now()) }
+                let parsed = Result { () throws(CommandError) in try Command(parsing: text, now: now()) }
                 guard case let .success(command) = parsed else {
                     if case let .failure(error) = parsed { reportError(error.message) }
                     continue
                 }
-                outstanding.add(1)
-                submissions.append(submission(for: command, output, outstanding, reportError: reportError))
+                commands.append((command, reportError))
             }
-            if !submissions.isEmpty { engine.submit(submissions) }
+            submit(commands)
         }
     }
 

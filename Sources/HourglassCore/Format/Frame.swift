@@ -20,8 +20,11 @@ package struct FrameContext: Equatable, Sendable {
     /// What a compact frame whose durable lag is saturated proves: the durable sequence of the
     /// segment header (never more than was durable when the frame was written).
     package var baseDurable: UInt64
+    /// Whether the frames are a fleet's (PostgreSQL), where ACK_OF and RETRY_OF records belong.
+    package var fleetRecords: Bool
 
-    package init(version: UInt8?, baseSequence: UInt64, baseDurable: UInt64 = 1) {
+    package init(version: UInt8?, baseSequence: UInt64, baseDurable: UInt64 = 1, fleetRecords: Bool = false) {
+        self.fleetRecords = fleetRecords
         self.version = version
         self.baseSequence = max(1, baseSequence)
         self.baseDurable = max(1, min(baseDurable, self.baseSequence))
@@ -371,7 +374,7 @@ package struct FrameDecoder: ~Copyable {
             chain.start(after: body)
         }
         do {
-            let found = try RecordDecoder.forEach(in: body) { _ in }
+            let found = try RecordDecoder.forEach(in: body, fleet: context.fleetRecords) { _ in }
             guard found == header.recordCount else { return .failure(.recordCountMismatch(header: header.recordCount, found: found)) }
         } catch let failure as RecordDecoder.Failure {
             return .failure(.records(offset: failure.offset, reason: failure.reason))

@@ -1,0 +1,372 @@
+import Hourglass
+import Logging
+import NIOCore
+import PostgresNIO
+
+/// The fleet's tables and every statement it runs on them (Docs/REPLICATION.md has the schema).
+///
+/// Sequence numbers within a partition are the order of commit: every append takes them with
+/// an `UPDATE` of the partition's row, whose row lock serializes the partition's appenders until
+/// each commits, in the same statement as its `INSERT` (one round trip, one implicit
+/// transaction). A reader asking for "the frames from N on" therefore misses none.
+final class FleetDatabase: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+    /// The fleet format this build writes and reads.
+    static let format: Int32 = 1
+    static let channel = "hourglass_frames"
+
+    init(address: PostgresAddress, maxConnections: Int, logger: Logger) {
+        var configuration = PostgresClient.Configuration(
+            host: address.host, port: address.port, username: address.username, password: address.password,
+            database: address.database, tls: .disable)
+        configuration.options.maximumConnections = maxConnections
+        configuration.options.minimumConnections = 0
+        configuration.options.connectTimeout = .seconds(5)
+        configuration.options.keepAliveBehavior = nil
+        client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.logger = logger
+    }
+
+    /// Runs `body`, turning what PostgreSQL or the connection throws into `.database(operation:)`.
+    func run<T: Sendable>(_ operation: String, _ body: () async throws -> T) async throws(HourglassError) -> T {
+        do {
+            return try await body()
+        } catch let error as HourglassError {
+            throw error
+        } catch {
+            throw .database(operation: operation, message: FleetDatabase.describe(error))
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? PSQLError {
+            if let message = error.serverInfo?[.message] {
+                let code = error.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? ""
+                return message + code
+            }
+            return "\(error.code)"
+        }
+        return String(describing: error)
+    }
+
+    // MARK: Schema
+
+    /// Creates the tables when missing (one node at a time: a transaction-scoped advisory lock)
+    /// and records the partition count; returns the recorded count, refusing another.
+    func prepare(partitions: Int) async throws(HourglassError) {
+        let recorded: (Int32, Int32) = try await run("creating the fleet's tables") {
+            try await client.withTransaction(logger: logger) { connection in
+                try await connection.query("SELECT pg_advisory_xact_lock(7361726115)", logger: logger)
+                for statement in FleetDatabase.schema {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                try await connection.query(
+                    "INSERT INTO hourglass_fleet (singleton, partitions, format) VALUES (true, \(Int32(partitions)), \(FleetDatabase.format)) ON CONFLICT DO NOTHING",
+                    logger: logger)
+                let rows = try await connection.query("SELECT partitions, format FROM hourglass_fleet", logger: logger)
+                var found: (Int32, Int32)? = nil
+                for try await row in rows.decode((Int32, Int32).self) { found = row }
+                guard let found else { throw HourglassError.database(operation: "reading hourglass_fleet", message: "no row") }
+                if found.0 == Int32(partitions) && found.1 == FleetDatabase.format {
+                    try await connection.query(
+                        """
+                        INSERT INTO hourglass_partitions (partition, next_seq, owner, epoch, expires_at)
+                        SELECT g, 1, NULL, 0, '-infinity' FROM generate_series(0, \(Int32(partitions - 1))) AS g ON CONFLICT DO NOTHING
+                        """,
+                        logger: logger)
+                }
+                return found
+            }
+        }
+        if recorded.1 != FleetDatabase.format {
+            throw .invalidConfiguration("the fleet's tables are format \(recorded.1); this build reads format \(FleetDatabase.format)")
+        }
+        if recorded.0 != Int32(partitions) {
+            throw .invalidConfiguration(
+                "the fleet was created with \(recorded.0) partitions (hourglass_fleet), not \(partitions): configure partitions = \(recorded.0)")
+        }
+    }
+
+    static let schema: [String] = [
+        """
+        CREATE TABLE IF NOT EXISTS hourglass_fleet (
+            singleton  boolean PRIMARY KEY CHECK (singleton),
+            partitions int NOT NULL,
+            format     int NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now())
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS hourglass_partitions (
+            partition  int PRIMARY KEY,
+            next_seq   bigint NOT NULL,
+            owner      text,
+            epoch      bigint NOT NULL,
+            expires_at timestamptz NOT NULL)
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS hourglass_frames (
+            partition int NOT NULL,
+            seq       bigint NOT NULL,
+            records   int NOT NULL,
+            body      bytea NOT NULL,
+            PRIMARY KEY (partition, seq))
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS hourglass_checkpoints (
+            partition int NOT NULL,
+            start_seq bigint NOT NULL,
+            chunk     int NOT NULL,
+            timers    bigint NOT NULL,
+            body      bytea NOT NULL,
+            PRIMARY KEY (partition, start_seq, chunk))
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS hourglass_nodes (
+            node         text PRIMARY KEY,
+            heartbeat_at timestamptz NOT NULL)
+        """,
+    ]
+
+    // MARK: Appending
+
+    /// Appends a frame of `records` records to `partition`'s log and notifies its owner;
+    /// returns the frame's first sequence number, once committed.
+    func append(partition: Int, records: Int, body: ByteBuffer) async throws(HourglassError) -> Int64 {
+        let p = Int32(partition)
+        let n = Int64(records)
+        let seq: Int64? = try await run("appending to partition \(partition)") {
+            let rows = try await client.query(
+                """
+                WITH s AS (UPDATE hourglass_partitions SET next_seq = next_seq + \(n) WHERE partition = \(p) RETURNING next_seq - \(n) AS seq),
+                     i AS (INSERT INTO hourglass_frames (partition, seq, records, body) SELECT \(p), seq, \(Int32(records)), \(body) FROM s RETURNING seq)
+                SELECT seq, pg_notify('\(unescaped: FleetDatabase.channel)', \(p)::text) FROM i
+                """,
+                logger: logger)
+            var seq: Int64? = nil
+            for try await (first, _) in rows.decode((Int64, String).self) { seq = first }
+            return seq
+        }
+        guard let seq else { throw .database(operation: "appending to partition \(partition)", message: "the partition has no row in hourglass_partitions") }
+        return seq
+    }
+
+    /// What a fenced append by an owner found.
+    enum FencedAppend {
+        /// Committed at this sequence number.
+        case committed(Int64)
+        /// Frames the owner has not applied were committed first: it must read them, then decide again.
+        case behind(nextSeq: Int64)
+        /// The lease moved: another node (or nobody) owns the partition now.
+        case fenced
+    }
+
+    /// Appends the owner's frame only if this node still owns `partition` at `epoch` and the
+    /// log ends at `expected` (everything committed before has been applied).
+    func appendAsOwner(partition: Int, node: String, epoch: Int64, expected: Int64, records: Int, body: ByteBuffer)
+        async throws(HourglassError) -> FencedAppend
+    {
+        let p = Int32(partition)
+        let n = Int64(records)
+        return try await run("appending the owner's records to partition \(partition)") {
+            let rows = try await client.query(
+                """
+                WITH s AS (UPDATE hourglass_partitions SET next_seq = next_seq + \(n)
+                           WHERE partition = \(p) AND owner = \(node) AND epoch = \(epoch) AND next_seq = \(expected)
+                           RETURNING next_seq - \(n) AS seq),
+                     i AS (INSERT INTO hourglass_frames (partition, seq, records, body) SELECT \(p), seq, \(Int32(records)), \(body) FROM s RETURNING seq)
+                SELECT seq FROM i
+                """,
+                logger: logger)
+            for try await (seq) in rows.decode(Int64.self) { return .committed(seq) }
+            let state = try await client.query(
+                "SELECT next_seq, owner, epoch FROM hourglass_partitions WHERE partition = \(p)", logger: logger)
+            for try await (nextSeq, owner, currentEpoch) in state.decode((Int64, String?, Int64).self) {
+                if owner == node && currentEpoch == epoch { return nextSeq == expected ? .fenced : .behind(nextSeq: nextSeq) }
+                return .fenced
+            }
+            return .fenced
+        }
+    }
+
+    // MARK: Reading
+
+    struct FrameRow: Sendable {
+        var seq: Int64
+        var records: Int
+        var body: ByteBuffer
+    }
+
+    /// The frames of `partition` from `seq` on, in order, at most `limit` of them.
+    func frames(partition: Int, from seq: Int64, limit: Int) async throws(HourglassError) -> [FrameRow] {
+        try await run("reading partition \(partition)'s frames from \(seq)") {
+            let rows = try await client.query(
+                """
+                SELECT seq, records, body FROM hourglass_frames WHERE partition = \(Int32(partition)) AND seq >= \(seq)
+                ORDER BY seq LIMIT \(Int64(limit))
+                """,
+                logger: logger)
+            var result: [FrameRow] = []
+            for try await (seq, records, body) in rows.decode((Int64, Int32, ByteBuffer).self) {
+                result.append(FrameRow(seq: seq, records: Int(records), body: body))
+            }
+            return result
+        }
+    }
+
+    /// The newest checkpoint of `partition`: its start sequence and chunks, in order; nil when it has none.
+    func latestCheckpoint(partition: Int) async throws(HourglassError) -> (startSeq: Int64, chunks: [ByteBuffer])? {
+        try await run("reading partition \(partition)'s checkpoint") {
+            let rows = try await client.query(
+                """
+                SELECT start_seq, body FROM hourglass_checkpoints
+                WHERE partition = \(Int32(partition))
+                  AND start_seq = (SELECT max(start_seq) FROM hourglass_checkpoints WHERE partition = \(Int32(partition)))
+                ORDER BY chunk
+                """,
+                logger: logger)
+            var start: Int64? = nil
+            var chunks: [ByteBuffer] = []
+            for try await (seq, body) in rows.decode((Int64, ByteBuffer).self) {
+                start = seq
+                chunks.append(body)
+            }
+            return start.map { ($0, chunks) }
+        }
+    }
+
+    /// Stores a checkpoint of `partition` covering its log before `startSeq`, then deletes the
+    /// older checkpoints and the frames it covers, in one transaction. Never deletes anything
+    /// newer: a stale owner's checkpoint is correct (the state of the log up to its start) and
+    /// removes only what a newer checkpoint also covers.
+    func storeCheckpoint(partition: Int, startSeq: Int64, chunks: [(timers: Int, body: ByteBuffer)]) async throws(HourglassError) {
+        let p = Int32(partition)
+        try await run("writing partition \(partition)'s checkpoint at \(startSeq)") {
+            try await client.withTransaction(logger: logger) { connection in
+                try await connection.query(
+                    "DELETE FROM hourglass_checkpoints WHERE partition = \(p) AND start_seq = \(startSeq)", logger: logger)
+                for (index, chunk) in chunks.enumerated() {
+                    try await connection.query(
+                        """
+                        INSERT INTO hourglass_checkpoints (partition, start_seq, chunk, timers, body)
+                        VALUES (\(p), \(startSeq), \(Int32(index)), \(Int64(chunk.timers)), \(chunk.body))
+                        """,
+                        logger: logger)
+                }
+                try await connection.query(
+                    "DELETE FROM hourglass_checkpoints WHERE partition = \(p) AND start_seq < \(startSeq)", logger: logger)
+                try await connection.query(
+                    "DELETE FROM hourglass_frames WHERE partition = \(p) AND seq < \(startSeq)", logger: logger)
+            }
+        }
+    }
+
+    // MARK: Leases
+
+    /// Records this node as alive and renews its leases; returns the partitions it still owns
+    /// with their epochs.
+    func heartbeat(node: String, leaseMilliseconds: Int64) async throws(HourglassError) -> [Int: Int64] {
+        try await run("renewing node \(node)'s leases") {
+            try await client.query(
+                """
+                INSERT INTO hourglass_nodes (node, heartbeat_at) VALUES (\(node), now())
+                ON CONFLICT (node) DO UPDATE SET heartbeat_at = now()
+                """,
+                logger: logger)
+            let rows = try await client.query(
+                """
+                UPDATE hourglass_partitions SET expires_at = now() + \(leaseMilliseconds) * interval '1 millisecond'
+                WHERE owner = \(node) AND expires_at > now() RETURNING partition, epoch
+                """,
+                logger: logger)
+            var owned: [Int: Int64] = [:]
+            for try await (partition, epoch) in rows.decode((Int32, Int64).self) { owned[Int(partition)] = epoch }
+            return owned
+        }
+    }
+
+    /// The nodes whose heartbeat is younger than a lease.
+    func liveNodes(leaseMilliseconds: Int64) async throws(HourglassError) -> Int {
+        try await run("counting live nodes") {
+            let rows = try await client.query(
+                "SELECT count(*) FROM hourglass_nodes WHERE heartbeat_at > now() - \(leaseMilliseconds) * interval '1 millisecond'",
+                logger: logger)
+            for try await (count) in rows.decode(Int64.self) { return Int(count) }
+            return 0
+        }
+    }
+
+    /// Claims up to `limit` partitions whose lease is free or expired (and, beyond the limit,
+    /// any expired for longer than a whole lease: orphans); each claim raises the epoch.
+    func claim(node: String, limit: Int, leaseMilliseconds: Int64) async throws(HourglassError) -> [Int: Int64] {
+        try await run("claiming partitions for node \(node)") {
+            let rows = try await client.query(
+                """
+                UPDATE hourglass_partitions SET owner = \(node), epoch = epoch + 1,
+                       expires_at = now() + \(leaseMilliseconds) * interval '1 millisecond'
+                WHERE expires_at <= now() AND (
+                    partition IN (SELECT partition FROM hourglass_partitions WHERE expires_at <= now()
+                                  ORDER BY partition LIMIT \(Int64(max(0, limit))) FOR UPDATE SKIP LOCKED)
+                    OR partition IN (SELECT partition FROM hourglass_partitions
+                                     WHERE expires_at <= now() - \(leaseMilliseconds) * interval '1 millisecond' FOR UPDATE SKIP LOCKED))
+                RETURNING partition, epoch
+                """,
+                logger: logger)
+            var claimed: [Int: Int64] = [:]
+            for try await (partition, epoch) in rows.decode((Int32, Int64).self) { claimed[Int(partition)] = epoch }
+            return claimed
+        }
+    }
+
+    /// Gives a lease up at once (a graceful handover), if this node still holds it at `epoch`.
+    func release(partition: Int, node: String, epoch: Int64) async throws(HourglassError) {
+        _ = try await run("releasing partition \(partition)") {
+            try await client.query(
+                """
+                UPDATE hourglass_partitions SET owner = NULL, expires_at = now()
+                WHERE partition = \(Int32(partition)) AND owner = \(node) AND epoch = \(epoch)
+                """,
+                logger: logger)
+        }
+    }
+
+    /// Forgets this node (a graceful leave): the others' shares grow at once.
+    func leave(node: String) async throws(HourglassError) {
+        _ = try await run("removing node \(node)") {
+            try await client.query("DELETE FROM hourglass_nodes WHERE node = \(node)", logger: logger)
+        }
+    }
+
+    /// The fleet's partitions as the database holds them (for status and tools).
+    func partitionStates() async throws(HourglassError) -> [FleetPartitionState] {
+        try await run("reading hourglass_partitions") {
+            let rows = try await client.query(
+                """
+                SELECT partition, next_seq, owner, epoch, expires_at > now(),
+                       (SELECT count(*) FROM hourglass_frames f WHERE f.partition = p.partition)
+                FROM hourglass_partitions p ORDER BY partition
+                """,
+                logger: logger)
+            var states: [FleetPartitionState] = []
+            for try await (partition, nextSeq, owner, epoch, live, frames) in rows.decode((Int32, Int64, String?, Int64, Bool, Int64).self) {
+                states.append(FleetPartitionState(partition: Int(partition), nextSequence: nextSeq, owner: live ? owner : nil,
+                                                  epoch: epoch, frames: Int(frames)))
+            }
+            return states
+        }
+    }
+}
+
+/// One partition of a fleet as PostgreSQL holds it.
+public struct FleetPartitionState: Sendable, Hashable {
+    /// The partition's number.
+    public var partition: Int
+    /// The sequence number its next frame starts at.
+    public var nextSequence: Int64
+    /// The node holding its lease; nil when the lease is free or expired.
+    public var owner: String?
+    /// Raised by every claim of the lease.
+    public var epoch: Int64
+    /// Frames of its log in PostgreSQL (those no checkpoint covers yet).
+    public var frames: Int
+}

@@ -1,0 +1,89 @@
+import Hourglass
+import HourglassFleet
+import HourglassTesting
+import Logging
+import PostgresNIO
+import Synchronization
+import Testing
+
+/// One PostgreSQL server for the fleet suites (started at first use, by `TemporaryPostgres`),
+/// and a fresh database in it for each test.
+enum FleetFixture {
+    private static let shared = Mutex<TemporaryPostgres?>(nil)
+    private static let counter = Atomic<Int>(0)
+
+    static func server() throws -> TemporaryPostgres {
+        try shared.withLock { server in
+            if let server { return server }
+            let started = try TemporaryPostgres.start()
+            server = started
+            return started
+        }
+    }
+
+    /// A new, empty database on the shared server; returns its URL.
+    static func freshDatabase() async throws -> String {
+        let server = try server()
+        let name = "fleet_\(getpid())_\(counter.wrappingAdd(1, ordering: .relaxed).newValue)"
+        let configuration = PostgresConnection.Configuration(
+            host: server.host, port: server.port, username: server.user, password: nil, database: server.database, tls: .disable)
+        let connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: Logger(label: "fixture"))
+        try await connection.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: Logger(label: "fixture"))
+        try await connection.close()
+        return "postgres://\(server.user)@\(server.host):\(server.port)/\(name)"
+    }
+
+    /// Options for a node of the fleet at `url`: short leases and polls, so tests move quickly.
+    static func options(_ url: String, node: String, partitions: Int = 4) throws -> FleetOptions {
+        var options = try FleetOptions(postgres: url, node: node)
+        options.partitions = partitions
+        options.lease = .milliseconds(1000)
+        options.pollInterval = .milliseconds(20)
+        return options
+    }
+
+    /// Waits (polling, bounded) until `condition` holds; fails the test when it never does.
+    static func waitUntil(
+        _ what: String, timeout: Duration = .seconds(20), sourceLocation: SourceLocation = #_sourceLocation,
+        _ condition: () async throws -> Bool
+    ) async throws {
+        let clock = ContinuousClock()
+        let end = clock.now + timeout
+        while clock.now < end {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        Issue.record("timed out waiting until \(what)", sourceLocation: sourceLocation)
+        throw FixtureTimeout(what: what)
+    }
+
+    struct FixtureTimeout: Error { var what: String }
+
+    /// Takes the next delivery, or nil after `timeout`.
+    static func next(_ deliveries: Deliveries, timeout: Duration = .seconds(20)) async -> Delivery? {
+        await withTaskGroup(of: Delivery?.self) { group in
+            group.addTask {
+                var iterator = deliveries.makeAsyncIterator()
+                return await iterator.next()
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+    }
+}
+
+extension HourglassFleetNode {
+    /// Whether this node owns every one of the fleet's partitions and has rebuilt them.
+    var ownsAll: Bool {
+        let status = status()
+        return status.owned.count == options.partitions && status.owned.allSatisfy(\.ready)
+    }
+
+    /// Timers held by the partitions this node owns.
+    var heldTimers: Int { status().owned.reduce(0) { $0 + $1.pendingTimers } }
+}
