@@ -12,7 +12,7 @@ struct HourglassBench: AsyncParsableCommand {
             polled by due time). See Docs/BENCHMARKS.md.
             """)
 
-    static let scenarios = ["schedule", "fire", "cancel", "mixed", "lateness", "recover", "checkpoint", "wheel", "log", "cron", "recurring"]
+    static let scenarios = ["schedule", "fire", "cancel", "mixed", "lateness", "recover", "checkpoint", "wheel", "log", "cron", "recurring", "replicated"]
 
     @Option(help: "Scenario: schedule, fire, cancel, mixed, lateness, recover, checkpoint, wheel, log, cron, recurring, or all.")
     var scenario: String = "all"
@@ -57,6 +57,9 @@ struct HourglassBench: AsyncParsableCommand {
         }
         return rates.map { $0! }
     }
+
+    @Option(help: "The replicated scenario's PostgreSQL (postgres://user@host:port/database); by default it starts its own in a temporary directory.")
+    var postgres: String?
 
     @Option(help: "Directory under which scenarios create their directories.")
     var dir: String = "/tmp"
@@ -159,6 +162,7 @@ struct HourglassBench: AsyncParsableCommand {
             case "log": results = try logScenario(ctx)
             case "cron": results = cronMeasurements()
             case "recurring": results = try await recurringMeasurements()
+            case "replicated": results = try await replicatedScenario(ctx, postgresURL: postgres)
             default: throw ValidationError("unknown scenario \(name)")
             }
             if partitions > 1 && ["schedule", "fire", "cancel", "mixed"].contains(name) {

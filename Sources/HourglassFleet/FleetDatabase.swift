@@ -16,7 +16,10 @@ final class FleetDatabase: Sendable {
     static let format: Int32 = 1
     static let channel = "hourglass_frames"
 
+    let address: PostgresAddress
+
     init(address: PostgresAddress, maxConnections: Int, logger: Logger) {
+        self.address = address
         var configuration = PostgresClient.Configuration(
             host: address.host, port: address.port, username: address.username, password: address.password,
             database: address.database, tls: .disable)
@@ -48,6 +51,19 @@ final class FleetDatabase: Sendable {
             return "\(error.code)"
         }
         return String(describing: error)
+    }
+
+    /// Opens one connection and closes it: a server that cannot be reached (or refuses the
+    /// user) is an error now, rather than calls that wait for the pool to give up.
+    func probe() async throws(HourglassError) {
+        var configuration = PostgresConnection.Configuration(
+            host: address.host, port: address.port, username: address.username, password: address.password,
+            database: address.database, tls: .disable)
+        configuration.options.connectTimeout = .seconds(5)
+        _ = try await run("connecting to \(address)") {
+            let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
+            try await connection.close()
+        }
     }
 
     // MARK: Schema
@@ -178,14 +194,17 @@ final class FleetDatabase: Sendable {
                 SELECT seq FROM i
                 """,
                 logger: logger)
-            for try await (seq) in rows.decode(Int64.self) { return .committed(seq) }
+            // Every row sequence is read to its end: one left unread keeps its connection.
+            var committed: Int64? = nil
+            for try await (seq) in rows.decode(Int64.self) { committed = seq }
+            if let committed { return .committed(committed) }
             let state = try await client.query(
                 "SELECT next_seq, owner, epoch FROM hourglass_partitions WHERE partition = \(p)", logger: logger)
+            var outcome = FencedAppend.fenced
             for try await (nextSeq, owner, currentEpoch) in state.decode((Int64, String?, Int64).self) {
-                if owner == node && currentEpoch == epoch { return nextSeq == expected ? .fenced : .behind(nextSeq: nextSeq) }
-                return .fenced
+                if owner == node && currentEpoch == epoch { outcome = .behind(nextSeq: nextSeq) }
             }
-            return .fenced
+            return outcome
         }
     }
 
@@ -291,8 +310,9 @@ final class FleetDatabase: Sendable {
             let rows = try await client.query(
                 "SELECT count(*) FROM hourglass_nodes WHERE heartbeat_at > now() - \(leaseMilliseconds) * interval '1 millisecond'",
                 logger: logger)
-            for try await (count) in rows.decode(Int64.self) { return Int(count) }
-            return 0
+            var live = 0
+            for try await (count) in rows.decode(Int64.self) { live = Int(count) }
+            return live
         }
     }
 

@@ -107,6 +107,7 @@ public final class HourglassFleetNode: Sendable {
         var logger = configuration.logger
         logger[metadataKey: "node"] = "\(options.node)"
         let database = FleetDatabase(address: options.postgres, maxConnections: options.maxConnections, logger: logger)
+        try await database.probe()
         let runner = Task { await database.client.run() }
         for _ in 0 ..< 10 { await Task.yield() }  // let the client start before the first lease
         do throws(HourglassError) {
@@ -325,9 +326,25 @@ public final class HourglassFleetNode: Sendable {
         await running.first?.value
     }
 
+    /// Stops as a crash would, as far as the fleet can tell: no more renewals, firing or
+    /// deliveries, and nothing released (the leases expire by themselves). For benchmarks and
+    /// tests that kill a node in process.
+    package func abandon() async {
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let running = tasks.withLock { $0 }
+        for task in running.dropFirst() { task.cancel() }
+        for task in running.dropFirst() { await task.value }
+        for appender in appenders { appender.close() }
+        let owned = owners.withLock { owners in defer { owners.removeAll() }; return owners }
+        for owner in owned.values { await owner.stop() }
+        context.queue.finish()
+        running.first?.cancel()
+        await running.first?.value
+    }
+
     // MARK: Internals
 
-    func partition(of id: TimerID) -> Int { Partitioning.index(of: id.bytes, count: appenders.count) }
+    package func partition(of id: TimerID) -> Int { Partitioning.index(of: id.bytes, count: appenders.count) }
 
     private func appender(for id: TimerID) -> PartitionAppender { appenders[partition(of: id)] }
 
@@ -388,7 +405,7 @@ public final class HourglassFleetNode: Sendable {
                 if count < share {
                     let claimed = try await database.claim(node: options.node, limit: share - count, leaseMilliseconds: leaseMilliseconds)
                     for (partition, epoch) in claimed.sorted(by: { $0.key < $1.key }) where !Task.isCancelled {
-                        startOwning(partition, epoch: epoch)
+                        await startOwning(partition, epoch: epoch)
                     }
                 } else if count > share {
                     // A node joined: hand the highest-numbered partitions above the share over now.
@@ -413,18 +430,20 @@ public final class HourglassFleetNode: Sendable {
         }
     }
 
-    private func startOwning(_ partition: Int, epoch: Int64) {
+    private func startOwning(_ partition: Int, epoch: Int64) async {
+        // Claimed again under a new epoch (this node's lease ran out between renewing and
+        // claiming): the old owner is fenced anyway; stop it before the new one starts.
+        await stopOwning(partition)
         let owner = PartitionOwner(partition: partition, epoch: epoch, context: context)
-        let previous = owners.withLock { owners in
-            defer { owners[partition] = owner }
-            return owners[partition]
-        }
-        precondition(previous == nil, "partition \(partition) claimed twice")
+        owners.withLock { $0[partition] = owner }
         owner.start()
         let node = options.node
         Task { [weak self] in
             // Record how long the takeover took to its first delivery (or to ready, when nothing was due).
-            while !Task.isCancelled, owner.ready.load(ordering: .acquiring) == false { try? await Task.sleep(nanoseconds: 5_000_000) }
+            while owner.ready.load(ordering: .acquiring) == false {
+                if owner.stopped.load(ordering: .acquiring) { return }
+                try? await Task.sleep(nanoseconds: 5_000_000)
+            }
             let readyAt = monotonicNanoseconds()
             var firstDelivery: UInt64 = 0
             for _ in 0 ..< 200 where firstDelivery == 0 {
@@ -455,7 +474,7 @@ public struct FleetNodeStatus: Sendable {
         public var partition: Int
         /// The epoch of this node's lease.
         public var epoch: Int64
-        /// Whether its wheel is rebuilt and firing.
+        /// Whether its wheel is rebuilt from PostgreSQL, caught up with the log and firing.
         public var ready: Bool
         /// Timers its wheel holds (pending and in flight).
         public var pendingTimers: Int

@@ -30,8 +30,10 @@ final class PartitionOwner: @unchecked Sendable {
     /// Read by `status()` from other threads.
     let pendingTimers = Atomic<Int>(0)
     let appliedSequence = Atomic<Int64>(1)
-    /// Set once the wheel is rebuilt and firing.
+    /// Set once the wheel is rebuilt, caught up with the log and firing.
     let ready = Atomic<Bool>(false)
+    /// Set when the owner is told to stop.
+    let stopped = Atomic<Bool>(false)
     /// Monotonic nanoseconds of the claim, and of the first delivery under it (0: none yet).
     let claimedAt: UInt64
     let firstDeliveryAt = Atomic<UInt64>(0)
@@ -55,6 +57,7 @@ final class PartitionOwner: @unchecked Sendable {
     /// Stops the owner and waits until its task has ended (a delivery it decided is either
     /// handed over or not at all).
     func stop() async {
+        stopped.store(true, ordering: .releasing)
         task?.cancel()
         wakeup.signal()
         await task?.value
@@ -72,6 +75,7 @@ final class PartitionOwner: @unchecked Sendable {
             do throws(OwnerFailure) {
                 if needsRebuild {
                     try await rebuild()
+                    try await catchUp()
                     needsRebuild = false
                     failure.withLock { $0 = nil }
                     ready.store(true, ordering: .releasing)
@@ -152,6 +156,7 @@ final class PartitionOwner: @unchecked Sendable {
                         file: "hourglass_checkpoints (partition \(partition), start_seq \(checkpoint.startSeq), chunk \(index))",
                         offset: 0, reason: "\(error)"))
                 }
+                await Task.yield()
             }
             applied = checkpoint.startSeq
         }
@@ -180,6 +185,9 @@ final class PartitionOwner: @unchecked Sendable {
                 }
                 applied = row.seq + Int64(row.records)
                 sinceCheckpoint += row.records
+                // A long log is applied a frame at a time, letting the node's other work (the
+                // lease renewals above all) run between frames.
+                await Task.yield()
             }
             publish()
             if rows.count < 256 { return }

@@ -5,6 +5,9 @@ import Logging
 import PostgresNIO
 import Synchronization
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One PostgreSQL server for the fleet suites (started at first use, by `TemporaryPostgres`),
 /// and a fresh database in it for each test.
@@ -17,7 +20,16 @@ enum FleetFixture {
             if let server { return server }
             let started = try TemporaryPostgres.start()
             server = started
+            // The suite has no end hook: stop the server when the test process exits.
+            atexit { FleetFixture.stopShared() }
             return started
+        }
+    }
+
+    static func stopShared() {
+        shared.withLock { server in
+            server?.remove()
+            server = nil
         }
     }
 
@@ -37,7 +49,7 @@ enum FleetFixture {
     static func options(_ url: String, node: String, partitions: Int = 4) throws -> FleetOptions {
         var options = try FleetOptions(postgres: url, node: node)
         options.partitions = partitions
-        options.lease = .milliseconds(1000)
+        options.lease = .seconds(3)  // debug builds run slowly: a lease that survives a busy moment
         options.pollInterval = .milliseconds(20)
         return options
     }

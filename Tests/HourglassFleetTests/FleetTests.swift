@@ -63,7 +63,7 @@ struct FleetTests {
         let clock = ManualClock()
         let owner = try await HourglassFleetNode.start(fleet: try FleetFixture.options(url, node: "owner"), clock: clock)
         try await FleetFixture.waitUntil("the owner owns every partition") { owner.ownsAll }
-        // A second node joins late: with a lease of 1 s it may take a share; cancel through it
+        // A second node joins late and may take a share of the partitions; cancel through it
         // either way.
         let other = try await HourglassFleetNode.start(fleet: try FleetFixture.options(url, node: "other"), clock: clock)
         for index in 0 ..< 50 { try await owner.schedule(id: TimerID("t-\(index)"), after: .seconds(5)) }
@@ -159,7 +159,7 @@ struct FleetTests {
         await second.close()
     }
 
-    @Test("Concurrent appenders through three nodes: every frame applied once, in commit order")
+    @Test("Concurrent appenders through three nodes: sequence numbers without gaps, every live timer fired exactly once")
     func concurrentAppenders() async throws {
         let url = try await FleetFixture.freshDatabase()
         let clock = ManualClock()
@@ -174,13 +174,13 @@ struct FleetTests {
         try await FleetFixture.waitUntil("both partitions owned and ready") {
             nodes.reduce(0) { $0 + $1.status().owned.filter(\.ready).count } == 2
         }
-        // 3 nodes × 16 callers × 40 schedules, all due at the same time; plus cancels of every
+        // 3 nodes × 8 callers × 25 schedules, all due at the same time; plus cancels of every
         // fifth id through another node than the one that scheduled it.
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (n, node) in nodes.enumerated() {
-                for caller in 0 ..< 16 {
+                for caller in 0 ..< 8 {
                     group.addTask {
-                        for index in 0 ..< 40 {
+                        for index in 0 ..< 25 {
                             let id = TimerID("c-\(n)-\(caller)-\(index)")
                             try await node.schedule(id: id, after: .seconds(1))
                             if index % 5 == 0 { try await nodes[(n + 1) % 3].cancel(id: id) }
@@ -190,11 +190,11 @@ struct FleetTests {
             }
             try await group.waitForAll()
         }
-        let expected = 3 * 16 * 40 * 4 / 5
+        let expected = 3 * 8 * 25 * 4 / 5
         try await FleetFixture.waitUntil("every schedule applied") { nodes.reduce(0) { $0 + $1.heldTimers } == expected }
         let states = try await nodes[0].partitionStates()
         let appended = nodes.reduce(0) { $0 + $1.status().recordsAppended }
-        #expect(appended == 3 * 16 * 40 + 3 * 16 * 8)
+        #expect(appended == 3 * 8 * 25 + 3 * 8 * 5)
         #expect(states.reduce(0) { $0 + Int($1.nextSequence - 1) } == appended, "sequence numbers without gaps")
         clock.advance(by: .seconds(1))
         var fired: [String] = []
@@ -208,7 +208,7 @@ struct FleetTests {
             return fired.count >= expected
         }
         #expect(fired.count == expected && Set(fired).count == expected, "each exactly once")
-        #expect(!fired.contains { $0.hasSuffix("-0") || $0.hasSuffix("-5") || $0.hasSuffix("-10") })
+        #expect(!fired.contains { Int($0.split(separator: "-").last!)! % 5 == 0 }, "no cancelled timer fired")
         for node in nodes { await node.close() }
     }
 
