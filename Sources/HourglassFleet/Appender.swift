@@ -27,7 +27,10 @@ final class PartitionAppender: Sendable {
     let committed = Atomic<Int>(0)
     let carried = Atomic<Int>(0)
 
-    init(partition: Int, database: FleetDatabase, maxRecords: Int) {
+    private let notifier: Notifier
+
+    init(partition: Int, database: FleetDatabase, maxRecords: Int, notifier: Notifier) {
+        self.notifier = notifier
         self.partition = partition
         self.database = database
         self.maxRecords = maxRecords
@@ -79,6 +82,7 @@ final class PartitionAppender: Sendable {
             do throws(HourglassError) {
                 _ = try await database.append(partition: partition, records: records, body: body)
                 committed.add(1, ordering: .relaxed)
+                notifier.note(partition)
                 carried.add(records, ordering: .relaxed)
                 result = .success(())
             } catch {
@@ -103,5 +107,46 @@ final class PartitionAppender: Sendable {
     /// Refuses further appends (those pending still commit).
     func close() {
         state.withLock { $0.closed = true }
+    }
+}
+
+/// Tells the owners of partitions that frames were committed: the partitions appended to since
+/// the last notification, in one statement, one statement at a time. Off the callers' path; a
+/// lost notification costs an owner at most its poll interval.
+final class Notifier: Sendable {
+    private struct State {
+        var dirty = Set<Int>()
+        var running = false
+    }
+
+    private let state = Mutex(State())
+    private let database: FleetDatabase
+
+    init(database: FleetDatabase) { self.database = database }
+
+    func note(_ partition: Int) {
+        let start = state.withLock { state -> Bool in
+            state.dirty.insert(partition)
+            if state.running { return false }
+            state.running = true
+            return true
+        }
+        if start { Task { await self.run() } }
+    }
+
+    private func run() async {
+        while true {
+            let partitions = state.withLock { state -> [Int] in
+                defer { state.dirty.removeAll(keepingCapacity: true) }
+                if state.dirty.isEmpty { state.running = false }
+                return state.dirty.sorted()
+            }
+            if partitions.isEmpty { return }
+            do throws(HourglassError) {
+                try await database.notify(partitions: partitions)
+            } catch {
+                // The owners poll.
+            }
+        }
     }
 }

@@ -146,8 +146,10 @@ final class FleetDatabase: Sendable {
 
     // MARK: Appending
 
-    /// Appends a frame of `records` records to `partition`'s log and notifies its owner;
-    /// returns the frame's first sequence number, once committed.
+    /// Appends a frame of `records` records to `partition`'s log; returns the frame's first
+    /// sequence number, once committed. The owner is notified apart (`notify`): a transaction
+    /// that notifies takes a database-wide lock at commit, held through its WAL flush, which
+    /// would make every append of the fleet commit one after another.
     func append(partition: Int, records: Int, body: ByteBuffer) async throws(HourglassError) -> Int64 {
         let p = Int32(partition)
         let n = Int64(records)
@@ -156,15 +158,25 @@ final class FleetDatabase: Sendable {
                 """
                 WITH s AS (UPDATE hourglass_partitions SET next_seq = next_seq + \(n) WHERE partition = \(p) RETURNING next_seq - \(n) AS seq),
                      i AS (INSERT INTO hourglass_frames (partition, seq, records, body) SELECT \(p), seq, \(Int32(records)), \(body) FROM s RETURNING seq)
-                SELECT seq, pg_notify('\(unescaped: FleetDatabase.channel)', \(p)::text) FROM i
+                SELECT seq FROM i
                 """,
                 logger: logger)
             var seq: Int64? = nil
-            for try await (first, _) in rows.decode((Int64, String).self) { seq = first }
+            for try await (first) in rows.decode(Int64.self) { seq = first }
             return seq
         }
         guard let seq else { throw .database(operation: "appending to partition \(partition)", message: "the partition has no row in hourglass_partitions") }
         return seq
+    }
+
+    /// Wakes the owners of `partitions` (`LISTEN hourglass_frames`): one statement for all.
+    func notify(partitions: [Int]) async throws(HourglassError) {
+        let list = partitions.map { Int32($0) }
+        _ = try await run("notifying the owners of partitions \(partitions)") {
+            let rows = try await client.query(
+                "SELECT pg_notify('\(unescaped: FleetDatabase.channel)', p::text) FROM unnest(\(list)::int[]) AS p", logger: logger)
+            for try await _ in rows {}
+        }
     }
 
     /// What a fenced append by an owner found.

@@ -61,7 +61,10 @@ public final class HourglassFleetNode: Sendable {
             tickMilliseconds: max(1, configuration.tick.wholeMilliseconds),
             redeliveryMilliseconds: min(configuration.redeliveryTimeout.wholeMilliseconds, TimerWheel.maxDeadline),
             delivered: FleetContext.Counter())
-        appenders = (0 ..< options.partitions).map { PartitionAppender(partition: $0, database: database, maxRecords: options.maxFrameRecords) }
+        let notifier = Notifier(database: database)
+        appenders = (0 ..< options.partitions).map {
+            PartitionAppender(partition: $0, database: database, maxRecords: options.maxFrameRecords, notifier: notifier)
+        }
         generations = Atomic(UInt64.random(in: 1 ... (UInt64.max >> 1)))
         payloadLimit = min(configuration.maxPayloadBytes, TimerWheel.maxPayloadLength - Generation.size)
     }

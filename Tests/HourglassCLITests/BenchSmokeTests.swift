@@ -63,6 +63,10 @@ struct BenchSmokeTests {
                 // Pure computations: N next-occurrence calls (N / 10 parses), no timers, no payloads.
                 #expect((row["timers"]?.int ?? 0) >= 100, "calls in \(row)")
                 #expect(row["payload_bytes"]?.int == 0, "payload_bytes in \(row)")
+            } else if row["scenario"]?.string == "replicated: takeover" {
+                // The crashed node's share of the N pending timers (about a third).
+                #expect((row["timers"]?.int ?? 0) >= 100, "timers in \(row)")
+                #expect((row["first_overdue_fire_max_ms"]?.number ?? -1) > 0, "the takeover's figure in \(row)")
             } else {
                 #expect((row["timers"]?.int ?? 0) >= 1000, "timers in \(row)")
                 #expect(row["payload_bytes"]?.int == 128, "payload_bytes in \(row)")
@@ -71,6 +75,7 @@ struct BenchSmokeTests {
         let scenarios = Set(rows.compactMap { $0["scenario"]?.string })
         #expect(scenarios.filter { $0.hasPrefix("cron: ") }.count == 6, "the cron scenario's rows: \(scenarios.sorted())")
         #expect(scenarios.filter { $0.hasPrefix("recurring: ") }.count == 3, "the recurring scenario's rows: \(scenarios.sorted())")
+        #expect(scenarios.isSuperset(of: ["replicated: schedule", "replicated: takeover"]), "the replicated scenario's rows: \(scenarios.sorted())")
         for scenario in ["schedule", "fire", "cancel", "mixed", "lateness", "recover", "checkpoint"] {
             #expect(scenarios.contains(scenario), "no \(scenario) row")
             for system in ["hourglass", "heap", "sqlite"] {

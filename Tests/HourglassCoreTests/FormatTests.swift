@@ -100,7 +100,7 @@ struct FormatTests {
         // The magics spell what FORMAT.md says, read as little-endian.
         withUnsafeBytes(of: LogFormat.frameMagic.littleEndian) { #expect(Array($0) == bytes("HGLF")) }
         withUnsafeBytes(of: LogFormat.segmentMagic.littleEndian) { #expect(Array($0) == bytes("HGWALSEG")) }
-        #expect(LogFormat.RecordType.allCases.map(\.rawValue) == [1, 2, 3, 4, 5, 6, 7])
+        #expect(LogFormat.RecordType.allCases.map(\.rawValue) == [1, 2, 3, 4, 5, 6, 7, 8, 9])
         #expect(LogFormat.version == 3 && LogFormat.readableVersions == 1 ... 3)
         #expect(LogFormat.checkpointVersion == 2 && LogFormat.readableCheckpointVersions == 1 ... 2)
     }
@@ -408,6 +408,25 @@ struct FormatTests {
         for record in records { both.append(record) }
         let decoded = try Array(both.buffer.bytes).withUnsafeBytes { try RecordDecoder.records(in: $0) }
         #expect(decoded == records)
+    }
+
+    @Test("ACK_OF and RETRY_OF: byte for byte, back in a fleet's frames, refused anywhere else")
+    func fleetRecords() throws {
+        var encoder = RecordEncoder()
+        encoder.append(.ackOf(id: bytes("o-1"), generation: 300))
+        encoder.append(.retryOf(id: bytes("o-1"), generation: 300, deadline: 1_000, attempt: 2))
+        let body = Array(encoder.buffer.bytes)
+        // ACK_OF: type 8, id, generation 300 as a varint; RETRY_OF: type 9, id, generation, the
+        // deadline as a zigzag delta from 0 (2000 = 0xD0 0x0F), attempt 2.
+        #expect(body == [0x08, 0x03] + bytes("o-1") + [0xAC, 0x02] + [0x09, 0x03] + bytes("o-1") + [0xAC, 0x02, 0xD0, 0x0F, 0x02])
+        let decoded = try body.withUnsafeBytes { try RecordDecoder.records(in: $0, fleet: true) }
+        #expect(decoded == [.ackOf(id: bytes("o-1"), generation: 300), .retryOf(id: bytes("o-1"), generation: 300, deadline: 1_000, attempt: 2)])
+        #expect(throws: RecordDecoder.Failure(offset: 0, reason: "an ACK_OF record, which belongs only in a fleet's PostgreSQL frames")) {
+            try body.withUnsafeBytes { try RecordDecoder.records(in: $0) }
+        }
+        #expect(throws: RecordDecoder.Failure(offset: 0, reason: "truncated generation")) {
+            try [UInt8]([0x08, 0x01, 0x61]).withUnsafeBytes { try RecordDecoder.records(in: $0, fleet: true) }
+        }
     }
 
     @Test("malformed SERIES and NEXT records are refused with the offset and the reason")

@@ -244,7 +244,9 @@ package enum RecordDecoder {
             guard let rawType = reader.readByte(), let type = LogFormat.RecordType(rawValue: rawType) else {
                 throw fail("unknown record type \(bytes[start])")
             }
-            if type.isFleetOnly && !fleet { throw fail("a \(type) record, which belongs only in a fleet's PostgreSQL frames") }
+            if type.isFleetOnly && !fleet {
+                throw fail("an \(type == .ackOf ? "ACK_OF" : "RETRY_OF") record, which belongs only in a fleet's PostgreSQL frames")
+            }
             guard let idLength = reader.readVarint(), idLength >= 1, idLength <= UInt64(LogFormat.maxIDLength),
                   let id = reader.readBytes(Int(idLength))
             else { throw fail("bad id length in a \(type) record") }
