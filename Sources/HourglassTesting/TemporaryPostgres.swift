@@ -271,13 +271,16 @@ public final class TemporaryPostgres: Sendable {
     // MARK: - Directories
 
     /// A fresh `hourglass-pg-XXXXXX` under `$TMPDIR` (or `/tmp`), owned by the server's user.
-    /// When the server runs as `postgres` and cannot reach `$TMPDIR` (a root-only directory),
-    /// `/tmp` is used instead.
+    /// `/tmp` is used instead when the server runs as `postgres` and cannot reach `$TMPDIR` (a
+    /// root-only directory), or when `$TMPDIR` is so long that the Unix socket's path
+    /// (`.../hourglass-pg-XXXXXX/data/.s.PGSQL.65535`) would pass the 107 bytes a socket
+    /// address holds.
     private static func makeBaseDirectory(for account: Account?) throws(Failure) -> String {
         var parent = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
         if parent.isEmpty { parent = "/tmp" }
         while parent.count > 1 && parent.hasSuffix("/") { parent.removeLast() }
         if let account, !reachable(parent, by: account) { parent = "/tmp" }
+        if parent.utf8.count + "/hourglass-pg-XXXXXX/data/.s.PGSQL.65535".utf8.count > 107 { parent = "/tmp" }
         var template = Array("\(parent)/hourglass-pg-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         guard made != nil else { throw Failure("cannot create a temporary directory under \(parent): errno \(errno)") }
