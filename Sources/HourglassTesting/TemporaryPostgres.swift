@@ -26,6 +26,12 @@ import Glibc
 /// and the given settings, with its output in ``logFile``. Starting, restarting and stopping
 /// block the calling thread (about a second each; a restart after ``kill9()`` also runs crash
 /// recovery). Servers are independent: tests in one process may start several at once.
+///
+/// No server outlives the process that started it: a small watchdog (`/bin/sh`, in a process
+/// group of its own) holds one end of a socket whose other end only this process has. When
+/// this process ends without ``remove()`` (a crash, `kill -9`, a test runner's timeout, an
+/// exit that skips `deinit`), the watchdog stops the server (SIGINT, then SIGKILL after 30 s)
+/// and deletes its directory.
 public final class TemporaryPostgres: Sendable {
     /// The address the server listens on: always `"127.0.0.1"`.
     public let host: String
@@ -116,7 +122,9 @@ public final class TemporaryPostgres: Sendable {
         let base = try makeBaseDirectory(for: account)
         let data = base + "/data"
         let log = base + "/server.log"
+        var watchdog: Watchdog?
         do throws(Failure) {
+            watchdog = try Watchdog.start(data: data, base: base)
             guard mkdir(data, 0o700) == 0 else { throw Failure("cannot create \(data): errno \(errno)") }
             if let account {
                 guard chown(data, account.uid, account.gid) == 0 else { throw Failure("cannot chown \(data) to postgres: errno \(errno)") }
@@ -132,7 +140,7 @@ public final class TemporaryPostgres: Sendable {
             while true {
                 switch try launch(arguments(chosen), port: chosen, data: data, log: log, directory: base, account: account, deadline: deadline, retryBusyPort: false) {
                 case .ready(let pid):
-                    return TemporaryPostgres(port: chosen, base: base, data: data, log: log, arguments: arguments(chosen), account: account, pid: pid)
+                    return TemporaryPostgres(port: chosen, base: base, data: data, log: log, arguments: arguments(chosen), account: account, pid: pid, watchdog: watchdog)
                 case .portInUse where port == nil:
                     chosen = try freePort()
                 case .portInUse:
@@ -141,6 +149,7 @@ public final class TemporaryPostgres: Sendable {
             }
         } catch {
             _ = removeTree(base)
+            watchdog?.dismiss()
             throw error
         }
     }
@@ -207,12 +216,22 @@ public final class TemporaryPostgres: Sendable {
                 _ = removeTree(base)
                 state.removed = true
             }
+            state.watchdog?.dismiss()
+            state.watchdog = nil
         }
     }
 
     deinit {
         // Best effort: a server left running would hold its port and directory after the test.
-        stop()
+        // (The directory stays, as after stop(); the watchdog is dismissed.)
+        state.withLock { state in
+            if state.pid != 0 {
+                Self.shutDown(state.pid)
+                state.pid = 0
+            }
+            state.watchdog?.dismiss()
+            state.watchdog = nil
+        }
     }
 
     // MARK: - State
@@ -221,6 +240,7 @@ public final class TemporaryPostgres: Sendable {
         /// The postmaster's process id; 0 when it is not running.
         var pid: pid_t
         var removed = false
+        var watchdog: Watchdog?
     }
 
     private let state: Mutex<State>
@@ -231,7 +251,7 @@ public final class TemporaryPostgres: Sendable {
     /// Whom the server runs as when this process is root.
     private let account: Account?
 
-    private init(port: Int, base: String, data: String, log: String, arguments: [String], account: Account?, pid: pid_t) {
+    private init(port: Int, base: String, data: String, log: String, arguments: [String], account: Account?, pid: pid_t, watchdog: Watchdog?) {
         self.host = "127.0.0.1"
         self.port = port
         self.user = "postgres"
@@ -241,7 +261,7 @@ public final class TemporaryPostgres: Sendable {
         self.base = base
         self.arguments = arguments
         self.account = account
-        self.state = Mutex(State(pid: pid))
+        self.state = Mutex(State(pid: pid, watchdog: watchdog))
     }
 
     /// The `postgres` user the server runs as when this process is root, and how to switch to
@@ -268,16 +288,94 @@ public final class TemporaryPostgres: Sendable {
         }
     }
 
+    // MARK: - The watchdog
+
+    /// A `/bin/sh` child that cleans up after this process if it dies: it reads a line from a
+    /// socket whose other end only this process holds (close-on-exec, so no other child inherits
+    /// it). A line ("q") dismisses it; the end of input, which the kernel delivers however this
+    /// process ends, makes it stop the server found in `postmaster.pid` (only if that process's
+    /// command line names the data directory: the pid may be stale after kill9()) and delete
+    /// the directory.
+    private struct Watchdog: Sendable {
+        let pid: pid_t
+        let socket: Int32
+
+        static let script = """
+            trap '' HUP INT
+            if read -r line; then exit 0; fi
+            pid=$(head -n 1 "$1/postmaster.pid" 2>/dev/null)
+            if [ -n "$pid" ] && grep -qsF -- "$1" "/proc/$pid/cmdline"; then
+                kill -CONT "$pid" 2>/dev/null
+                kill -INT "$pid" 2>/dev/null
+                i=0
+                while kill -0 "$pid" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+                kill -KILL "$pid" 2>/dev/null
+            fi
+            rm -rf -- "$2"
+            """
+
+        static func start(data: String, base: String) throws(Failure) -> Watchdog {
+            var fds: [Int32] = [-1, -1]
+            guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
+                throw Failure("socketpair failed: errno \(errno)")
+            }
+            var actions = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            defer { posix_spawn_file_actions_destroy(&actions) }
+            posix_spawn_file_actions_adddup2(&actions, fds[1], 0)
+            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+            if let addChdir = symbol("posix_spawn_file_actions_addchdir_np", AddChdir.self) { _ = addChdir(&actions, "/") }
+            if let addCloseFrom = symbol("posix_spawn_file_actions_addclosefrom_np", AddCloseFrom.self) { _ = addCloseFrom(&actions, 3) }
+            var attributes = posix_spawnattr_t()
+            posix_spawnattr_init(&attributes)
+            defer { posix_spawnattr_destroy(&attributes) }
+            // Its own process group: a signal to this process's group (Ctrl-C, a runner
+            // killing the tests' group) leaves it to clean up.
+            posix_spawnattr_setpgroup(&attributes, 0)
+            var mask = sigset_t()
+            sigemptyset(&mask)
+            posix_spawnattr_setsigmask(&attributes, &mask)
+            var defaults = sigset_t()
+            sigemptyset(&defaults)
+            for number in [SIGPIPE, SIGTERM, SIGCHLD] { sigaddset(&defaults, number) }
+            posix_spawnattr_setsigdefault(&attributes, &defaults)
+            posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+            let argv: [UnsafeMutablePointer<CChar>?] = [String](["/bin/sh", "-c", script, "hourglass-pg-watchdog", data, base]).map { strdup($0) } + [nil]
+            defer { for pointer in argv { free(pointer) } }
+            let envp: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/bin:/bin"), nil]
+            defer { for pointer in envp { free(pointer) } }
+            var pid: pid_t = 0
+            let result = posix_spawn(&pid, "/bin/sh", &actions, &attributes, argv, envp)
+            close(fds[1])
+            guard result == 0 else {
+                close(fds[0])
+                throw Failure("cannot start the watchdog (/bin/sh): posix_spawn returned \(result)")
+            }
+            return Watchdog(pid: pid, socket: fds[0])
+        }
+
+        /// Tells the watchdog to exit without doing anything, and reaps it.
+        func dismiss() {
+            _ = send(socket, "q\n", 2, Int32(MSG_NOSIGNAL))
+            close(socket)
+            _ = TemporaryPostgres.exitStatus(pid, wait: true)
+        }
+    }
+
     // MARK: - Directories
 
     /// A fresh `hourglass-pg-XXXXXX` under `$TMPDIR` (or `/tmp`), owned by the server's user.
-    /// When the server runs as `postgres` and cannot reach `$TMPDIR` (a root-only directory),
-    /// `/tmp` is used instead.
+    /// `/tmp` is used instead when the server runs as `postgres` and cannot reach `$TMPDIR` (a
+    /// root-only directory), or when `$TMPDIR` is so long that the Unix socket's path
+    /// (`.../hourglass-pg-XXXXXX/data/.s.PGSQL.65535`) would pass the 107 bytes a socket
+    /// address holds.
     private static func makeBaseDirectory(for account: Account?) throws(Failure) -> String {
         var parent = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
         if parent.isEmpty { parent = "/tmp" }
         while parent.count > 1 && parent.hasSuffix("/") { parent.removeLast() }
         if let account, !reachable(parent, by: account) { parent = "/tmp" }
+        if parent.utf8.count + "/hourglass-pg-XXXXXX/data/.s.PGSQL.65535".utf8.count > 107 { parent = "/tmp" }
         var template = Array("\(parent)/hourglass-pg-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         guard made != nil else { throw Failure("cannot create a temporary directory under \(parent): errno \(errno)") }

@@ -20,7 +20,7 @@ func postgresBinaries() throws -> String {
 
 /// Runs `program arguments...` to its end; its exit status and what it wrote (stdout and
 /// stderr together).
-func runProgram(_ program: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+func runProgram(_ program: String, _ arguments: [String], environment: [String] = ["PGCONNECT_TIMEOUT=5", "LC_ALL=C", "PATH=/usr/bin:/bin"]) throws -> (status: Int32, output: String) {
     var fds: [Int32] = [-1, -1]
     guard pipe(&fds) == 0 else { throw PostgresTestFailure("pipe failed: errno \(errno)") }
     _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
@@ -33,7 +33,7 @@ func runProgram(_ program: String, _ arguments: [String]) throws -> (status: Int
     posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
     let argv: [UnsafeMutablePointer<CChar>?] = ([program] + arguments).map { strdup($0) } + [nil]
     defer { for pointer in argv { free(pointer) } }
-    let envp: [UnsafeMutablePointer<CChar>?] = [String](["PGCONNECT_TIMEOUT=5", "LC_ALL=C", "PATH=/usr/bin:/bin"]).map { strdup($0) } + [nil]
+    let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
     defer { for pointer in envp { free(pointer) } }
     var pid: pid_t = 0
     let spawned = posix_spawn(&pid, program, &actions, nil, argv, envp)
@@ -50,7 +50,19 @@ func runProgram(_ program: String, _ arguments: [String]) throws -> (status: Int
     }
     var status: Int32 = 0
     while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    return ((status >> 8) & 0xff, String(decoding: bytes, as: UTF8.self))
+    let code = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + status & 0x7f
+    return (code, String(decoding: bytes, as: UTF8.self))
+}
+
+/// This process's environment.
+func currentEnvironment() -> [String] {
+    var result: [String] = []
+    var cursor = environ
+    while let entry = cursor.pointee {
+        result.append(String(cString: entry))
+        cursor += 1
+    }
+    return result
 }
 
 /// Runs SQL through `psql` (from the server's bin directory), unaligned tuples only.
@@ -233,6 +245,42 @@ struct TemporaryPostgresTests {
             #expect(error.logTail.contains("Address already in use"), "\(error)")
         }
         #expect(try sql(first, "SELECT 1") == "1", "the first server is untouched")
+    }
+
+    @Test("a server whose process dies without remove() (kill -9) is stopped, and its directory deleted, by its watchdog")
+    func orphanIsCleanedUp() throws {
+        _ = try postgresBinaries()
+        let scratch = TemporaryDirectory("pg-orphan")
+        defer { scratch.remove() }
+        let report = scratch.appending("server")
+        guard let binary = resolvedPath("/proc/self/exe") else { throw PostgresTestFailure("cannot resolve /proc/self/exe") }
+        // This test binary again, running only the helper below: it starts a server, says where,
+        // and SIGKILLs itself.
+        let (status, output) = try runProgram(binary, ["--testing-library", "swift-testing", "--filter", "orphanHelper"],
+                                              environment: currentEnvironment() + ["HOURGLASS_PG_ORPHAN_REPORT=\(report)"])
+        #expect(status == 128 + SIGKILL, "the helper process killed itself: \(output.suffix(2000))")
+        guard let line = readFile(report), let space = line.firstIndex(of: " "), let pid = pid_t(line[..<space]) else {
+            throw PostgresTestFailure("the helper wrote no report: \(output.suffix(2000))")
+        }
+        let data = String(line[line.index(after: space)...])
+        var gone = false
+        for _ in 0..<300 where !gone {
+            gone = procStatus(pid, "State") == nil && !directoryExists(data)
+            if !gone { usleep(100_000) }
+        }
+        #expect(procStatus(pid, "State") == nil, "the orphaned postmaster \(pid) was stopped")
+        #expect(!directoryExists(data), "its directory \(data) was deleted")
+    }
+
+    @Test("helper of the test above, run in a process of its own (does nothing unless HOURGLASS_PG_ORPHAN_REPORT is set)")
+    func orphanHelper() throws {
+        guard let report = getenv("HOURGLASS_PG_ORPHAN_REPORT").map({ String(cString: $0) }) else { return }
+        let server = try TemporaryPostgres.start()
+        let text = "\(try postmasterPID(server)) \(server.dataDirectory)"
+        let fd = open(report, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        _ = text.withCString { write(fd, $0, strlen($0)) }
+        close(fd)
+        kill(getpid(), SIGKILL)
     }
 
     @Test("servers started at once in one process get their own ports and directories")
