@@ -135,25 +135,42 @@ struct RunCommand: AsyncParsableCommand {
     static func startConsumer(_ engine: HourglassEngine, _ output: Output) -> Task<Void, Never> {
         Task {
             for await delivery in engine.deliveries {
-                var line = JSONLine()
-                line.string("event", "fired")
-                line.string("id", delivery.id.string ?? delivery.id.description)
-                line.int("deadline", delivery.deadline.millisecondsSinceEpoch)
-                line.int("fired_at", delivery.firedAt.millisecondsSinceEpoch)
-                line.int("attempt", delivery.attempt)
-                if let occurrence = delivery.occurrence {
-                    line.int("occurrence", occurrence.millisecondsSinceEpoch)
-                    line.int("coalesced", delivery.coalesced)
-                }
-                if let text = delivery.payloadString {
-                    line.string("payload", text)
-                } else {
-                    line.string("payload_b64", Base64.encode(delivery.payload))
-                }
-                output.write(line.line)
+                output.write(firedLine(delivery))
                 engine.submitAck(delivery) { _ in }
             }
         }
+    }
+
+    /// A delivery's `fired` line (with `"node"` for a fleet node's).
+    static func firedLine(_ delivery: Delivery, node: String? = nil) -> String {
+        var line = JSONLine()
+        line.string("event", "fired")
+        line.string("id", delivery.id.string ?? delivery.id.description)
+        line.int("deadline", delivery.deadline.millisecondsSinceEpoch)
+        line.int("fired_at", delivery.firedAt.millisecondsSinceEpoch)
+        line.int("attempt", delivery.attempt)
+        if let occurrence = delivery.occurrence {
+            line.int("occurrence", occurrence.millisecondsSinceEpoch)
+            line.int("coalesced", delivery.coalesced)
+        }
+        if let node { line.string("node", node) }
+        if let text = delivery.payloadString {
+            line.string("payload", text)
+        } else {
+            line.string("payload_b64", Base64.encode(delivery.payload))
+        }
+        return line.line
+    }
+
+    /// A `durable` line: the command's op and id (and, for a local engine's cancel, whether the
+    /// timer was there).
+    static func durableLine(_ op: String, _ id: TimerID, found: Bool? = nil) -> String {
+        var line = JSONLine()
+        line.string("event", "durable")
+        line.string("op", op)
+        line.string("id", id.string ?? id.description)
+        if let found { line.bool("found", found) }
+        return line.line
     }
 
     /// Commands, in order, until the end of stdin or a signal. The lines that arrive together
@@ -212,11 +229,7 @@ struct RunCommand: AsyncParsableCommand {
         @Sendable func scheduled(_ id: TimerID, _ result: Result<Void, HourglassError>) {
             switch result {
             case .success:
-                var line = JSONLine()
-                line.string("event", "durable")
-                line.string("op", "schedule")
-                line.string("id", id.string ?? id.description)
-                output.write(line.line)
+                output.write(durableLine("schedule", id))
             case let .failure(error):
                 reportError(error.description)
             }
@@ -231,12 +244,7 @@ struct RunCommand: AsyncParsableCommand {
             return .cancel(id) { result in
                 switch result {
                 case let .success(found):
-                    var line = JSONLine()
-                    line.string("event", "durable")
-                    line.string("op", "cancel")
-                    line.string("id", id.string ?? id.description)
-                    line.bool("found", found)
-                    output.write(line.line)
+                    output.write(durableLine("cancel", id, found: found))
                 case let .failure(error):
                     reportError(error.description)
                 }

@@ -42,19 +42,7 @@ extension RunCommand {
         let outstanding = Counter()
         let consumer = Task {
             for await delivery in node.deliveries {
-                var line = JSONLine()
-                line.string("event", "fired")
-                line.string("id", delivery.id.string ?? delivery.id.description)
-                line.int("deadline", delivery.deadline.millisecondsSinceEpoch)
-                line.int("fired_at", delivery.firedAt.millisecondsSinceEpoch)
-                line.int("attempt", delivery.attempt)
-                line.string("node", name)
-                if let text = delivery.payloadString {
-                    line.string("payload", text)
-                } else {
-                    line.string("payload_b64", Base64.encode(delivery.payload))
-                }
-                output.write(line.line)
+                output.write(Self.firedLine(delivery, node: name))
                 node.submitAck(delivery) { _ in }
             }
         }
@@ -63,11 +51,7 @@ extension RunCommand {
                 @Sendable func durable(_ op: String, _ id: TimerID, _ result: Result<Void, HourglassError>) {
                     switch result {
                     case .success:
-                        var line = JSONLine()
-                        line.string("event", "durable")
-                        line.string("op", op)
-                        line.string("id", id.string ?? id.description)
-                        output.write(line.line)
+                        output.write(Self.durableLine(op, id))
                     case let .failure(error):
                         reportError(error.description)
                     }

@@ -147,12 +147,8 @@ public final class HourglassFleetNode: Sendable {
     public func schedule(id: TimerID, at deadline: Deadline, payload: [UInt8] = []) async throws(HourglassError) {
         let timer = TimerRequest(id: id, deadline: deadline, payload: payload)
         try configuration.check(timer, payloadLimit: payloadLimit)
-        let stored = Generation.prefixed(nextGeneration(), payload)
-        try await appender(for: id).append { records in
-            id.bytes.withUnsafeBytes { i in
-                stored.withUnsafeBytes { p in records.schedule(id: i, deadline: deadline.millisecondsSinceEpoch, attempt: 1, payload: p) }
-            }
-        }
+        let generation = nextGeneration()
+        try await appender(for: id).append { Self.encode(timer, generation: generation, into: &$0) }
     }
 
     /// Schedules a timer to fire `delay` from now, by this node's clock.
@@ -187,14 +183,7 @@ public final class HourglassFleetNode: Sendable {
                 let slice = group[start ..< end]
                 let generations = slice.map { _ in nextGeneration() }
                 try await appenders[partition].append { records in
-                    for (timer, generation) in zip(slice, generations) {
-                        let stored = Generation.prefixed(generation, timer.payload)
-                        timer.id.bytes.withUnsafeBytes { i in
-                            stored.withUnsafeBytes { p in
-                                records.schedule(id: i, deadline: timer.deadline.millisecondsSinceEpoch, attempt: 1, payload: p)
-                            }
-                        }
-                    }
+                    for (timer, generation) in zip(slice, generations) { Self.encode(timer, generation: generation, into: &records) }
                 }
                 start = end
             }
@@ -254,12 +243,8 @@ public final class HourglassFleetNode: Sendable {
         } catch {
             return completion(.failure(error))
         }
-        let stored = Generation.prefixed(nextGeneration(), timer.payload)
-        appender(for: timer.id).enqueue({ records in
-            timer.id.bytes.withUnsafeBytes { i in
-                stored.withUnsafeBytes { p in records.schedule(id: i, deadline: timer.deadline.millisecondsSinceEpoch, attempt: 1, payload: p) }
-            }
-        }, completion: completion)
+        let generation = nextGeneration()
+        appender(for: timer.id).enqueue({ Self.encode(timer, generation: generation, into: &$0) }, completion: completion)
     }
 
     /// Appends a cancel now, in the order of the calls; `completion` runs once it committed.
@@ -311,41 +296,42 @@ public final class HourglassFleetNode: Sendable {
     /// Leaves the fleet: stops firing, gives the leases up at once (the other nodes take the
     /// partitions over without waiting for a lease time), ends `deliveries` and disconnects.
     /// Deliveries not yet acknowledged are delivered again by the next owner. Idempotent.
-    public func close() async {
+    public func close() async { await stop(releasing: true) }
+
+    /// Stops as a crash would, as far as the fleet can tell: no more renewals, firing or
+    /// deliveries, and nothing released (the leases expire by themselves). For benchmarks and
+    /// tests that kill a node in process.
+    package func abandon() async { await stop(releasing: false) }
+
+    // MARK: Internals
+
+    /// A schedule's SCHEDULE record: its payload behind the generation (FORMAT.md, fleet frames).
+    private static func encode(_ timer: TimerRequest, generation: UInt64, into records: inout RecordEncoder) {
+        let stored = Generation.prefixed(generation, timer.payload)
+        timer.id.bytes.withUnsafeBytes { id in
+            stored.withUnsafeBytes { records.schedule(id: id, deadline: timer.deadline.millisecondsSinceEpoch, attempt: 1, payload: $0) }
+        }
+    }
+
+    /// Stops the node: the lease loop and the listener first (so that nothing claims while it
+    /// stops), then appends, owners (giving their leases up when `releasing`), deliveries and
+    /// the connections.
+    private func stop(releasing: Bool) async {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let running = tasks.withLock { $0 }
-        // The lease loop and the listener first, so that nothing claims while leaving.
         for task in running.dropFirst() { task.cancel() }
         for task in running.dropFirst() { await task.value }
         for appender in appenders { appender.close() }
         let owned = owners.withLock { owners in defer { owners.removeAll() }; return owners }
         for (partition, owner) in owned {
             await owner.stop()
-            try? await database.release(partition: partition, node: options.node, epoch: owner.epoch)
+            if releasing { try? await database.release(partition: partition, node: options.node, epoch: owner.epoch) }
         }
-        try? await database.leave(node: options.node)
+        if releasing { try? await database.leave(node: options.node) }
         context.queue.finish()
         running.first?.cancel()
         await running.first?.value
     }
-
-    /// Stops as a crash would, as far as the fleet can tell: no more renewals, firing or
-    /// deliveries, and nothing released (the leases expire by themselves). For benchmarks and
-    /// tests that kill a node in process.
-    package func abandon() async {
-        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        let running = tasks.withLock { $0 }
-        for task in running.dropFirst() { task.cancel() }
-        for task in running.dropFirst() { await task.value }
-        for appender in appenders { appender.close() }
-        let owned = owners.withLock { owners in defer { owners.removeAll() }; return owners }
-        for owner in owned.values { await owner.stop() }
-        context.queue.finish()
-        running.first?.cancel()
-        await running.first?.value
-    }
-
-    // MARK: Internals
 
     package func partition(of id: TimerID) -> Int { Partitioning.index(of: id.bytes, count: appenders.count) }
 
