@@ -2,6 +2,7 @@ import Hourglass
 import Logging
 import NIOCore
 import PostgresNIO
+import Synchronization
 
 /// The fleet's tables and every statement it runs on them (Docs/REPLICATION.md has the schema).
 ///
@@ -10,16 +11,38 @@ import PostgresNIO
 /// each commits, in the same statement as its `INSERT` (one round trip, one implicit
 /// transaction). A reader asking for "the frames from N on" therefore misses none.
 final class FleetDatabase: Sendable {
-    let client: PostgresClient
     let logger: Logger
     /// The fleet format this build writes and reads.
     static let format: Int32 = 1
     static let channel = "hourglass_frames"
 
     let address: PostgresAddress
+    private let maxConnections: Int
+    /// How long a statement may go unanswered (`FleetOptions.callTimeout`).
+    let callTimeout: Duration
+    /// For reading and writing checkpoints, which can be large.
+    var bulkTimeout: Duration { callTimeout * 10 }
 
-    init(address: PostgresAddress, maxConnections: Int, logger: Logger) {
+    /// The connection pool in use, and its generation: a call that gets no answer in time
+    /// replaces it (see `run`).
+    private struct Pool {
+        var client: PostgresClient
+        var runner: Task<Void, Never>? = nil
+        var generation = 0
+        var closed = false
+    }
+
+    private let pool: Mutex<Pool>
+
+    init(address: PostgresAddress, maxConnections: Int, callTimeout: Duration, logger: Logger) {
         self.address = address
+        self.maxConnections = maxConnections
+        self.callTimeout = callTimeout
+        self.logger = logger
+        pool = Mutex(Pool(client: FleetDatabase.makeClient(address: address, maxConnections: maxConnections, logger: logger)))
+    }
+
+    private static func makeClient(address: PostgresAddress, maxConnections: Int, logger: Logger) -> PostgresClient {
         var configuration = PostgresClient.Configuration(
             host: address.host, port: address.port, username: address.username, password: address.password,
             database: address.database, tls: .disable)
@@ -27,19 +50,93 @@ final class FleetDatabase: Sendable {
         configuration.options.minimumConnections = 0
         configuration.options.connectTimeout = .seconds(5)
         configuration.options.keepAliveBehavior = nil
-        client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-        self.logger = logger
+        return PostgresClient(configuration: configuration, backgroundLogger: logger)
     }
 
-    /// Runs `body`, turning what PostgreSQL or the connection throws into `.database(operation:)`.
-    func run<T: Sendable>(_ operation: String, _ body: () async throws -> T) async throws(HourglassError) -> T {
-        do {
-            return try await body()
-        } catch let error as HourglassError {
-            throw error
-        } catch {
-            throw .database(operation: operation, message: FleetDatabase.describe(error))
+    /// Starts the connection pool.
+    func start() {
+        pool.withLock { pool in
+            let client = pool.client
+            pool.runner = Task { await client.run() }
         }
+    }
+
+    /// Stops the connection pool, waiting for it at most a call timeout (a pool whose server
+    /// vanished may never finish closing; it is abandoned then).
+    func shutdown() async {
+        let runner = pool.withLock { pool -> Task<Void, Never>? in
+            pool.closed = true
+            return pool.runner
+        }
+        guard let runner else { return }
+        runner.cancel()
+        _ = await FleetDatabase.race(callTimeout) { await runner.value }
+    }
+
+    /// The pool in use and its generation.
+    var current: (client: PostgresClient, generation: Int) { pool.withLock { ($0.client, $0.generation) } }
+
+    /// Replaces the pool of `generation` (unless that was done already) with a new one; the old
+    /// one is told to stop and left to finish on its own, with whatever calls hang in it.
+    private func replacePool(after generation: Int, because operation: String) {
+        let old = pool.withLock { pool -> Task<Void, Never>? in
+            guard pool.generation == generation, !pool.closed else { return nil }
+            let old = pool.runner
+            let client = FleetDatabase.makeClient(address: address, maxConnections: maxConnections, logger: logger)
+            pool.client = client
+            pool.generation += 1
+            pool.runner = Task { await client.run() }
+            return old
+        }
+        guard let old else { return }
+        old.cancel()
+        logger.warning("fleet: PostgreSQL did not answer in time; connecting anew", metadata: [
+            "operation": "\(operation)", "timeout": "\(callTimeout)"])
+    }
+
+    /// Runs `body` on the pool in use, turning what PostgreSQL or the connection throws into
+    /// `.database(operation:)`. A body that gets no answer within `timeout` (the call timeout
+    /// by default) is abandoned: the call fails, and the pool is replaced, since a connection
+    /// whose server was killed can wait forever. Whether an abandoned write committed is
+    /// unknown to the caller, as with any error from a commit.
+    func run<T: Sendable>(
+        _ operation: String, timeout: Duration? = nil, _ body: @escaping @Sendable (PostgresClient) async throws -> T
+    ) async throws(HourglassError) -> T {
+        let (client, generation) = current
+        let limit = timeout ?? callTimeout
+        switch await FleetDatabase.race(limit, { try await body(client) }) {
+        case let .success(value)?:
+            return value
+        case let .failure(error as HourglassError)?:
+            throw error
+        case let .failure(error)?:
+            throw .database(operation: operation, message: FleetDatabase.describe(error))
+        case nil:
+            if Task.isCancelled { throw .database(operation: operation, message: "cancelled") }
+            replacePool(after: generation, because: operation)
+            throw .database(operation: operation, message: "no answer from PostgreSQL within \(limit); whether it was done is unknown")
+        }
+    }
+
+    /// `body`'s result, or nil when it takes longer than `limit` or the calling task is
+    /// cancelled; `body` runs in a task of its own, cancelled (and abandoned) then.
+    static func race<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async -> Result<T, any Error>? {
+        let slot = OneShot<Result<T, any Error>?>()
+        let work = Task {
+            do { slot.fill(.success(try await body())) } catch { slot.fill(.failure(error)) }
+        }
+        let timer = Task {
+            try? await Task.sleep(for: limit)
+            slot.fill(nil)
+        }
+        let result = await withTaskCancellationHandler {
+            await slot.value()
+        } onCancel: {
+            slot.fill(nil)
+        }
+        timer.cancel()
+        if result == nil { work.cancel() }
+        return result
     }
 
     static func describe(_ error: any Error) -> String {
@@ -60,7 +157,7 @@ final class FleetDatabase: Sendable {
             host: address.host, port: address.port, username: address.username, password: address.password,
             database: address.database, tls: .disable)
         configuration.options.connectTimeout = .seconds(5)
-        _ = try await run("connecting to \(address)") {
+        _ = try await run("connecting to \(address)") { [logger, configuration] _ in
             let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
             try await connection.close()
         }
@@ -71,7 +168,7 @@ final class FleetDatabase: Sendable {
     /// Creates the tables when missing (one node at a time: a transaction-scoped advisory lock)
     /// and records the partition count; returns the recorded count, refusing another.
     func prepare(partitions: Int) async throws(HourglassError) {
-        let recorded: (Int32, Int32) = try await run("creating the fleet's tables") {
+        let recorded: (Int32, Int32) = try await run("creating the fleet's tables") { [logger] client in
             try await client.withTransaction(logger: logger) { connection in
                 try await connection.query("SELECT pg_advisory_xact_lock(7361726115)", logger: logger)
                 for statement in FleetDatabase.schema {
@@ -153,7 +250,7 @@ final class FleetDatabase: Sendable {
     func append(partition: Int, records: Int, body: ByteBuffer) async throws(HourglassError) -> Int64 {
         let p = Int32(partition)
         let n = Int64(records)
-        let seq: Int64? = try await run("appending to partition \(partition)") {
+        let seq: Int64? = try await run("appending to partition \(partition)") { [logger] client in
             let rows = try await client.query(
                 """
                 WITH s AS (UPDATE hourglass_partitions SET next_seq = next_seq + \(n) WHERE partition = \(p) RETURNING next_seq - \(n) AS seq),
@@ -172,7 +269,7 @@ final class FleetDatabase: Sendable {
     /// Wakes the owners of `partitions` (`LISTEN hourglass_frames`): one statement for all.
     func notify(partitions: [Int]) async throws(HourglassError) {
         let list = partitions.map { Int32($0) }
-        _ = try await run("notifying the owners of partitions \(partitions)") {
+        _ = try await run("notifying the owners of partitions \(partitions)") { [logger] client in
             let rows = try await client.query(
                 "SELECT pg_notify('\(unescaped: FleetDatabase.channel)', p::text) FROM unnest(\(list)::int[]) AS p", logger: logger)
             for try await _ in rows {}
@@ -189,18 +286,20 @@ final class FleetDatabase: Sendable {
         case fenced
     }
 
-    /// Appends the owner's frame only if this node still owns `partition` at `epoch` and the
-    /// log ends at `expected` (everything committed before has been applied).
+    /// Appends the owner's frame only if this node still owns `partition` at `epoch`, its lease
+    /// has not expired by the database's clock, and the log ends at `expected` (everything
+    /// committed before has been applied).
     func appendAsOwner(partition: Int, node: String, epoch: Int64, expected: Int64, records: Int, body: ByteBuffer)
         async throws(HourglassError) -> FencedAppend
     {
         let p = Int32(partition)
         let n = Int64(records)
-        return try await run("appending the owner's records to partition \(partition)") {
+        return try await run("appending the owner's records to partition \(partition)") { [logger] client in
             let rows = try await client.query(
                 """
                 WITH s AS (UPDATE hourglass_partitions SET next_seq = next_seq + \(n)
                            WHERE partition = \(p) AND owner = \(node) AND epoch = \(epoch) AND next_seq = \(expected)
+                             AND expires_at > now()
                            RETURNING next_seq - \(n) AS seq),
                      i AS (INSERT INTO hourglass_frames (partition, seq, records, body) SELECT \(p), seq, \(Int32(records)), \(body) FROM s RETURNING seq)
                 SELECT seq FROM i
@@ -210,11 +309,13 @@ final class FleetDatabase: Sendable {
             var committed: Int64? = nil
             for try await (seq) in rows.decode(Int64.self) { committed = seq }
             if let committed { return .committed(committed) }
+            // Not appended: behind, if the lease is still this owner's; fenced otherwise (an
+            // expired lease is never renewed, only claimed anew under a higher epoch).
             let state = try await client.query(
-                "SELECT next_seq, owner, epoch FROM hourglass_partitions WHERE partition = \(p)", logger: logger)
+                "SELECT next_seq, owner, epoch, expires_at > now() FROM hourglass_partitions WHERE partition = \(p)", logger: logger)
             var outcome = FencedAppend.fenced
-            for try await (nextSeq, owner, currentEpoch) in state.decode((Int64, String?, Int64).self) {
-                if owner == node && currentEpoch == epoch { outcome = .behind(nextSeq: nextSeq) }
+            for try await (nextSeq, owner, currentEpoch, live) in state.decode((Int64, String?, Int64, Bool).self) {
+                if owner == node && currentEpoch == epoch && live { outcome = .behind(nextSeq: nextSeq) }
             }
             return outcome
         }
@@ -230,7 +331,7 @@ final class FleetDatabase: Sendable {
 
     /// The frames of `partition` from `seq` on, in order, at most `limit` of them.
     func frames(partition: Int, from seq: Int64, limit: Int) async throws(HourglassError) -> [FrameRow] {
-        try await run("reading partition \(partition)'s frames from \(seq)") {
+        try await run("reading partition \(partition)'s frames from \(seq)", timeout: bulkTimeout) { [logger] client in
             let rows = try await client.query(
                 """
                 SELECT seq, records, body FROM hourglass_frames WHERE partition = \(Int32(partition)) AND seq >= \(seq)
@@ -247,7 +348,7 @@ final class FleetDatabase: Sendable {
 
     /// The newest checkpoint of `partition`: its start sequence and chunks, in order; nil when it has none.
     func latestCheckpoint(partition: Int) async throws(HourglassError) -> (startSeq: Int64, chunks: [ByteBuffer])? {
-        try await run("reading partition \(partition)'s checkpoint") {
+        try await run("reading partition \(partition)'s checkpoint", timeout: bulkTimeout) { [logger] client in
             let rows = try await client.query(
                 """
                 SELECT start_seq, body FROM hourglass_checkpoints
@@ -272,7 +373,7 @@ final class FleetDatabase: Sendable {
     /// removes only what a newer checkpoint also covers.
     func storeCheckpoint(partition: Int, startSeq: Int64, chunks: [(timers: Int, body: ByteBuffer)]) async throws(HourglassError) {
         let p = Int32(partition)
-        try await run("writing partition \(partition)'s checkpoint at \(startSeq)") {
+        try await run("writing partition \(partition)'s checkpoint at \(startSeq)", timeout: bulkTimeout) { [logger] client in
             try await client.withTransaction(logger: logger) { connection in
                 try await connection.query(
                     "DELETE FROM hourglass_checkpoints WHERE partition = \(p) AND start_seq = \(startSeq)", logger: logger)
@@ -297,7 +398,7 @@ final class FleetDatabase: Sendable {
     /// Records this node as alive and renews its leases; returns the partitions it still owns
     /// with their epochs.
     func heartbeat(node: String, leaseMilliseconds: Int64) async throws(HourglassError) -> [Int: Int64] {
-        try await run("renewing node \(node)'s leases") {
+        try await run("renewing node \(node)'s leases") { [logger] client in
             try await client.query(
                 """
                 INSERT INTO hourglass_nodes (node, heartbeat_at) VALUES (\(node), now())
@@ -318,7 +419,7 @@ final class FleetDatabase: Sendable {
 
     /// The nodes whose heartbeat is younger than a lease.
     func liveNodes(leaseMilliseconds: Int64) async throws(HourglassError) -> Int {
-        try await run("counting live nodes") {
+        try await run("counting live nodes") { [logger] client in
             let rows = try await client.query(
                 "SELECT count(*) FROM hourglass_nodes WHERE heartbeat_at > now() - \(leaseMilliseconds) * interval '1 millisecond'",
                 logger: logger)
@@ -331,7 +432,7 @@ final class FleetDatabase: Sendable {
     /// Claims up to `limit` partitions whose lease is free or expired (and, beyond the limit,
     /// any expired for longer than a whole lease: orphans); each claim raises the epoch.
     func claim(node: String, limit: Int, leaseMilliseconds: Int64) async throws(HourglassError) -> [Int: Int64] {
-        try await run("claiming partitions for node \(node)") {
+        try await run("claiming partitions for node \(node)") { [logger] client in
             let rows = try await client.query(
                 """
                 UPDATE hourglass_partitions SET owner = \(node), epoch = epoch + 1,
@@ -352,7 +453,7 @@ final class FleetDatabase: Sendable {
 
     /// Gives a lease up at once (a graceful handover), if this node still holds it at `epoch`.
     func release(partition: Int, node: String, epoch: Int64) async throws(HourglassError) {
-        _ = try await run("releasing partition \(partition)") {
+        _ = try await run("releasing partition \(partition)") { [logger] client in
             try await client.query(
                 """
                 UPDATE hourglass_partitions SET owner = NULL, expires_at = now()
@@ -364,14 +465,14 @@ final class FleetDatabase: Sendable {
 
     /// Forgets this node (a graceful leave): the others' shares grow at once.
     func leave(node: String) async throws(HourglassError) {
-        _ = try await run("removing node \(node)") {
+        _ = try await run("removing node \(node)") { [logger] client in
             try await client.query("DELETE FROM hourglass_nodes WHERE node = \(node)", logger: logger)
         }
     }
 
     /// The fleet's partitions as the database holds them (for status and tools).
     func partitionStates() async throws(HourglassError) -> [FleetPartitionState] {
-        try await run("reading hourglass_partitions") {
+        try await run("reading hourglass_partitions") { [logger] client in
             let rows = try await client.query(
                 """
                 SELECT partition, next_seq, owner, epoch, expires_at > now(),
@@ -385,6 +486,44 @@ final class FleetDatabase: Sendable {
                                                   epoch: epoch, frames: Int(frames)))
             }
             return states
+        }
+    }
+}
+
+/// A value set once, by whichever of several tasks comes first, and awaited by one.
+final class OneShot<Value: Sendable>: Sendable {
+    private struct State {
+        var value: Value? = nil
+        var filled = false
+        var waiter: UnsafeContinuation<Value, Never>? = nil
+    }
+
+    private let state = Mutex(State())
+
+    /// Sets the value, unless it was set already; wakes the waiter.
+    func fill(_ value: Value) {
+        let waiter = state.withLock { state -> UnsafeContinuation<Value, Never>? in
+            if state.filled { return nil }
+            state.filled = true
+            state.value = value
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(returning: value)
+    }
+
+    /// Whether the value is set.
+    var isFilled: Bool { state.withLock { $0.filled } }
+
+    /// The value, once set.
+    func value() async -> Value {
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Value, Never>) in
+            let ready = state.withLock { state -> Value? in
+                if state.filled { return state.value }
+                state.waiter = continuation
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
         }
     }
 }

@@ -33,6 +33,12 @@ public struct FleetOptions: Sendable {
     public var checkpointRecords: Int = 200_000
     /// The most connections this node opens to PostgreSQL. 2 ... 1000; 16 by default.
     public var maxConnections: Int = 16
+    /// How long a statement may go unanswered before the call fails with
+    /// `HourglassError.database` and the node drops its connections and opens new ones (a
+    /// server that was killed or cut off can leave a connection waiting forever). Reading and
+    /// writing checkpoints get ten times as long. nil (the default): the lease, at least 2 s
+    /// and at most 10 s. 100 ms ... 1 hour when set.
+    public var callTimeout: Duration? = nil
 
     /// A fleet on the server at `address`, as this node.
     /// - Parameters:
@@ -64,9 +70,15 @@ public struct FleetOptions: Sendable {
         try require(maxFrameRecords >= 1 && maxFrameRecords <= 65536, "maxFrameRecords must be 1 ... 65536, not \(maxFrameRecords)")
         try require(checkpointRecords >= 1, "checkpointRecords must be at least 1, not \(checkpointRecords)")
         try require(maxConnections >= 2 && maxConnections <= 1000, "maxConnections must be 2 ... 1000, not \(maxConnections)")
+        if let callTimeout {
+            try require(callTimeout >= .milliseconds(100) && callTimeout <= .seconds(3600), "callTimeout must be 100 ms ... 1 hour, not \(callTimeout)")
+        }
     }
 
     var leaseMilliseconds: Int64 { lease.wholeMilliseconds }
+
+    /// `callTimeout`, or its default from the lease.
+    var effectiveCallTimeout: Duration { callTimeout ?? min(max(lease, .seconds(2)), .seconds(10)) }
 }
 
 /// A PostgreSQL server's address and credentials.

@@ -109,14 +109,15 @@ public final class HourglassFleetNode: Sendable {
         }
         var logger = configuration.logger
         logger[metadataKey: "node"] = "\(options.node)"
-        let database = FleetDatabase(address: options.postgres, maxConnections: options.maxConnections, logger: logger)
+        let database = FleetDatabase(
+            address: options.postgres, maxConnections: options.maxConnections, callTimeout: options.effectiveCallTimeout, logger: logger)
         try await database.probe()
-        let runner = Task { await database.client.run() }
+        database.start()
         for _ in 0 ..< 10 { await Task.yield() }  // let the client start before the first lease
         do throws(HourglassError) {
             try await database.prepare(partitions: options.partitions)
         } catch {
-            runner.cancel()
+            await database.shutdown()
             throw error
         }
         let node = HourglassFleetNode(
@@ -125,7 +126,6 @@ public final class HourglassFleetNode: Sendable {
             clock.onChange { [weak node] in node?.wakeOwners() }
         }
         node.tasks.withLock { tasks in
-            tasks.append(runner)
             tasks.append(Task { await node.runLeases() })
             tasks.append(Task { await node.listen() })
         }
@@ -319,8 +319,8 @@ public final class HourglassFleetNode: Sendable {
     private func stop(releasing: Bool) async {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let running = tasks.withLock { $0 }
-        for task in running.dropFirst() { task.cancel() }
-        for task in running.dropFirst() { await task.value }
+        for task in running { task.cancel() }
+        for task in running { await task.value }
         for appender in appenders { appender.close() }
         let owned = owners.withLock { owners in defer { owners.removeAll() }; return owners }
         for (partition, owner) in owned {
@@ -329,8 +329,7 @@ public final class HourglassFleetNode: Sendable {
         }
         if releasing { try? await database.leave(node: options.node) }
         context.queue.finish()
-        running.first?.cancel()
-        await running.first?.value
+        await database.shutdown()
     }
 
     package func partition(of id: TimerID) -> Int { Partitioning.index(of: id.bytes, count: appenders.count) }
@@ -351,22 +350,36 @@ public final class HourglassFleetNode: Sendable {
     }
 
     /// Listens for the appenders' notifications and wakes the owner of each partition named.
+    /// A LISTEN runs on one connection of the pool in use; when the pool is replaced (a call
+    /// got no answer: the connection may hang too) or the LISTEN fails, it starts anew.
     private func listen() async {
         while !Task.isCancelled {
-            do {
-                try await database.client.withConnection { connection in
-                    try await connection.listen(on: FleetDatabase.channel) { notifications in
-                        // Anything appended while not listening is read now.
-                        self.wakeOwners()
-                        for try await notification in notifications {
-                            guard let partition = Int(notification.payload) else { continue }
-                            let owner = self.owners.withLock { $0[partition] }
-                            owner?.wakeup.signal()
+            let (client, generation) = database.current
+            let ended = OneShot<(any Error)?>()
+            let listening = Task {
+                do {
+                    try await client.withConnection { connection in
+                        try await connection.listen(on: FleetDatabase.channel) { notifications in
+                            // Anything appended while not listening is read now.
+                            self.wakeOwners()
+                            for try await notification in notifications {
+                                guard let partition = Int(notification.payload) else { continue }
+                                let owner = self.owners.withLock { $0[partition] }
+                                owner?.wakeup.signal()
+                            }
                         }
                     }
+                    ended.fill(nil)
+                } catch {
+                    ended.fill(error)
                 }
-            } catch {
-                if Task.isCancelled { return }
+            }
+            while !Task.isCancelled && !ended.isFilled && database.current.generation == generation {
+                try? await Task.sleep(nanoseconds: 100_000_000)
+            }
+            listening.cancel()
+            if Task.isCancelled { return }
+            if ended.isFilled, let error = await ended.value() {
                 context.logger.warning("fleet: LISTEN failed; polling meanwhile", metadata: ["error": "\(FleetDatabase.describe(error))"])
                 try? await Task.sleep(nanoseconds: 500_000_000)
             }

@@ -295,6 +295,12 @@ final class HourglassProcess: @unchecked Sendable {
         try await waitForEvents("\(count) \(what)", timeout: timeout) { events in events.count(where: match) >= count }
     }
 
+    /// Moves queued input and reads output for `duration` (less once nothing more can happen:
+    /// the process exited and its output ended), without waiting for anything in particular.
+    func pumpOutput(for duration: Duration) async {
+        _ = await onOwnThread { self.pump(timeout: duration) { false } }
+    }
+
     /// Waits for the process to exit with its output read to the end; returns its status. On a
     /// timeout the process is killed and the test fails with what it wrote.
     @discardableResult

@@ -84,7 +84,10 @@ enum FleetFixture {
             }
             let first = await group.next() ?? nil
             group.cancelAll()
-            return first
+            // The taker can win the race after the timer: its delivery is kept, never dropped.
+            var taken = first
+            for await other in group where taken == nil { taken = other }
+            return taken
         }
     }
 }
