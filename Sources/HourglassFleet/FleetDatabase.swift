@@ -80,7 +80,7 @@ final class FleetDatabase: Sendable {
     /// one is told to stop and left to finish on its own, with whatever calls hang in it.
     private func replacePool(after generation: Int, because operation: String) {
         let old = pool.withLock { pool -> Task<Void, Never>? in
-            guard pool.generation == generation, !pool.closed else { return nil }
+            guard pool.generation == generation, !pool.closed, pool.runner != nil else { return nil }
             let old = pool.runner
             let client = FleetDatabase.makeClient(address: address, maxConnections: maxConnections, logger: logger)
             pool.client = client

@@ -333,6 +333,9 @@ struct FleetRun {
         if !unexplained.isEmpty {
             report.problems.append("\(unexplained.count) timers fired twice with no death nearby: \(unexplained.prefix(5).map { id in firedIDs[id]!.map { "\(id) by \($0.node) at \($0.seenAt)" } })")
         }
+        // How often a node gave up on a call and opened new connections (Docs/REPLICATION.md,
+        // "Calls that get no answer").
+        let reconnects = nodes.reduce(0) { $0 + $1.process.stderr.components(separatedBy: "connecting anew").count - 1 }
         let late = fires.map { $0.firedAt - $0.deadline }.sorted()
         let p99 = late.isEmpty ? 0 : late[min(late.count - 1, late.count * 99 / 100)]
         report.summary = """
@@ -341,7 +344,8 @@ struct FleetRun {
             \(firedIDs.count) timers, \(duplicated.count) delivered more than once; lateness p99 \(p99) ms; \(errors) error lines \
             (calls refused while the database was down); takeover of n2's \(takeovers.count) partitions after its kill: \
             \(takeovers.sorted { $0.key < $1.key }.map { "p\($0.key) \($0.value) ms" }.joined(separator: ", ")) \
-            (lease \(FleetRun.leaseMilliseconds) ms); PostgreSQL down \(databaseBackAt - databaseKilledAt) ms
+            (lease \(FleetRun.leaseMilliseconds) ms); PostgreSQL down \(databaseBackAt - databaseKilledAt) ms; \(reconnects) \
+            calls given up for lack of an answer (connection pool replaced)
             """
         return report
     }

@@ -2,6 +2,9 @@ import Hourglass
 import HourglassFleet
 import HourglassTesting
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A fleet on a real PostgreSQL (started by the suite), with a manual clock for deadlines.
 @Suite("Fleet", .serialized)
@@ -212,6 +215,35 @@ struct FleetTests {
         for node in nodes { await node.close() }
     }
 
+    @Test("A server that accepts connections and never answers: start fails with a typed error within the call timeout")
+    func silentServer() async throws {
+        // A listening socket nobody accepts on: the kernel completes the TCP handshake, and
+        // the PostgreSQL startup message waits for an answer that never comes.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        #expect(bound)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        var options = try FleetOptions(postgres: "postgres://u@127.0.0.1:\(port)/x", node: "a")
+        options.callTimeout = .milliseconds(500)
+        let began = ContinuousClock.now
+        await #expect {
+            _ = try await HourglassFleetNode.start(fleet: options)
+        } throws: { error in
+            guard case let .database(_, message) = error as? HourglassError else { return false }
+            return message.contains("no answer from PostgreSQL within")
+        }
+        #expect(ContinuousClock.now - began < .seconds(4), "the call timeout, not the 5 s connect timeout or forever")
+    }
+
     @Test("A node configured with another partition count than the fleet's is refused")
     func partitionCountMismatch() async throws {
         let url = try await FleetFixture.freshDatabase()
@@ -236,6 +268,12 @@ struct FleetTests {
         options.node = "a"
         options.lease = .milliseconds(10)
         await #expect(throws: HourglassError.self) { _ = try await HourglassFleetNode.start(fleet: options) }
+        options.lease = .seconds(1)
+        options.callTimeout = .milliseconds(5)
+        await #expect(throws: HourglassError.invalidConfiguration("callTimeout must be 100 ms ... 1 hour, not 0.005 seconds")) {
+            _ = try await HourglassFleetNode.start(fleet: options)
+        }
+        options.callTimeout = nil
         await #expect(throws: HourglassError.invalidConfiguration(
             "durability .replicated is a fleet's: start an HourglassFleetNode (the HourglassFleet library) with a PostgreSQL URL")) {
             _ = try await HourglassEngine.open(Configuration(storage: .memory, durability: .replicated))
