@@ -52,6 +52,7 @@ func replicatedScenario(_ ctx: Context, postgresURL: String?) async throws -> [M
     let latencies = Latencies()
     let progress = Progress(label: "replicated: schedule", total: n)
     let framesBefore = nodes.reduce(0) { $0 + $1.status().framesAppended }
+    let statementsBefore = nodes.reduce(0) { $0 + $1.status().statementsCommitted }
     let start = Mark.now()
     try await runCallers(count: n, callers: ctx.callers, batch: ctx.batch) { range in
         let node = nodes[(range.lowerBound / ctx.batch) % ctx.callers % 3]
@@ -69,14 +70,16 @@ func replicatedScenario(_ ctx: Context, postgresURL: String?) async throws -> [M
     let end = Mark.now()
     progress.finish()
     let frames = nodes.reduce(0) { $0 + $1.status().framesAppended } - framesBefore
+    let statements = nodes.reduce(0) { $0 + $1.status().statementsCommitted } - statementsBefore
     var schedule = Measurement(scenario: "replicated: schedule", system: "hourglass-fleet", durability: "replicated", timers: n,
                                payloadBytes: ctx.payloadBytes, seconds: start.seconds(to: end))
     schedule.setCPU(from: start, to: end)
     schedule.callers = ctx.callers
     schedule.setLatency(Percentiles(latencies.samples.withLock { $0 }))
-    schedule.extra += [("frames", Double(frames)), ("records_per_frame", Double(n) / Double(max(1, frames)))]
+    schedule.extra += [("commits", Double(statements)), ("records_per_commit", Double(n) / Double(max(1, statements))),
+                       ("frames", Double(frames)), ("records_per_frame", Double(n) / Double(max(1, frames)))]
     schedule.notes.append("3 nodes in this process, \(partitions) partitions, one PostgreSQL 15 on this machine (synchronous_commit on, fsync on); \(ctx.callers) callers, \(ctx.batch) timer(s) per call; a call returns once its frame is committed; CPU is this process's only (PostgreSQL's is not counted)")
-    schedule.notes.append("\(frames) frames committed: \(format1(Double(n) / Double(max(1, frames)))) records per frame (group commit per node and partition)")
+    schedule.notes.append("\(statements) commits (\(format1(Double(n) / Double(max(1, statements)))) records each: group commit per node, one statement for every partition it touches), \(frames) frames (\(format1(Double(n) / Double(max(1, frames)))) records each)")
 
     // 2. Takeover of a crashed node's partitions, every timer still pending.
     try await waitFor("every schedule applied by its owner", seconds: 300) {

@@ -3,60 +3,112 @@ import HourglassCore
 import NIOCore
 import Synchronization
 
-/// Group commit of one partition's inputs from this node: calls made while a frame is being
-/// committed wait together and go in the next frame, one statement for all of them.
-final class PartitionAppender: Sendable {
+/// Group commit of this node's appends: the calls made while a statement is in flight wait
+/// together for the next one, which carries a frame for each partition they touched — one
+/// statement and one commit for all of them, whatever partitions they fall in
+/// (`FleetDatabase.append(frames:)`). A call is in one statement: all of its records commit,
+/// or none.
+final class NodeAppender: Sendable {
     typealias Waiter = @Sendable (Result<Void, HourglassError>) -> Void
 
-    private struct Pending: ~Copyable {
-        var records = RecordEncoder(capacity: 16 << 10)
-        var frames = FrameEncoder()
-        var waiters: [Waiter] = []
-        /// Full frames waiting for their turn, oldest first.
-        var sealed: [(body: ByteBuffer, records: Int, waiters: [Waiter])] = []
+    /// One partition's records in the batch being filled.
+    final class Frame {
+        let partition: Int
+        var records = RecordEncoder(capacity: 4 << 10)
+        init(partition: Int) { self.partition = partition }
+    }
+
+    /// The records of the calls that go in one statement, by partition.
+    struct Batch {
+        fileprivate var frames: [Frame?]
+        fileprivate var touched: [Int] = []
+        fileprivate(set) var records = 0
+        fileprivate(set) var bytes = 0
+        fileprivate var waiters: [Waiter] = []
+
+        fileprivate init(partitions: Int) { frames = Array(repeating: nil, count: partitions) }
+
+        /// Appends records (`encode` writes them) to `partition`'s frame.
+        mutating func add(to partition: Int, _ encode: (inout RecordEncoder) -> Void) {
+            let frame: Frame
+            if let existing = frames[partition] {
+                frame = existing
+            } else {
+                frame = Frame(partition: partition)
+                frames[partition] = frame
+                touched.append(partition)
+            }
+            let (count, byteCount) = (frame.records.count, frame.records.byteCount)
+            encode(&frame.records)
+            records += frame.records.count - count
+            bytes += frame.records.byteCount - byteCount
+        }
+    }
+
+    /// A batch encoded as frames, in partition order, waiting for its statement.
+    private struct Sealed {
+        var frames: [FleetDatabase.NewFrame]
+        var records: Int
+        var waiters: [Waiter]
+    }
+
+    private struct State: ~Copyable {
+        var filling: Batch
+        var sealed: [Sealed] = []
+        var frameEncoder = FrameEncoder()
         /// A flush is running: it takes what is pending when its statement returns.
         var flushing = false
         var closed = false
     }
 
-    let partition: Int
+    private let partitions: Int
     private let database: FleetDatabase
     private let maxRecords: Int
-    private let state = Mutex(Pending())
-    /// Frames committed and records carried, for statistics.
+    private let state: Mutex<State>
+    private let notifier: Notifier
+    /// Statements and frames committed and records carried, for statistics.
+    let statements = Atomic<Int>(0)
     let committed = Atomic<Int>(0)
     let carried = Atomic<Int>(0)
 
-    private let notifier: Notifier
+    /// A batch is sealed once its records pass this many bytes (a frame may hold 32 MiB; one
+    /// call adds at most `chunkBytes` more).
+    static let sealBytes = 8 << 20
+    /// The most bytes of records one call adds (`HourglassFleetNode.schedule(_:)` splits larger ones).
+    static let chunkBytes = 8 << 20
 
-    init(partition: Int, database: FleetDatabase, maxRecords: Int, notifier: Notifier) {
-        self.notifier = notifier
-        self.partition = partition
+    init(partitions: Int, database: FleetDatabase, maxRecords: Int, notifier: Notifier) {
+        self.partitions = partitions
         self.database = database
         self.maxRecords = maxRecords
+        self.notifier = notifier
+        state = Mutex(State(filling: Batch(partitions: partitions)))
     }
 
-    /// Adds records (`encode` appends them) and returns once the frame holding them committed.
+    /// Adds `records` records (`encode` writes them) and returns once the statement holding
+    /// them committed.
     nonisolated(nonsending)
-    func append(_ encode: (inout RecordEncoder) -> Void) async throws(HourglassError) {
+    func append(records: Int, _ encode: (inout Batch) -> Void) async throws(HourglassError) {
         let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Void, HourglassError>, Never>) in
-            enqueue(encode) { continuation.resume(returning: $0) }
+            enqueue(records: records, encode) { continuation.resume(returning: $0) }
         }
         try result.get()
     }
 
-    /// Adds records (`encode` appends them) now, in the order of the calls; `completion` runs
-    /// once the frame holding them committed (or failed).
-    func enqueue(_ encode: (inout RecordEncoder) -> Void, completion: @escaping Waiter) {
-        let start = state.withLock { pending -> Bool? in
-            if pending.closed { return nil }
-            if pending.records.count >= maxRecords || pending.records.byteCount >= PartitionAppender.sealBytes {
-                pending.sealed.append(seal(&pending))
+    /// Adds `records` records (`encode` writes them) now, in the order of the calls;
+    /// `completion` runs once the statement holding them committed (or failed).
+    func enqueue(records: Int, _ encode: (inout Batch) -> Void, completion: @escaping Waiter) {
+        let start = state.withLock { state -> Bool? in
+            if state.closed { return nil }
+            if state.filling.records > 0
+                && (state.filling.records + records > maxRecords || state.filling.bytes >= NodeAppender.sealBytes)
+            {
+                state.sealed.append(seal(&state))
             }
-            encode(&pending.records)
-            pending.waiters.append(completion)
-            if pending.flushing { return false }
-            pending.flushing = true
+            encode(&state.filling)
+            state.filling.waiters.append(completion)
+            if state.flushing { return false }
+            state.flushing = true
             return true
         }
         switch start {
@@ -66,42 +118,52 @@ final class PartitionAppender: Sendable {
         }
     }
 
-    /// Commits what is pending, frame after frame, until nothing is.
+    /// Commits what is pending, statement after statement, until nothing is.
     private func flush() async {
         while true {
-            let batch = state.withLock { pending -> (body: ByteBuffer, records: Int, waiters: [Waiter])? in
-                if !pending.sealed.isEmpty { return pending.sealed.removeFirst() }
-                if pending.waiters.isEmpty {
-                    pending.flushing = false
+            let batch = state.withLock { state -> Sealed? in
+                if !state.sealed.isEmpty { return state.sealed.removeFirst() }
+                if state.filling.waiters.isEmpty {
+                    state.flushing = false
                     return nil
                 }
-                return seal(&pending)
+                return seal(&state)
             }
-            guard let (body, records, waiters) = batch else { return }
+            guard let batch else { return }
             let result: Result<Void, HourglassError>
-            do throws(HourglassError) {
-                _ = try await database.append(partition: partition, records: records, body: body)
-                committed.add(1, ordering: .relaxed)
-                notifier.note(partition)
-                carried.add(records, ordering: .relaxed)
+            if batch.frames.isEmpty {
                 result = .success(())
-            } catch {
-                result = .failure(error)
+            } else {
+                do throws(HourglassError) {
+                    try await database.append(frames: batch.frames)
+                    statements.add(1, ordering: .relaxed)
+                    committed.add(batch.frames.count, ordering: .relaxed)
+                    carried.add(batch.records, ordering: .relaxed)
+                    notifier.note(batch.frames.map(\.partition))
+                    result = .success(())
+                } catch {
+                    result = .failure(error)
+                }
             }
-            for waiter in waiters { waiter(result) }
+            for waiter in batch.waiters { waiter(result) }
         }
     }
 
-    /// A frame is sealed once its records pass this many bytes (the frame format allows 32 MiB).
-    static let sealBytes = 8 << 20
-
-    /// Encodes the pending records as a frame and starts a new one.
-    private func seal(_ pending: inout Pending) -> (body: ByteBuffer, records: Int, waiters: [Waiter]) {
-        let body = FleetFrames.encode(pending.records, into: &pending.frames)
-        let batch = (body: body, records: pending.records.count, waiters: pending.waiters)
-        pending.records.reset()
-        pending.waiters = []
-        return batch
+    /// Encodes the batch being filled as frames, in partition order (the statement locks the
+    /// partitions' rows in that order, so two nodes' statements never deadlock), and starts a
+    /// new one.
+    private func seal(_ state: inout State) -> Sealed {
+        var frames: [FleetDatabase.NewFrame] = []
+        frames.reserveCapacity(state.filling.touched.count)
+        for partition in state.filling.touched.sorted() {
+            let frame = state.filling.frames[partition]!
+            if frame.records.isEmpty { continue }
+            let body = FleetFrames.encode(frame.records, into: &state.frameEncoder)
+            frames.append(FleetDatabase.NewFrame(partition: partition, records: frame.records.count, body: body))
+        }
+        let sealed = Sealed(frames: frames, records: state.filling.records, waiters: state.filling.waiters)
+        state.filling = Batch(partitions: partitions)
+        return sealed
     }
 
     /// Refuses further appends (those pending still commit).
@@ -124,9 +186,9 @@ final class Notifier: Sendable {
 
     init(database: FleetDatabase) { self.database = database }
 
-    func note(_ partition: Int) {
+    func note(_ partitions: [Int]) {
         let start = state.withLock { state -> Bool in
-            state.dirty.insert(partition)
+            state.dirty.formUnion(partitions)
             if state.running { return false }
             state.running = true
             return true

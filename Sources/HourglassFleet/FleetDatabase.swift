@@ -9,7 +9,8 @@ import Synchronization
 /// Sequence numbers within a partition are the order of commit: every append takes them with
 /// an `UPDATE` of the partition's row, whose row lock serializes the partition's appenders until
 /// each commits, in the same statement as its `INSERT` (one round trip, one implicit
-/// transaction). A reader asking for "the frames from N on" therefore misses none.
+/// transaction; `hourglass_append` does it for several partitions at once, locking them in
+/// ascending order). A reader asking for "the frames from N on" therefore misses none.
 final class FleetDatabase: Sendable {
     let logger: Logger
     /// The fleet format this build writes and reads.
@@ -239,31 +240,79 @@ final class FleetDatabase: Sendable {
             node         text PRIMARY KEY,
             heartbeat_at timestamptz NOT NULL)
         """,
+        // A node's group commit: frames for several partitions in one statement. Each
+        // partition's row is locked by its UPDATE, which takes the frame's sequence numbers, and
+        // held to the commit: the order of sequence numbers is the order of commit. The caller
+        // sends the partitions in ascending order and every other statement that locks several
+        // partition rows (hourglass_renew) takes them in that order too, so none deadlocks.
+        """
+        CREATE OR REPLACE FUNCTION hourglass_append(ps int[], ns int[], bodies bytea[])
+        RETURNS TABLE (o_partition int, o_seq bigint) LANGUAGE plpgsql AS $$
+        DECLARE
+            s bigint;
+        BEGIN
+            FOR i IN 1 .. coalesce(array_length(ps, 1), 0) LOOP
+                UPDATE hourglass_partitions SET next_seq = next_seq + ns[i] WHERE partition = ps[i]
+                RETURNING next_seq - ns[i] INTO s;
+                IF s IS NULL THEN
+                    RAISE EXCEPTION 'partition % has no row in hourglass_partitions', ps[i];
+                END IF;
+                INSERT INTO hourglass_frames (partition, seq, records, body) VALUES (ps[i], s, ns[i], bodies[i]);
+                o_partition := ps[i];
+                o_seq := s;
+                RETURN NEXT;
+            END LOOP;
+        END $$
+        """,
+        // A node's lease renewal, one partition at a time in ascending order (see hourglass_append).
+        """
+        CREATE OR REPLACE FUNCTION hourglass_renew(n text, lease_ms bigint)
+        RETURNS TABLE (o_partition int, o_epoch bigint) LANGUAGE plpgsql AS $$
+        DECLARE
+            p int;
+        BEGIN
+            FOR p IN SELECT partition FROM hourglass_partitions WHERE owner = n AND expires_at > now() ORDER BY partition LOOP
+                UPDATE hourglass_partitions SET expires_at = now() + lease_ms * interval '1 millisecond'
+                WHERE partition = p AND owner = n AND expires_at > now()
+                RETURNING partition, epoch INTO o_partition, o_epoch;
+                IF FOUND THEN
+                    RETURN NEXT;
+                END IF;
+            END LOOP;
+        END $$
+        """,
     ]
 
     // MARK: Appending
 
-    /// Appends a frame of `records` records to `partition`'s log; returns the frame's first
-    /// sequence number, once committed. The owner is notified apart (`notify`): a transaction
-    /// that notifies takes a database-wide lock at commit, held through its WAL flush, which
-    /// would make every append of the fleet commit one after another.
-    func append(partition: Int, records: Int, body: ByteBuffer) async throws(HourglassError) -> Int64 {
-        let p = Int32(partition)
-        let n = Int64(records)
-        let seq: Int64? = try await run("appending to partition \(partition)") { [logger] client in
+    /// A frame to append: its partition, its record count, its bytes.
+    struct NewFrame: Sendable {
+        var partition: Int
+        var records: Int
+        var body: ByteBuffer
+    }
+
+    /// Appends `frames` (in partition order; a partition may have several, kept in order) in
+    /// one statement and one commit; returns once committed. The owners are notified apart
+    /// (`notify`): a transaction that notifies takes a database-wide lock at commit, held
+    /// through its WAL flush, which would make every append of the fleet commit one after
+    /// another.
+    func append(frames: [NewFrame]) async throws(HourglassError) {
+        let partitions = frames.map { Int32($0.partition) }
+        let counts = frames.map { Int32($0.records) }
+        let bodies = frames.map(\.body)
+        let described = frames.count == 1 ? "partition \(frames[0].partition)" : "partitions \(Array(Set(frames.map(\.partition))).sorted())"
+        let appended: Int = try await run("appending to \(described)") { [logger] client in
             let rows = try await client.query(
-                """
-                WITH s AS (UPDATE hourglass_partitions SET next_seq = next_seq + \(n) WHERE partition = \(p) RETURNING next_seq - \(n) AS seq),
-                     i AS (INSERT INTO hourglass_frames (partition, seq, records, body) SELECT \(p), seq, \(Int32(records)), \(body) FROM s RETURNING seq)
-                SELECT seq FROM i
-                """,
+                "SELECT o_partition, o_seq FROM hourglass_append(\(partitions)::int[], \(counts)::int[], \(bodies)::bytea[])",
                 logger: logger)
-            var seq: Int64? = nil
-            for try await (first) in rows.decode(Int64.self) { seq = first }
-            return seq
+            var appended = 0
+            for try await _ in rows.decode((Int32, Int64).self) { appended += 1 }
+            return appended
         }
-        guard let seq else { throw .database(operation: "appending to partition \(partition)", message: "the partition has no row in hourglass_partitions") }
-        return seq
+        if appended != frames.count {
+            throw .database(operation: "appending to \(described)", message: "\(appended) of \(frames.count) frames appended")
+        }
     }
 
     /// Wakes the owners of `partitions` (`LISTEN hourglass_frames`): one statement for all.
@@ -405,12 +454,7 @@ final class FleetDatabase: Sendable {
                 ON CONFLICT (node) DO UPDATE SET heartbeat_at = now()
                 """,
                 logger: logger)
-            let rows = try await client.query(
-                """
-                UPDATE hourglass_partitions SET expires_at = now() + \(leaseMilliseconds) * interval '1 millisecond'
-                WHERE owner = \(node) AND expires_at > now() RETURNING partition, epoch
-                """,
-                logger: logger)
+            let rows = try await client.query("SELECT o_partition, o_epoch FROM hourglass_renew(\(node), \(leaseMilliseconds))", logger: logger)
             var owned: [Int: Int64] = [:]
             for try await (partition, epoch) in rows.decode((Int32, Int64).self) { owned[Int(partition)] = epoch }
             return owned

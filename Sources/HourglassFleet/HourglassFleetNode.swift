@@ -36,7 +36,7 @@ public final class HourglassFleetNode: Sendable {
 
     let database: FleetDatabase
     let context: FleetContext
-    private let appenders: [PartitionAppender]
+    private let appender: NodeAppender
     private let owners = Mutex<[Int: PartitionOwner]>([:])
     private let tasks = Mutex<[Task<Void, Never>]>([])
     private let closed = Atomic<Bool>(false)
@@ -62,9 +62,7 @@ public final class HourglassFleetNode: Sendable {
             redeliveryMilliseconds: min(configuration.redeliveryTimeout.wholeMilliseconds, TimerWheel.maxDeadline),
             delivered: FleetContext.Counter())
         let notifier = Notifier(database: database)
-        appenders = (0 ..< options.partitions).map {
-            PartitionAppender(partition: $0, database: database, maxRecords: options.maxFrameRecords, notifier: notifier)
-        }
+        appender = NodeAppender(partitions: options.partitions, database: database, maxRecords: options.maxFrameRecords, notifier: notifier)
         generations = Atomic(UInt64.random(in: 1 ... (UInt64.max >> 1)))
         payloadLimit = min(configuration.maxPayloadBytes, TimerWheel.maxPayloadLength - Generation.size)
     }
@@ -148,7 +146,8 @@ public final class HourglassFleetNode: Sendable {
         let timer = TimerRequest(id: id, deadline: deadline, payload: payload)
         try configuration.check(timer, payloadLimit: payloadLimit)
         let generation = nextGeneration()
-        try await appender(for: id).append { Self.encode(timer, generation: generation, into: &$0) }
+        let partition = partition(of: id)
+        try await appender.append(records: 1) { $0.add(to: partition) { Self.encode(timer, generation: generation, into: &$0) } }
     }
 
     /// Schedules a timer to fire `delay` from now, by this node's clock.
@@ -162,31 +161,29 @@ public final class HourglassFleetNode: Sendable {
         try await schedule(id: id, at: Deadline(millisecondsSinceEpoch: deadline), payload: payload)
     }
 
-    /// Schedules many timers: one frame per partition they fall in. Validates all of them first:
-    /// if one is invalid, none is appended.
+    /// Schedules many timers, in one statement (a frame for each partition they fall in) when
+    /// they fit in one (`FleetOptions.maxFrameRecords` records, 8 MiB), in several otherwise.
+    /// Validates all of them first: if one is invalid, none is appended. When the call throws
+    /// `.database`, the timers of its statements that committed are scheduled, the others not.
     /// - Parameter timers: the timers.
     nonisolated(nonsending)
     public func schedule(_ timers: [TimerRequest]) async throws(HourglassError) {
         for timer in timers { try configuration.check(timer, payloadLimit: payloadLimit) }
-        var groups = Array(repeating: [TimerRequest](), count: appenders.count)
-        for timer in timers { groups[partition(of: timer.id)].append(timer) }
-        for (partition, group) in groups.enumerated() where !group.isEmpty {
-            var start = group.startIndex
-            while start < group.endIndex {
-                // No more than a frame's worth in one append.
-                var end = start
-                var bytes = 0
-                while end < group.endIndex && end - start < options.maxFrameRecords && bytes < PartitionAppender.sealBytes {
-                    bytes += group[end].id.bytes.count + group[end].payload.count + 32
-                    end += 1
-                }
-                let slice = group[start ..< end]
-                let generations = slice.map { _ in nextGeneration() }
-                try await appenders[partition].append { records in
-                    for (timer, generation) in zip(slice, generations) { Self.encode(timer, generation: generation, into: &records) }
-                }
-                start = end
+        var start = timers.startIndex
+        while start < timers.endIndex {
+            // No more than a statement's worth in one append.
+            var end = start
+            var bytes = 0
+            while end < timers.endIndex && end - start < options.maxFrameRecords && bytes < NodeAppender.chunkBytes {
+                bytes += timers[end].id.bytes.count + timers[end].payload.count + 32
+                end += 1
             }
+            let slice = timers[start ..< end]
+            let placed = slice.map { (timer: $0, partition: partition(of: $0.id), generation: nextGeneration()) }
+            try await appender.append(records: placed.count) { batch in
+                for timer in placed { batch.add(to: timer.partition) { Self.encode(timer.timer, generation: timer.generation, into: &$0) } }
+            }
+            start = end
         }
     }
 
@@ -197,7 +194,8 @@ public final class HourglassFleetNode: Sendable {
     nonisolated(nonsending)
     public func cancel(id: TimerID) async throws(HourglassError) {
         try configuration.check(id)
-        try await appender(for: id).append { records in id.bytes.withUnsafeBytes { records.cancel(id: $0) } }
+        let partition = partition(of: id)
+        try await appender.append(records: 1) { $0.add(to: partition) { records in id.bytes.withUnsafeBytes { records.cancel(id: $0) } } }
     }
 
     /// Acknowledges a delivery: the timer is done, unless it was scheduled again since (the ack
@@ -209,8 +207,9 @@ public final class HourglassFleetNode: Sendable {
     public func ack(_ delivery: Delivery) async throws(HourglassError) -> Bool {
         guard delivery.isFleetDelivery else { return false }
         let generation = delivery.fleetGeneration
-        try await appender(for: delivery.id).append { records in
-            delivery.id.bytes.withUnsafeBytes { records.ackOf(id: $0, generation: generation) }
+        let partition = partition(of: delivery.id)
+        try await appender.append(records: 1) { batch in
+            batch.add(to: partition) { records in delivery.id.bytes.withUnsafeBytes { records.ackOf(id: $0, generation: generation) } }
         }
         return true
     }
@@ -228,8 +227,11 @@ public final class HourglassFleetNode: Sendable {
         let deadline = try configuration.deadline(after: delay, now: clock.now())
         let generation = delivery.fleetGeneration
         let attempt = UInt32(clamping: delivery.attempt + 1)
-        try await appender(for: delivery.id).append { records in
-            delivery.id.bytes.withUnsafeBytes { records.retryOf(id: $0, generation: generation, deadline: deadline, attempt: attempt) }
+        let partition = partition(of: delivery.id)
+        try await appender.append(records: 1) { batch in
+            batch.add(to: partition) { records in
+                delivery.id.bytes.withUnsafeBytes { records.retryOf(id: $0, generation: generation, deadline: deadline, attempt: attempt) }
+            }
         }
         return true
     }
@@ -244,7 +246,8 @@ public final class HourglassFleetNode: Sendable {
             return completion(.failure(error))
         }
         let generation = nextGeneration()
-        appender(for: timer.id).enqueue({ Self.encode(timer, generation: generation, into: &$0) }, completion: completion)
+        let partition = partition(of: timer.id)
+        appender.enqueue(records: 1, { $0.add(to: partition) { Self.encode(timer, generation: generation, into: &$0) } }, completion: completion)
     }
 
     /// Appends a cancel now, in the order of the calls; `completion` runs once it committed.
@@ -254,15 +257,17 @@ public final class HourglassFleetNode: Sendable {
         } catch {
             return completion(.failure(error))
         }
-        appender(for: id).enqueue({ records in id.bytes.withUnsafeBytes { records.cancel(id: $0) } }, completion: completion)
+        let partition = partition(of: id)
+        appender.enqueue(records: 1, { $0.add(to: partition) { records in id.bytes.withUnsafeBytes { records.cancel(id: $0) } } }, completion: completion)
     }
 
     /// Appends an acknowledgement now; `completion` runs once it committed.
     package func submitAck(_ delivery: Delivery, completion: @escaping @Sendable (Result<Void, HourglassError>) -> Void) {
         guard delivery.isFleetDelivery else { return completion(.success(())) }
         let generation = delivery.fleetGeneration
-        appender(for: delivery.id).enqueue({ records in
-            delivery.id.bytes.withUnsafeBytes { records.ackOf(id: $0, generation: generation) }
+        let partition = partition(of: delivery.id)
+        appender.enqueue(records: 1, { batch in
+            batch.add(to: partition) { records in delivery.id.bytes.withUnsafeBytes { records.ackOf(id: $0, generation: generation) } }
         }, completion: completion)
     }
 
@@ -280,8 +285,9 @@ public final class HourglassFleetNode: Sendable {
         }
         return FleetNodeStatus(
             node: options.node, owned: partitions,
-            framesAppended: appenders.reduce(0) { $0 + $1.committed.load(ordering: .relaxed) },
-            recordsAppended: appenders.reduce(0) { $0 + $1.carried.load(ordering: .relaxed) },
+            statementsCommitted: appender.statements.load(ordering: .relaxed),
+            framesAppended: appender.committed.load(ordering: .relaxed),
+            recordsAppended: appender.carried.load(ordering: .relaxed),
             delivered: context.delivered.value.load(ordering: .relaxed),
             takeovers: takeovers.withLock { $0 })
     }
@@ -321,7 +327,7 @@ public final class HourglassFleetNode: Sendable {
         let running = tasks.withLock { $0 }
         for task in running { task.cancel() }
         for task in running { await task.value }
-        for appender in appenders { appender.close() }
+        appender.close()
         let owned = owners.withLock { owners in defer { owners.removeAll() }; return owners }
         for (partition, owner) in owned {
             await owner.stop()
@@ -332,9 +338,7 @@ public final class HourglassFleetNode: Sendable {
         await database.shutdown()
     }
 
-    package func partition(of id: TimerID) -> Int { Partitioning.index(of: id.bytes, count: appenders.count) }
-
-    private func appender(for id: TimerID) -> PartitionAppender { appenders[partition(of: id)] }
+    package func partition(of id: TimerID) -> Int { Partitioning.index(of: id.bytes, count: options.partitions) }
 
     private func nextGeneration() -> UInt64 {
         // A random start per node process, then a counter mixed by SplitMix64: distinct within
@@ -490,7 +494,10 @@ public struct FleetNodeStatus: Sendable {
     public var node: String
     /// The partitions it owns, by number.
     public var owned: [OwnedPartition]
-    /// Frames this node appended (group commits), and the records they carried.
+    /// Statements this node committed to append (its group commits: each carries the calls
+    /// made while the one before was in flight).
+    public var statementsCommitted: Int
+    /// Frames those statements appended (one per partition a statement touched).
     public var framesAppended: Int
     /// Records this node appended.
     public var recordsAppended: Int
