@@ -215,6 +215,36 @@ struct FleetTests {
         for node in nodes { await node.close() }
     }
 
+    @Test("A batch over every partition is one commit: a frame per partition, sequence numbers in order")
+    func batchIsOneCommit() async throws {
+        let url = try await FleetFixture.freshDatabase()
+        let clock = ManualClock()
+        let node = try await HourglassFleetNode.start(fleet: try FleetFixture.options(url, node: "a", partitions: 4), clock: clock)
+        try await FleetFixture.waitUntil("every partition owned") { node.ownsAll }
+        let timers = (0 ..< 200).map { TimerRequest(id: TimerID("b-\($0)"), deadline: Deadline(millisecondsSinceEpoch: clock.now() + 1000)) }
+        let before = node.status()
+        try await node.schedule(timers)
+        let after = node.status()
+        #expect(after.statementsCommitted - before.statementsCommitted == 1, "one statement for the whole call")
+        #expect(after.framesAppended - before.framesAppended == 4, "one frame per partition")
+        #expect(after.recordsAppended - before.recordsAppended == 200)
+        let states = try await node.partitionStates()
+        var expected = [Int](repeating: 0, count: 4)
+        for timer in timers { expected[node.partition(of: timer.id)] += 1 }
+        #expect(states.map { Int($0.nextSequence - 1) } == expected)
+        try await FleetFixture.waitUntil("every schedule applied") { node.heldTimers == 200 }
+        clock.advance(by: .seconds(1))
+        var fired = Set<String>()
+        try await FleetFixture.waitUntil("200 fired") {
+            while let delivery = await FleetFixture.next(node.deliveries, timeout: .milliseconds(100)) {
+                fired.insert(delivery.id.string!)
+                try await node.ack(delivery)
+            }
+            return fired.count == 200
+        }
+        await node.close()
+    }
+
     @Test("A server that accepts connections and never answers: start fails with a typed error within the call timeout")
     func silentServer() async throws {
         // A listening socket nobody accepts on: the kernel completes the TCP handshake, and
