@@ -240,29 +240,38 @@ final class FleetDatabase: Sendable {
             node         text PRIMARY KEY,
             heartbeat_at timestamptz NOT NULL)
         """,
-        // A node's group commit: frames for several partitions in one statement. Each
-        // partition's row is locked by its UPDATE, which takes the frame's sequence numbers, and
-        // held to the commit: the order of sequence numbers is the order of commit. The caller
-        // sends the partitions in ascending order and every other statement that locks several
-        // partition rows (hourglass_renew) takes them in that order too, so none deadlocks.
+        // Frames and checkpoints are LZ4-compressed already: PostgreSQL's own compression of
+        // large values (pglz) would only burn the server's CPU. EXTERNAL stores them out of line
+        // when large, uncompressed. (Checked first: ALTER TABLE takes the table's strongest lock.)
+        """
+        DO $$ BEGIN
+            IF (SELECT attstorage FROM pg_attribute WHERE attrelid = 'hourglass_frames'::regclass AND attname = 'body') <> 'e' THEN
+                ALTER TABLE hourglass_frames ALTER COLUMN body SET STORAGE EXTERNAL;
+            END IF;
+            IF (SELECT attstorage FROM pg_attribute WHERE attrelid = 'hourglass_checkpoints'::regclass AND attname = 'body') <> 'e' THEN
+                ALTER TABLE hourglass_checkpoints ALTER COLUMN body SET STORAGE EXTERNAL;
+            END IF;
+        END $$
+        """,
+        // A node's group commit: frames for several partitions (a partition may have several,
+        // in order) in one statement. The partitions' rows are locked first, in ascending
+        // order, and every other statement that locks several partition rows (hourglass_renew)
+        // takes them in that order too, so none deadlocks; the UPDATE then takes each frame's
+        // sequence numbers, and the locks are held to the commit: the order of sequence numbers
+        // is the order of commit. Set-based: two statements whatever the frame count.
         """
         CREATE OR REPLACE FUNCTION hourglass_append(ps int[], ns int[], bodies bytea[])
-        RETURNS TABLE (o_partition int, o_seq bigint) LANGUAGE plpgsql AS $$
-        DECLARE
-            s bigint;
-        BEGIN
-            FOR i IN 1 .. coalesce(array_length(ps, 1), 0) LOOP
-                UPDATE hourglass_partitions SET next_seq = next_seq + ns[i] WHERE partition = ps[i]
-                RETURNING next_seq - ns[i] INTO s;
-                IF s IS NULL THEN
-                    RAISE EXCEPTION 'partition % has no row in hourglass_partitions', ps[i];
-                END IF;
-                INSERT INTO hourglass_frames (partition, seq, records, body) VALUES (ps[i], s, ns[i], bodies[i]);
-                o_partition := ps[i];
-                o_seq := s;
-                RETURN NEXT;
-            END LOOP;
-        END $$
+        RETURNS TABLE (o_partition int, o_seq bigint) LANGUAGE sql AS $$
+            SELECT 1 FROM hourglass_partitions WHERE partition = ANY(ps) ORDER BY partition FOR UPDATE;
+            WITH input AS (SELECT t.p, t.n, t.b, t.k FROM unnest(ps, ns, bodies) WITH ORDINALITY AS t(p, n, b, k)),
+                 totals AS (SELECT p, sum(n)::bigint AS total FROM input GROUP BY p),
+                 taken AS (UPDATE hourglass_partitions h SET next_seq = h.next_seq + totals.total FROM totals
+                           WHERE h.partition = totals.p RETURNING h.partition AS p, h.next_seq - totals.total AS base)
+            INSERT INTO hourglass_frames (partition, seq, records, body)
+            SELECT i.p, taken.base + sum(i.n) OVER (PARTITION BY i.p ORDER BY i.k) - i.n, i.n, i.b
+            FROM input i JOIN taken ON taken.p = i.p
+            RETURNING partition, seq;
+        $$
         """,
         // A node's lease renewal, one partition at a time in ascending order (see hourglass_append).
         """
