@@ -389,7 +389,7 @@ final class FleetDatabase: Sendable {
 
     /// The frames of `partition` from `seq` on, in order, at most `limit` of them.
     func frames(partition: Int, from seq: Int64, limit: Int) async throws(HourglassError) -> [FrameRow] {
-        try await run("reading partition \(partition)'s frames from \(seq)", timeout: bulkTimeout) { [logger] client in
+        try await run("reading partition \(partition)'s frames from \(seq)") { [logger] client in
             let rows = try await client.query(
                 """
                 SELECT seq, records, body FROM hourglass_frames WHERE partition = \(Int32(partition)) AND seq >= \(seq)
