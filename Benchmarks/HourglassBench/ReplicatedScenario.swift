@@ -115,7 +115,7 @@ func replicatedScenario(_ ctx: Context, postgresURL: String?) async throws -> [M
                 let partition = node.partitionForBench(delivery.id)
                 let at = monotonicNanoseconds()
                 firstFire.times.withLock { if $0[partition] == nil { $0[partition] = at } }
-                try? await node.ack(delivery)
+                _ = try? await node.ack(delivery)
             }
         }
     }

@@ -72,7 +72,7 @@ public final class HourglassFleetNode: Sendable {
     /// (`status()` shows which it owns).
     ///
     /// - Parameters:
-    ///   - fleet: where PostgreSQL is, the node's name, the partition count and the lease.
+    ///   - options: where PostgreSQL is, the node's name, the partition count and the lease.
     ///   - configuration: the timer settings (`maxIDBytes`, `maxPayloadBytes`,
     ///     `redeliveryTimeout`, `maxAttempts`, `tick`, `logger`); its durability must be
     ///     `.replicated`, its storage `.memory` and its `partitions` 1 (the fleet's count is
