@@ -13,15 +13,12 @@ final class NodeAppender: Sendable {
 
     /// One partition's records in the batch being filled.
     final class Frame {
-        let partition: Int
         var records = RecordEncoder(capacity: 4 << 10)
-        init(partition: Int) { self.partition = partition }
     }
 
-    /// The records of the calls that go in one statement, by partition.
+    /// The records of the calls that go in one statement, by partition (nil: none yet).
     struct Batch {
         fileprivate var frames: [Frame?]
-        fileprivate var touched: [Int] = []
         fileprivate(set) var records = 0
         fileprivate(set) var bytes = 0
         fileprivate var waiters: [Waiter] = []
@@ -34,9 +31,8 @@ final class NodeAppender: Sendable {
             if let existing = frames[partition] {
                 frame = existing
             } else {
-                frame = Frame(partition: partition)
+                frame = Frame()
                 frames[partition] = frame
-                touched.append(partition)
             }
             let (count, byteCount) = (frame.records.count, frame.records.byteCount)
             encode(&frame.records)
@@ -154,10 +150,8 @@ final class NodeAppender: Sendable {
     /// new one.
     private func seal(_ state: inout State) -> Sealed {
         var frames: [FleetDatabase.NewFrame] = []
-        frames.reserveCapacity(state.filling.touched.count)
-        for partition in state.filling.touched.sorted() {
-            let frame = state.filling.frames[partition]!
-            if frame.records.isEmpty { continue }
+        for (partition, frame) in state.filling.frames.enumerated() {
+            guard let frame, !frame.records.isEmpty else { continue }
             let body = FleetFrames.encode(frame.records, into: &state.frameEncoder)
             frames.append(FleetDatabase.NewFrame(partition: partition, records: frame.records.count, body: body))
         }

@@ -310,7 +310,7 @@ final class FleetDatabase: Sendable {
         let partitions = frames.map { Int32($0.partition) }
         let counts = frames.map { Int32($0.records) }
         let bodies = frames.map(\.body)
-        let described = frames.count == 1 ? "partition \(frames[0].partition)" : "partitions \(Array(Set(frames.map(\.partition))).sorted())"
+        let described = frames.count == 1 ? "partition \(frames[0].partition)" : "partitions \(frames.map(\.partition))"
         let appended: Int = try await run("appending to \(described)") { [logger] client in
             let rows = try await client.query(
                 "SELECT o_partition, o_seq FROM hourglass_append(\(partitions)::int[], \(counts)::int[], \(bodies)::bytea[])",

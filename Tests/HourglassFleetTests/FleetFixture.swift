@@ -71,6 +71,26 @@ enum FleetFixture {
 
     struct FixtureTimeout: Error { var what: String }
 
+    /// Takes every delivery the nodes hand out and acknowledges it, until `done` holds for the
+    /// ids taken so far (in order, duplicates kept); returns them. Fails the test (bounded)
+    /// when `done` never holds.
+    static func takeAndAck(
+        from nodes: [HourglassFleetNode], until what: String, poll: Duration, sourceLocation: SourceLocation = #_sourceLocation,
+        _ done: ([String]) -> Bool
+    ) async throws -> [String] {
+        var fired: [String] = []
+        try await waitUntil(what, sourceLocation: sourceLocation) {
+            for node in nodes {
+                while let delivery = await next(node.deliveries, timeout: poll) {
+                    fired.append(delivery.id.string!)
+                    try await node.ack(delivery)
+                }
+            }
+            return done(fired)
+        }
+        return fired
+    }
+
     /// Takes the next delivery, or nil after `timeout`.
     static func next(_ deliveries: Deliveries, timeout: Duration = .seconds(20)) async -> Delivery? {
         await withTaskGroup(of: Delivery?.self) { group in

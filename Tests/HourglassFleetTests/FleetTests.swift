@@ -149,14 +149,7 @@ struct FleetTests {
         try await FleetFixture.waitUntil("the second node took every partition over") { second.ownsAll }
         #expect(second.heldTimers == 990)
         clock.advance(by: .seconds(3))
-        var fired = Set<String>()
-        try await FleetFixture.waitUntil("990 fired") {
-            while let delivery = await FleetFixture.next(second.deliveries, timeout: .milliseconds(200)) {
-                fired.insert(delivery.id.string!)
-                try await second.ack(delivery)
-            }
-            return fired.count == 990
-        }
+        let fired = Set(try await FleetFixture.takeAndAck(from: [second], until: "990 fired", poll: .milliseconds(200)) { Set($0).count == 990 })
         #expect(!fired.contains("k-0"))
         #expect(second.status().takeovers.count == options.partitions)
         await second.close()
@@ -200,16 +193,7 @@ struct FleetTests {
         #expect(appended == 3 * 8 * 25 + 3 * 8 * 5)
         #expect(states.reduce(0) { $0 + Int($1.nextSequence - 1) } == appended, "sequence numbers without gaps")
         clock.advance(by: .seconds(1))
-        var fired: [String] = []
-        try await FleetFixture.waitUntil("every live timer fired") {
-            for node in nodes {
-                while let delivery = await FleetFixture.next(node.deliveries, timeout: .milliseconds(50)) {
-                    fired.append(delivery.id.string!)
-                    try await node.ack(delivery)
-                }
-            }
-            return fired.count >= expected
-        }
+        let fired = try await FleetFixture.takeAndAck(from: nodes, until: "every live timer fired", poll: .milliseconds(50)) { $0.count >= expected }
         #expect(fired.count == expected && Set(fired).count == expected, "each exactly once")
         #expect(!fired.contains { Int($0.split(separator: "-").last!)! % 5 == 0 }, "no cancelled timer fired")
         for node in nodes { await node.close() }
@@ -234,14 +218,7 @@ struct FleetTests {
         #expect(states.map { Int($0.nextSequence - 1) } == expected)
         try await FleetFixture.waitUntil("every schedule applied") { node.heldTimers == 200 }
         clock.advance(by: .seconds(1))
-        var fired = Set<String>()
-        try await FleetFixture.waitUntil("200 fired") {
-            while let delivery = await FleetFixture.next(node.deliveries, timeout: .milliseconds(100)) {
-                fired.insert(delivery.id.string!)
-                try await node.ack(delivery)
-            }
-            return fired.count == 200
-        }
+        _ = try await FleetFixture.takeAndAck(from: [node], until: "200 fired", poll: .milliseconds(100)) { Set($0).count == 200 }
         await node.close()
     }
 
