@@ -401,9 +401,27 @@ public final class HourglassFleetNode: Sendable {
             do throws(HourglassError) {
                 let renewed = try await database.heartbeat(node: options.node, leaseMilliseconds: leaseMilliseconds)
                 lastRenewal = started
-                for (partition, owner) in owners.withLock({ $0 }) where renewed[partition] != owner.epoch {
-                    context.logger.notice("fleet: lease lost", metadata: ["partition": "\(partition)", "epoch": "\(owner.epoch)"])
+                // The owners must be exactly the leases renewed, at their epochs. An owner whose
+                // lease is gone, or another epoch's, stops; so does one whose task ended (its
+                // write was fenced at the instant its lease expired, and a renewal whose
+                // transaction began just before refreshed the lease: it is this node's again).
+                for (partition, owner) in owners.withLock({ $0 })
+                where renewed[partition] != owner.epoch || owner.ended.load(ordering: .acquiring) {
+                    if renewed[partition] != owner.epoch {
+                        context.logger.notice("fleet: lease lost", metadata: ["partition": "\(partition)", "epoch": "\(owner.epoch)"])
+                    }
                     await stopOwning(partition)
+                }
+                // A lease renewed with no owner running is this node's all the same: a claim
+                // that committed but whose answer was lost (the call timed out, the connection
+                // dropped), or owners stopped while renewals failed, with leases that had not
+                // yet expired by the database's clock. Nothing else would ever fire it (no
+                // other node can claim a lease this node keeps renewing): run it.
+                for (partition, epoch) in renewed.sorted(by: { $0.key < $1.key })
+                where !Task.isCancelled && owners.withLock({ $0[partition] == nil }) {
+                    context.logger.notice("fleet: running a lease this node holds without an owner", metadata: [
+                        "partition": "\(partition)", "epoch": "\(epoch)"])
+                    await startOwning(partition, epoch: epoch)
                 }
                 let live = max(1, try await database.liveNodes(leaseMilliseconds: leaseMilliseconds))
                 let share = (options.partitions + live - 1) / live

@@ -34,6 +34,9 @@ final class PartitionOwner: @unchecked Sendable {
     let ready = Atomic<Bool>(false)
     /// Set when the owner is told to stop.
     let stopped = Atomic<Bool>(false)
+    /// Set when its task has ended, told to or not (fenced: the node's lease loop then decides
+    /// whether the partition is still this node's, see `HourglassFleetNode.runLeases`).
+    let ended = Atomic<Bool>(false)
     /// Monotonic nanoseconds of the claim, and of the first delivery under it (0: none yet).
     let claimedAt: UInt64
     let firstDeliveryAt = Atomic<UInt64>(0)
@@ -69,6 +72,7 @@ final class PartitionOwner: @unchecked Sendable {
     // MARK: The loop
 
     private func run() async {
+        defer { ended.store(true, ordering: .releasing) }
         var backoff: UInt64 = 50_000_000
         var needsRebuild = true
         while !Task.isCancelled {

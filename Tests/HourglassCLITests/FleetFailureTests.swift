@@ -47,7 +47,11 @@ struct FleetFailureTests {
         try await run.drive(postgres: postgres)
         let report = run.check()
         print("FleetFailureTests: \(report.summary)")
-        for problem in report.problems { Issue.record("\(problem)\n\(run.tail)") }
+        for problem in report.problems {
+            // On stdout too: a runner's summary may show only the start of an issue's comment.
+            print("FleetFailureTests: problem: \(problem)")
+            Issue.record("\(problem)\n\(run.tail)")
+        }
         run.failed = !report.problems.isEmpty
         #expect(report.acknowledged > 500, "only \(report.acknowledged) schedules were acknowledged")
         #expect(report.takeoverMilliseconds != nil, "the killed node owned no partition, or none was taken over")

@@ -45,6 +45,23 @@ enum FleetFixture {
         return "postgres://\(server.user)@\(server.host):\(server.port)/\(name)"
     }
 
+    /// Runs `statement` on the database of `url` (one made by `freshDatabase`), as an operator
+    /// or another node's lost answer would change it behind the nodes' backs.
+    static func execute(_ statement: String, on url: String) async throws {
+        let server = try server()
+        let name = String(url.split(separator: "/").last!)
+        let configuration = PostgresConnection.Configuration(
+            host: server.host, port: server.port, username: server.user, password: nil, database: name, tls: .disable)
+        let connection = try await PostgresConnection.connect(configuration: configuration, id: 2, logger: Logger(label: "fixture"))
+        do {
+            try await connection.query(PostgresQuery(unsafeSQL: statement), logger: Logger(label: "fixture"))
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        try await connection.close()
+    }
+
     /// Options for a node of the fleet at `url`: short leases and polls, so tests move quickly.
     static func options(_ url: String, node: String, partitions: Int = 4) throws -> FleetOptions {
         var options = try FleetOptions(postgres: url, node: node)

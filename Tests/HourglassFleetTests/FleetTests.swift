@@ -199,6 +199,31 @@ struct FleetTests {
         for node in nodes { await node.close() }
     }
 
+    @Test("A lease the database gives a node that runs no owner for it (a claim whose answer was lost) is run: its timers fire")
+    func leaseWithoutOwner() async throws {
+        let url = try await FleetFixture.freshDatabase()
+        let clock = ManualClock()
+        let node = try await HourglassFleetNode.start(fleet: try FleetFixture.options(url, node: "a", partitions: 2), clock: clock)
+        try await FleetFixture.waitUntil("both partitions owned") { node.ownsAll }
+        let ids = (0 ..< 100).map { TimerID("w-\($0)") }.filter { node.partition(of: $0) == 0 }.prefix(2)
+        try await node.schedule(id: ids.first!, after: .seconds(1))
+        let epoch = try #require(node.status().owned.first { $0.partition == 0 }?.epoch)
+        // What PostgreSQL holds after a claim by this node that committed but whose answer never
+        // came back: the lease is the node's, unexpired, at an epoch it runs no owner for. Its
+        // owner at the old epoch is fenced; nothing but this node may claim the partition now.
+        try await FleetFixture.execute("UPDATE hourglass_partitions SET epoch = epoch + 1 WHERE partition = 0", on: url)
+        try await FleetFixture.waitUntil("the node runs partition 0 at the new epoch") {
+            node.status().owned.contains { $0.partition == 0 && $0.epoch == epoch + 1 && $0.ready }
+        }
+        try await node.schedule(id: ids.last!, after: .seconds(1))
+        clock.advance(by: .seconds(1))
+        let fired = try await FleetFixture.takeAndAck(from: [node], until: "both timers of partition 0 fired", poll: .milliseconds(50)) {
+            Set($0) == Set(ids.map { $0.string! })
+        }
+        #expect(fired.count == 2)
+        await node.close()
+    }
+
     @Test("A batch over every partition is one commit: a frame per partition, sequence numbers in order")
     func batchIsOneCommit() async throws {
         let url = try await FleetFixture.freshDatabase()
