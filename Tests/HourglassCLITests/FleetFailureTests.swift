@@ -53,7 +53,11 @@ struct FleetFailureTests {
             Issue.record("\(problem)\n\(run.tail)")
         }
         run.failed = !report.problems.isEmpty
-        #expect(report.acknowledged > 500, "only \(report.acknowledged) schedules were acknowledged")
+        // How many the driver sends depends on how fast this machine runs it (681 to 1,900 seen,
+        // under a whole CI run's load and alone); what counts is that the fleet took nearly all
+        // of them: only those sent to the killed node or while PostgreSQL was down may fail.
+        #expect(report.acknowledged >= 200, "only \(report.acknowledged) schedules were acknowledged")
+        #expect(report.acknowledged * 4 >= run.deadlines.count * 3, "only \(report.acknowledged) of \(run.deadlines.count) schedules were acknowledged")
         #expect(report.takeoverMilliseconds != nil, "the killed node owned no partition, or none was taken over")
     }
 }
