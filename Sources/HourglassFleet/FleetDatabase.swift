@@ -99,9 +99,10 @@ final class FleetDatabase: Sendable {
     /// `.database(operation:)`. A body that gets no answer within `timeout` (the call timeout
     /// by default) is abandoned: the call fails, and the pool is replaced, since a connection
     /// whose server was killed can wait forever. Whether an abandoned write committed is
-    /// unknown to the caller, as with any error from a commit.
+    /// unknown to the caller, as with any error from a commit. `operation` names the call in
+    /// the error; it is built only when the call fails.
     func run<T: Sendable>(
-        _ operation: String, timeout: Duration? = nil, _ body: @escaping @Sendable (PostgresClient) async throws -> T
+        _ operation: @autoclosure () -> String, timeout: Duration? = nil, _ body: @escaping @Sendable (PostgresClient) async throws -> T
     ) async throws(HourglassError) -> T {
         let (client, generation) = current
         let limit = timeout ?? callTimeout
@@ -111,11 +112,11 @@ final class FleetDatabase: Sendable {
         case let .failure(error as HourglassError)?:
             throw error
         case let .failure(error)?:
-            throw .database(operation: operation, message: FleetDatabase.describe(error))
+            throw .database(operation: operation(), message: FleetDatabase.describe(error))
         case nil:
-            if Task.isCancelled { throw .database(operation: operation, message: "cancelled") }
-            replacePool(after: generation, because: operation)
-            throw .database(operation: operation, message: "no answer from PostgreSQL within \(limit); whether it was done is unknown")
+            if Task.isCancelled { throw .database(operation: operation(), message: "cancelled") }
+            replacePool(after: generation, because: operation())
+            throw .database(operation: operation(), message: "no answer from PostgreSQL within \(limit); whether it was done is unknown")
         }
     }
 
