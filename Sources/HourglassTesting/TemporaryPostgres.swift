@@ -319,38 +319,17 @@ public final class TemporaryPostgres: Sendable {
             guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
                 throw Failure("socketpair failed: errno \(errno)")
             }
-            var actions = posix_spawn_file_actions_t()
-            posix_spawn_file_actions_init(&actions)
-            defer { posix_spawn_file_actions_destroy(&actions) }
-            posix_spawn_file_actions_adddup2(&actions, fds[1], 0)
-            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-            posix_spawn_file_actions_adddup2(&actions, 1, 2)
-            if let addChdir = symbol("posix_spawn_file_actions_addchdir_np", AddChdir.self) { _ = addChdir(&actions, "/") }
-            if let addCloseFrom = symbol("posix_spawn_file_actions_addclosefrom_np", AddCloseFrom.self) { _ = addCloseFrom(&actions, 3) }
-            var attributes = posix_spawnattr_t()
-            posix_spawnattr_init(&attributes)
-            defer { posix_spawnattr_destroy(&attributes) }
-            // Its own process group: a signal to this process's group (Ctrl-C, a runner
-            // killing the tests' group) leaves it to clean up.
-            posix_spawnattr_setpgroup(&attributes, 0)
-            var mask = sigset_t()
-            sigemptyset(&mask)
-            posix_spawnattr_setsigmask(&attributes, &mask)
-            var defaults = sigset_t()
-            sigemptyset(&defaults)
-            for number in [SIGPIPE, SIGTERM, SIGCHLD] { sigaddset(&defaults, number) }
-            posix_spawnattr_setsigdefault(&attributes, &defaults)
-            posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-            let argv: [UnsafeMutablePointer<CChar>?] = [String](["/bin/sh", "-c", script, "hourglass-pg-watchdog", data, base]).map { strdup($0) } + [nil]
-            defer { for pointer in argv { free(pointer) } }
-            let envp: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/bin:/bin"), nil]
-            defer { for pointer in envp { free(pointer) } }
-            var pid: pid_t = 0
-            let result = posix_spawn(&pid, "/bin/sh", &actions, &attributes, argv, envp)
+            // Its own process group: a signal to this process's group leaves it to clean up.
+            let spawned = Result { () throws(ChildProcess.SpawnFailure) in
+                try ChildProcess.spawn(
+                    ["/bin/sh", "-c", script, "hourglass-pg-watchdog", data, base], environment: ["PATH=/usr/bin:/bin"],
+                    files: [.duplicate(fds[1], as: 0), .open(1, path: "/dev/null", flags: O_WRONLY), .duplicate(1, as: 2)],
+                    directory: "/", newProcessGroup: true)
+            }
             close(fds[1])
-            guard result == 0 else {
+            guard case let .success(pid) = spawned else {
                 close(fds[0])
-                throw Failure("cannot start the watchdog (/bin/sh): posix_spawn returned \(result)")
+                throw Failure("cannot start the watchdog (/bin/sh): \(spawned)")
             }
             return Watchdog(pid: pid, socket: fds[0])
         }
@@ -474,58 +453,20 @@ public final class TemporaryPostgres: Sendable {
         }
     }
 
-    // Two glibc functions Swift does not import (glibc 2.29 and 2.34).
-    private typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
-    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-    private static func symbol<T>(_ name: String, _ type: T.Type) -> T? {
-        dlsym(UnsafeMutableRawPointer(bitPattern: 0), name).map { unsafeBitCast($0, to: type) }
-    }
-
     /// Spawns `command` (as the server's user when this process is root) with stdin from
     /// /dev/null, stdout and stderr appended to `log`, `directory` as its working directory,
     /// no file descriptors but those three, a clean signal state and the C locale; with
     /// `newProcessGroup`, as the leader of a process group of its own.
     private static func spawn(_ command: [String], log: String, directory: String, account: Account?, newProcessGroup: Bool) throws(Failure) -> pid_t {
         let full = account?.wrap(command) ?? command
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        if let addChdir = symbol("posix_spawn_file_actions_addchdir_np", AddChdir.self) {
-            _ = directory.withCString { addChdir(&actions, $0) }
+        do {
+            return try ChildProcess.spawn(
+                full, environment: environment(),
+                files: [.open(0, path: "/dev/null", flags: O_RDONLY), .open(1, path: log, flags: O_WRONLY | O_CREAT | O_APPEND), .duplicate(1, as: 2)],
+                directory: directory, newProcessGroup: newProcessGroup)
+        } catch {
+            throw Failure(error.description)
         }
-        // Nothing else this process has open (another test's pipes) may leak into the server.
-        if let addCloseFrom = symbol("posix_spawn_file_actions_addclosefrom_np", AddCloseFrom.self) {
-            _ = addCloseFrom(&actions, 3)
-        }
-
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        posix_spawnattr_setsigmask(&attributes, &mask)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for number in [SIGPIPE, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2] { sigaddset(&defaults, number) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        var flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF
-        if newProcessGroup {
-            posix_spawnattr_setpgroup(&attributes, 0)
-            flags |= POSIX_SPAWN_SETPGROUP
-        }
-        posix_spawnattr_setflags(&attributes, Int16(flags))
-
-        let argv: [UnsafeMutablePointer<CChar>?] = full.map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        let envp: [UnsafeMutablePointer<CChar>?] = environment().map { strdup($0) } + [nil]
-        defer { for pointer in envp { free(pointer) } }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, full[0], &actions, &attributes, argv, envp)
-        guard result == 0 else { throw Failure("cannot start \(full[0]): posix_spawn returned \(result)") }
-        return pid
     }
 
     /// This process's environment without locale settings, plus `LC_ALL=C`: the log's messages

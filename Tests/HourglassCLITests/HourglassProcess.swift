@@ -4,6 +4,7 @@
 
 import Foundation
 import HourglassTestSupport
+import HourglassTesting
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -156,11 +157,9 @@ final class HourglassProcess: @unchecked Sendable {
     /// The exit code, or 128 + the signal that ended it.
     private(set) var status: Int32?
 
-    // Two glibc functions Swift does not import.
+    // A glibc function Swift does not import.
     private typealias Pipe2 = @convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32
-    private typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
     private static let pipe2: Pipe2? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "pipe2").map { unsafeBitCast($0, to: Pipe2.self) }
-    private static let closeFrom: CloseFrom? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np").map { unsafeBitCast($0, to: CloseFrom.self) }
     // And the pseudo-terminal calls (behind _XOPEN_SOURCE in glibc's headers).
     private typealias OpenPT = @convention(c) (Int32) -> Int32
     private typealias PTCall = @convention(c) (Int32) -> Int32
@@ -205,36 +204,17 @@ final class HourglassProcess: @unchecked Sendable {
         } else if pipe2(&stderrPipe, O_CLOEXEC) != 0 {
             throw CLITestFailure("pipe2 failed: errno \(errno)")
         }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, stdinPipe[0], 0)
-        posix_spawn_file_actions_adddup2(&actions, stdoutPipe[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, stderrPipe[1], 2)
-        // And the child gets nothing but 0, 1 and 2, whatever other code in this process opened.
-        if let closeFrom = Self.closeFrom { _ = closeFrom(&actions, 3) }
-
-        // A clean signal state: nothing blocked, the usual actions for the signals that matter.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        posix_spawnattr_setsigmask(&attributes, &mask)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for number in [SIGPIPE, SIGTERM, SIGINT] { sigaddset(&defaults, number) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        let argv: [UnsafeMutablePointer<CChar>?] = ([binary] + arguments).map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        var child: pid_t = 0
-        let result = posix_spawn(&child, binary, &actions, &attributes, argv, environ)
+        // The child gets nothing but 0, 1 and 2, whatever other code in this process opened,
+        // and a clean signal state.
+        let spawned = Result { () throws(ChildProcess.SpawnFailure) in
+            try ChildProcess.spawn(
+                [binary] + arguments,
+                files: [.duplicate(stdinPipe[0], as: 0), .duplicate(stdoutPipe[1], as: 1), .duplicate(stderrPipe[1], as: 2)])
+        }
         close(stdinPipe[0]); close(stdoutPipe[1]); close(stderrPipe[1])
-        guard result == 0 else {
+        guard case let .success(child) = spawned else {
             close(stdinPipe[1]); close(stdoutPipe[0]); close(stderrPipe[0])
-            throw CLITestFailure("cannot start \(binary): posix_spawn returned \(result)")
+            throw CLITestFailure("\(spawned)")
         }
         pid = child
         input = stdinPipe[1]

@@ -106,36 +106,16 @@ enum ProcessCrash {
                 Glibc.close(stdinPair[1])
                 return nil
             }
-            var actions = posix_spawn_file_actions_t()
-            posix_spawn_file_actions_init(&actions)
-            defer { posix_spawn_file_actions_destroy(&actions) }
-            posix_spawn_file_actions_adddup2(&actions, stdinPair[1], 0)
-            posix_spawn_file_actions_adddup2(&actions, stdoutPair[1], 1)
-            posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-            // Descriptors another test may have opened without close-on-exec stay out of it
-            // (glibc 2.34's posix_spawn_file_actions_addclosefrom_np, which Swift does not see).
-            if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") {
-                typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-                _ = unsafeBitCast(symbol, to: CloseFrom.self)(&actions, 3)
+            // Descriptors another test may have opened without close-on-exec stay out of it.
+            let spawned = Result { () throws(ChildProcess.SpawnFailure) in
+                try ChildProcess.spawn(
+                    [binary] + arguments,
+                    files: [.duplicate(stdinPair[1], as: 0), .duplicate(stdoutPair[1], as: 1),
+                            .open(2, path: stderrPath, flags: O_WRONLY | O_CREAT | O_APPEND)])
             }
-            var attributes = posix_spawnattr_t()
-            posix_spawnattr_init(&attributes)
-            defer { posix_spawnattr_destroy(&attributes) }
-            var mask = sigset_t()
-            sigemptyset(&mask)
-            posix_spawnattr_setsigmask(&attributes, &mask)
-            var defaults = sigset_t()
-            sigemptyset(&defaults)
-            for number in [SIGPIPE, SIGTERM, SIGINT] { sigaddset(&defaults, number) }
-            posix_spawnattr_setsigdefault(&attributes, &defaults)
-            posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-            let argv: [UnsafeMutablePointer<CChar>?] = ([binary] + arguments).map { strdup($0) } + [nil]
-            defer { for pointer in argv { free(pointer) } }
-            var child: pid_t = 0
-            let result = posix_spawn(&child, binary, &actions, &attributes, argv, environ)
             Glibc.close(stdinPair[1])
             Glibc.close(stdoutPair[1])
-            guard result == 0 else {
+            guard case let .success(child) = spawned else {
                 Glibc.close(stdinPair[0])
                 Glibc.close(stdoutPair[0])
                 return nil
