@@ -159,7 +159,9 @@ final class FleetDatabase: Sendable {
             host: address.host, port: address.port, username: address.username, password: address.password,
             database: address.database, tls: .disable)
         configuration.options.connectTimeout = .seconds(5)
-        _ = try await run("connecting to \(address)") { [logger, configuration] _ in
+        // The start-up's calls get the long limit: a first connection to a loaded server, and
+        // DDL waiting for its locks behind other nodes' statements, are slow without hanging.
+        _ = try await run("connecting to \(address)", timeout: bulkTimeout) { [logger, configuration] _ in
             let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
             try await connection.close()
         }
@@ -170,7 +172,7 @@ final class FleetDatabase: Sendable {
     /// Creates the tables when missing (one node at a time: a transaction-scoped advisory lock)
     /// and records the partition count; returns the recorded count, refusing another.
     func prepare(partitions: Int) async throws(HourglassError) {
-        let recorded: (Int32, Int32) = try await run("creating the fleet's tables") { [logger] client in
+        let recorded: (Int32, Int32) = try await run("creating the fleet's tables", timeout: bulkTimeout) { [logger] client in
             try await client.withTransaction(logger: logger) { connection in
                 try await connection.query("SELECT pg_advisory_xact_lock(7361726115)", logger: logger)
                 for statement in FleetDatabase.schema {

@@ -36,8 +36,9 @@ public struct FleetOptions: Sendable {
     /// How long a statement may go unanswered before the call fails with
     /// `HourglassError.database` and the node drops its connections and opens new ones (a
     /// server that was killed or cut off can leave a connection waiting forever). Reading and
-    /// writing checkpoints get ten times as long. nil (the default): the lease, at least 2 s
-    /// and at most 10 s. 100 ms ... 1 hour when set.
+    /// writing checkpoints, and a node's start (its first connection, creating the tables),
+    /// get ten times as long. nil (the default): the lease, at least 2 s and at most 10 s.
+    /// 100 ms ... 1 hour when set.
     public var callTimeout: Duration? = nil
 
     /// A fleet on the server at `address`, as this node.

@@ -67,6 +67,9 @@ enum FleetFixture {
         var options = try FleetOptions(postgres: url, node: node)
         options.partitions = partitions
         options.lease = .seconds(3)  // debug builds run slowly: a lease that survives a busy moment
+        // And calls that may take long without failing the test: beside the whole suite, a
+        // first connection once took over 3 s (the tests of the call timeout set their own).
+        options.callTimeout = .seconds(10)
         options.pollInterval = .milliseconds(20)
         return options
     }
