@@ -327,11 +327,13 @@ public final class TemporaryPostgres: Sendable {
                     directory: "/", newProcessGroup: true)
             }
             close(fds[1])
-            guard case let .success(pid) = spawned else {
+            switch spawned {
+            case let .success(pid):
+                return Watchdog(pid: pid, socket: fds[0])
+            case let .failure(failure):
                 close(fds[0])
-                throw Failure("cannot start the watchdog (/bin/sh): \(spawned)")
+                throw Failure("the watchdog: \(failure)")
             }
-            return Watchdog(pid: pid, socket: fds[0])
         }
 
         /// Tells the watchdog to exit without doing anything, and reaps it.

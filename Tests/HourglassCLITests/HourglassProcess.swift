@@ -212,11 +212,13 @@ final class HourglassProcess: @unchecked Sendable {
                 files: [.duplicate(stdinPipe[0], as: 0), .duplicate(stdoutPipe[1], as: 1), .duplicate(stderrPipe[1], as: 2)])
         }
         close(stdinPipe[0]); close(stdoutPipe[1]); close(stderrPipe[1])
-        guard case let .success(child) = spawned else {
+        switch spawned {
+        case let .success(child):
+            pid = child
+        case let .failure(failure):
             close(stdinPipe[1]); close(stdoutPipe[0]); close(stderrPipe[0])
-            throw CLITestFailure("\(spawned)")
+            throw CLITestFailure(failure.description)
         }
-        pid = child
         input = stdinPipe[1]
         output = stdoutPipe[0]
         errors = stderrPipe[0]
