@@ -159,14 +159,11 @@ final class HourglassProcess: @unchecked Sendable {
 
     // A glibc function Swift does not import.
     private typealias Pipe2 = @convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32
-    private static let pipe2: Pipe2? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "pipe2").map { unsafeBitCast($0, to: Pipe2.self) }
+    private static let pipe2 = ChildProcess.symbol("pipe2", Pipe2.self)
     // And the pseudo-terminal calls (behind _XOPEN_SOURCE in glibc's headers).
     private typealias OpenPT = @convention(c) (Int32) -> Int32
     private typealias PTCall = @convention(c) (Int32) -> Int32
     private typealias PTSName = @convention(c) (Int32) -> UnsafeMutablePointer<CChar>?
-    private static func symbol<T>(_ name: String, _ type: T.Type) -> T? {
-        dlsym(UnsafeMutableRawPointer(bitPattern: 0), name).map { unsafeBitCast($0, to: type) }
-    }
 
     /// Starts `binary arguments...`. With `stderrTerminal`, the child's stderr is a
     /// pseudo-terminal (so `isatty(2)` holds there), read here like the pipes.
@@ -185,8 +182,8 @@ final class HourglassProcess: @unchecked Sendable {
         }
         if stderrTerminal {
             // A pseudo-terminal: the child writes to the slave, this side reads the master.
-            guard let openpt = Self.symbol("posix_openpt", OpenPT.self), let grantpt = Self.symbol("grantpt", PTCall.self),
-                  let unlockpt = Self.symbol("unlockpt", PTCall.self), let ptsname = Self.symbol("ptsname", PTSName.self) else {
+            guard let openpt = ChildProcess.symbol("posix_openpt", OpenPT.self), let grantpt = ChildProcess.symbol("grantpt", PTCall.self),
+                  let unlockpt = ChildProcess.symbol("unlockpt", PTCall.self), let ptsname = ChildProcess.symbol("ptsname", PTSName.self) else {
                 throw CLITestFailure("the pseudo-terminal calls are not in libc")
             }
             let master = openpt(O_RDWR | O_NOCTTY | O_CLOEXEC)
